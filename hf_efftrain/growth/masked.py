@@ -38,6 +38,7 @@ class GrowthMask:
     """The current mask value, the hooks that apply it and what they cover (for reports)."""
 
     value: float = 0.0
+    ramp_steps: int = 100
     handles: list = field(default_factory=list)
     new_layers: list[int] = field(default_factory=list)
     new_units: dict[str, int] = field(default_factory=dict)
@@ -101,7 +102,9 @@ def first_occurrences(plan: Sequence[LayerRef], num_layers: int) -> list[int]:
     return [p for p in range(len(plan)) if p not in originals]
 
 
-def masked_depth(model: PreTrainedModel, plan: Sequence[LayerRef], fresh: bool = False, seed: int = 0):
+def masked_depth(
+    model: PreTrainedModel, plan: Sequence[LayerRef], fresh: bool = False, ramp_steps: int = 100, seed: int = 0
+) -> PreTrainedModel:
     """Depth growth with the new layers masked to the identity (copies of their source layer, or ``fresh``)."""
     spec = get_architecture(model)
     new_layers = first_occurrences(plan, spec.num_layers(model.config))
@@ -110,7 +113,7 @@ def masked_depth(model: PreTrainedModel, plan: Sequence[LayerRef], fresh: bool =
     if fresh:
         for index in new_layers:
             layers[index].apply(grown._init_weights)
-    mask = GrowthMask(new_layers=new_layers)
+    mask = GrowthMask(ramp_steps=ramp_steps, new_layers=new_layers)
     mask.handles = [layers[i].register_forward_hook(_layer_hook(mask), with_kwargs=True) for i in new_layers]
     setattr(grown, MASK_ATTRIBUTE, mask)
     return grown
@@ -121,6 +124,7 @@ def masked_width(
     intermediate_size: int | None = None,
     num_heads: int | None = None,
     num_kv_heads: int | None = None,
+    ramp_steps: int = 100,
     seed: int = 0,
 ) -> PreTrainedModel:
     """More MLP units and/or heads, freshly initialized and masked; the hidden size stays."""
@@ -133,7 +137,7 @@ def masked_width(
     old = kind_sizes(model)
     grown = grow_width(model, None, intermediate_size, num_heads, num_kv_heads, new_units="fresh", seed=seed)
     new = kind_sizes(grown)
-    mask = GrowthMask(new_units={k: new[k] - old[k] for k in ("ffn", "q") if new[k] > old[k]})
+    mask = GrowthMask(ramp_steps=ramp_steps, new_units={k: new[k] - old[k] for k in ("ffn", "q") if new[k] > old[k]})
     for layer in spec.layers(grown):
         if new["ffn"] > old["ffn"]:
             target = layer.get_submodule(spec.mlp_out.path)
