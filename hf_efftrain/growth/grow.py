@@ -3,7 +3,7 @@
 Example::
 
     model = apply_recipe(GrowthRecipe.load("grow.yaml"))
-    grow_from_recipe("grow.yaml", "out/grown")       # out/grown/{config.json, model.safetensors, growth_recipe.yaml, ...}
+    grow_from_recipe("grow.yaml", "out/grown")    # config, weights, tokenizer, growth_recipe.yaml
 """
 
 from __future__ import annotations
