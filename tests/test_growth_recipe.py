@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,9 +113,7 @@ class _FakeApi:
         self.calls.append(("create_repo", repo_id, kwargs))
 
     def upload_folder(self, folder_path, repo_id, **kwargs):
-        self.calls.append(
-            ("upload_folder", repo_id, sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir()))
-        )
+        self.calls.append(("upload_folder", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
 
 
 def test_push_uploads_weights_recipe_and_a_valid_card(sources, tmp_path):
