@@ -157,6 +157,9 @@ def test_masked_depth_is_exact_at_zero_and_full_model_at_one(family, task):
     source = tiny_model(family, task)
     batch = tiny_inputs(source)
     grown = masked_depth(source, copy_all(2, 4), fresh=True)
+    spec = get_architecture(source)
+    fresh_weight = spec.layers(grown)[2].get_submodule(spec.mlp_out.path).weight
+    assert not torch.equal(fresh_weight, spec.layers(source)[0].get_submodule(spec.mlp_out.path).weight)
     assert _max_diff(grown, source, batch) < TOL
     set_mask(grown, 0.5)
     assert _max_diff(grown, source, batch) > 1e-4
