@@ -38,6 +38,9 @@ DEFAULTS = {
     "save_strategy": "no",
     "report_to": "none",
     "seed": 0,
+    # per-device loss means: with token averaging across devices transformers 5 reports the evaluation loss
+    # multiplied by the number of processes
+    "average_tokens_across_devices": False,
 }
 STRATEGY_PARAMS = {"top_k": {"k": 2}, "middle": {"block": 2}}
 

@@ -140,6 +140,9 @@ def _lag_args(args, output_dir: str, max_steps: int):
     args.save_strategy = SaveStrategy.NO
     args.eval_strategy = IntervalStrategy.NO
     args.report_to = []
+    # transformers 5 multiplies the evaluation loss by the number of processes when averaging tokens across
+    # devices; per-device means (DDP still averages the gradients) keep held-out losses comparable to 1 process
+    args.average_tokens_across_devices = False
     return args
 
 
