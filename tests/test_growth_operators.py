@@ -182,3 +182,10 @@ def test_masked_width_is_exact_at_zero(family, task):
 def test_masked_depth_rejects_reordering_plans():
     with pytest.raises(GrowthError, match="in order"):
         masked_depth(tiny_model("gpt2", "causal-lm"), [(0, 1), (0, 0), (0, 1)])
+
+
+def test_vit_width_and_masked_depth_are_exact():
+    source = tiny_model("vit", "image-classification")  # class token, patch conv, positions, classifier
+    batch = tiny_inputs(source)
+    assert _max_diff(grow_width(source, hidden_size=32, intermediate_size=80), source, batch) < TOL
+    assert _max_diff(masked_depth(source, copy_all(2, 4)), source, batch) < TOL

@@ -58,6 +58,15 @@ def test_bad_recipes_fail_before_loading_weights(sources, step, names, message):
         validate_recipe(_recipe(*(sources / n for n in names), steps=[step]))
 
 
+def test_different_tokenizer_files_are_rejected(sources, tmp_path):
+    for name, words in (("t1", "[PAD]\nhello\n"), ("t2", "[PAD]\nworld\n")):
+        tiny_model("llama", "causal-lm").save_pretrained(tmp_path / name)
+        (tmp_path / name / "vocab.txt").write_text(words)
+    step = {"depth": {"strategy": "slices", "slices": [[0, 0, 2], [1, 0, 2]]}}
+    with pytest.raises(GrowthError, match="tokenizer mismatch"):
+        validate_recipe(_recipe(tmp_path / "t1", tmp_path / "t2", steps=[step]))
+
+
 def test_masked_step_must_be_last_and_task_must_be_known(sources):
     steps = [{"masked_depth": {"strategy": "copy_all", "target_layers": 4}}, {"width": {}}]
     with pytest.raises(GrowthError, match="must be the last step"):

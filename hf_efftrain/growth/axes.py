@@ -12,8 +12,8 @@ norm's weight) or a *read* axis (consumes them: a projection's input). Function-
 duplicates units along write axes and splits the weights of duplicated units along read axes; fusion
 places two models block-diagonally along typed axes. A fused axis (GPT-2's ``c_attn`` = q|k|v) is a tuple
 of segments. The attention projections come from the architecture registry; the remaining modules are
-typed by their kind (``nn.Embedding``, ``nn.Linear``, ``Conv1D``, 1-D norm weights) and a dimension equal
-to the hidden size. Example::
+typed by their kind (``nn.Embedding``, ``nn.Linear``, ``Conv1D``, convolutions, 1-D norm weights, tensors
+added to the residual stream such as ViT's class token) and a dimension equal to the hidden size. Example::
 
     axes = tensor_axes(model)
     axes["model.layers.0.mlp.down_proj.weight"]   # (Axis(("hidden",), read=False), Axis(("ffn",), read=True))
@@ -97,6 +97,10 @@ def _generic_axes(module: nn.Module, name: str, shape: tuple[int, ...], hidden: 
         return tuple(axes)
     if len(shape) == 1:
         return (write if shape[0] == hidden else None,)
+    if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d) and name == "weight" and hidden not in shape[1:]:
+        return (write if shape[0] == hidden else None,) + (None,) * (len(shape) - 1)  # e.g. ViT patch embedding
+    if shape[-1] == hidden and hidden not in shape[:-1]:  # added to the residual stream: cls token, positions
+        return (None,) * (len(shape) - 1) + (write,)
     if hidden in shape:
         raise GrowthError(
             f"{type(module).__name__}.{name} has shape {shape} with an axis of the hidden size and no known layout; "

@@ -46,6 +46,22 @@ def axis_map(axis: Axis | None, size: int, maps: dict[str, UnitMap], old_sizes: 
     return UnitMap(torch.cat(indices), torch.cat(scales))
 
 
+def effective_axes(
+    axes: TensorAxes, old_shape: tuple[int, ...], new_shape: tuple[int, ...], maps: dict[str, UnitMap]
+) -> TensorAxes:
+    """Drop the type of axes that the target did not grow although their kind grew.
+
+    The shape heuristic of :mod:`~hf_efftrain.growth.axes` types any Linear output of the hidden size as a
+    residual writer; a head whose width is a separate config value (ViT's ``pooler_output_size``) keeps its
+    size in the grown config and is then, correctly, left alone.
+    """
+    result = []
+    for axis, old, new in zip(axes, old_shape, new_shape, strict=True):
+        grown = sum(maps[k].index.numel() for k in axis.segments) if axis and set(axis.segments) <= set(maps) else new
+        result.append(None if old == new and grown != new else axis)
+    return tuple(result)
+
+
 def remap_tensor(
     old: torch.Tensor,
     fresh: torch.Tensor,
@@ -55,13 +71,17 @@ def remap_tensor(
     factor: float = 1.0,
 ) -> torch.Tensor:
     """``fresh`` with every entry whose units all map to a source unit replaced by the scaled source entry."""
-    if old.dim() > 2:
-        raise GrowthError(f"width remapping supports 1-D and 2-D tensors, got shape {tuple(old.shape)}")
+    axes = effective_axes(axes, tuple(old.shape), tuple(fresh.shape), maps)
+    typed = [d for d, axis in enumerate(axes) if axis is not None]
+    if old.dim() > 2 and len(typed) > 1:
+        raise GrowthError(f"cannot remap shape {tuple(old.shape)}: more than one growing axis in a >2-D tensor")
     per_axis = [axis_map(axis, old.shape[d], maps, old_sizes) for d, axis in enumerate(axes)]
     for d, unit in enumerate(per_axis):
         if unit.index.numel() != fresh.shape[d]:
             raise GrowthError(f"remapped axis {d} has {unit.index.numel()} units, the target has {fresh.shape[d]}")
     new = fresh.detach().clone()
+    if old.dim() > 2:
+        return _remap_one_axis(old, new, typed[0] if typed else 0, per_axis, factor)
     keep = [torch.nonzero(u.index >= 0).flatten() for u in per_axis]
     src = [u.index[k] for u, k in zip(per_axis, keep, strict=True)]
     scale = [u.scale[k].to(old.dtype) for u, k in zip(per_axis, keep, strict=True)]
@@ -71,3 +91,13 @@ def remap_tensor(
         block = old[src[0][:, None], src[1][None, :]] * scale[0][:, None] * scale[1][None, :] * factor
         new[keep[0][:, None], keep[1][None, :]] = block
     return new
+
+
+def _remap_one_axis(old: torch.Tensor, new: torch.Tensor, dim: int, per_axis: list[UnitMap], factor: float):
+    """N-D tensor with (at most) one growing axis ``dim``: copy whole slices along it."""
+    unit = per_axis[dim]
+    keep = torch.nonzero(unit.index >= 0).flatten()
+    shape = [1] * old.dim()
+    shape[dim] = keep.numel()
+    values = old.index_select(dim, unit.index[keep]) * unit.scale[keep].to(old.dtype).view(shape) * factor
+    return new.index_copy(dim, keep, values)
