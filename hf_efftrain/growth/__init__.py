@@ -13,14 +13,32 @@ Example::
     deeper = grow_depth([model], copy_all(6, 12))
 """
 
+from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.depth import copy_all, grow_depth, interleave, middle, overlap, slices, top_k
 from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.fusion import fuse_width, fusion_gap
+from hf_efftrain.growth.grow import apply_recipe, grow_from_recipe
+from hf_efftrain.growth.hub import push_grown_model, write_model_card
+from hf_efftrain.growth.lag import LagResult, select_growth
 from hf_efftrain.growth.masked import get_mask, masked_depth, masked_width, remove_mask, set_mask
+from hf_efftrain.growth.recipe import GrowthRecipe, validate_recipe
+from hf_efftrain.growth.stacking import PlateauStopCallback, StackingConfig, gradual_stack
 from hf_efftrain.growth.width import grow_width
 
 __all__ = [
     "GrowthError",
+    "GrowthRecipe",
+    "LagResult",
+    "MaskRampCallback",
+    "PlateauStopCallback",
+    "StackingConfig",
+    "apply_recipe",
+    "gradual_stack",
+    "grow_from_recipe",
+    "push_grown_model",
+    "select_growth",
+    "validate_recipe",
+    "write_model_card",
     "copy_all",
     "fuse_width",
     "fusion_gap",
