@@ -99,3 +99,13 @@ def test_mask_ramp_resumes_exactly(tmp_path):
     second, _ = _masked_run(tmp_path / "split", 6, resume=True)
     assert first == full[:3]
     assert second == full  # the resumed log history holds the first three steps too
+
+
+def test_plateau_trigger_ends_each_stage_early(tmp_path):
+    config = StackingConfig(
+        final_layers=2, grow_by=1, stage_steps=50, trigger="plateau", plateau_window=1, plateau_tolerance=1.0,
+        min_stage_steps=3, candidates=[{"strategy": "copy_all"}],
+    )  # fmt: skip
+    model, history = gradual_stack(tiny_model("gpt2", "causal-lm", layers=1), _data(), _args(tmp_path), config)
+    assert [r["steps"] for r in history] == [3, 3]  # tolerance 1: a plateau as soon as min_stage_steps allow
+    assert model.config.n_layer == 2 and history[0]["growth"] == "strategy=copy_all"
