@@ -16,11 +16,13 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from hf_efftrain.growth.callback import MaskRampCallback
+from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.trajectory import SnapshotCallback
 
 
 @dataclass
-class EfficientTrainingArguments(TrainingArguments):
+class EfficientTrainingArguments(GrowthArguments, TrainingArguments):
     """``TrainingArguments`` plus the switches of hf_efftrain's methods (readable by ``HfArgumentParser``)."""
 
     snapshot_every: int = field(
@@ -35,6 +37,7 @@ class EfficientTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.snapshot_every < 0:
             raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        self._validate_growth()
 
     @property
     def resolved_snapshot_dir(self) -> Path:
@@ -49,6 +52,8 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
     callbacks: list[TrainerCallback] = []
     if args.snapshot_every:
         callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
+    if args.growth_mask_ramp_steps:
+        callbacks.append(MaskRampCallback(args.growth_mask_ramp_steps))
     return callbacks
 
 

@@ -1,0 +1,57 @@
+"""Model growth: deeper/wider models from trained checkpoints, chosen by LAG (loss after a short lag).
+
+* :mod:`.depth`  — stacking strategies as layer plans, depth fusion across equal-width checkpoints;
+* :mod:`.width`  — function-preserving Net2Net/bert2BERT width growth (hidden, MLP, heads);
+* :mod:`.fusion` — Deep-Fusion of two same-shape checkpoints (output = average, up to the norms);
+* :mod:`.masked` — masked structural growth (MSG), exact whatever the new weights;
+* :mod:`.recipe` — YAML/JSON recipes, validated up front, saved next to the grown model;
+* :mod:`.lag`    — LAG selection between candidates; :mod:`.stacking` — adaptive gradual stacking;
+* :mod:`.hub`    — model card and Hub upload of a grown model.
+
+Example::
+
+    deeper = grow_depth([model], copy_all(6, 12))
+"""
+
+from hf_efftrain.growth.callback import MaskRampCallback
+from hf_efftrain.growth.depth import copy_all, grow_depth, interleave, middle, overlap, slices, top_k
+from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.growth.fusion import fuse_width, fusion_gap
+from hf_efftrain.growth.grow import apply_recipe, grow_from_recipe
+from hf_efftrain.growth.hub import push_grown_model, write_model_card
+from hf_efftrain.growth.lag import LagResult, select_growth
+from hf_efftrain.growth.masked import get_mask, masked_depth, masked_width, remove_mask, set_mask
+from hf_efftrain.growth.recipe import GrowthRecipe, validate_recipe
+from hf_efftrain.growth.stacking import PlateauStopCallback, StackingConfig, gradual_stack
+from hf_efftrain.growth.width import grow_width
+
+__all__ = [
+    "GrowthError",
+    "GrowthRecipe",
+    "LagResult",
+    "MaskRampCallback",
+    "PlateauStopCallback",
+    "StackingConfig",
+    "apply_recipe",
+    "gradual_stack",
+    "grow_from_recipe",
+    "push_grown_model",
+    "select_growth",
+    "validate_recipe",
+    "write_model_card",
+    "copy_all",
+    "fuse_width",
+    "fusion_gap",
+    "get_mask",
+    "grow_depth",
+    "grow_width",
+    "interleave",
+    "masked_depth",
+    "masked_width",
+    "middle",
+    "overlap",
+    "remove_mask",
+    "set_mask",
+    "slices",
+    "top_k",
+]
