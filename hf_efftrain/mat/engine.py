@@ -36,6 +36,16 @@ def _distributed_world() -> int:
     return 1
 
 
+def _trim_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop trailing token columns that are padding in every probe row (they cost time and add nothing)."""
+    mask = batch.get("attention_mask")
+    if mask is None or mask.dim() != 2:
+        return batch
+    used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else mask.shape[1]
+    width = mask.shape[1]
+    return {k: (v[:, :used] if v.dim() >= 2 and v.shape[1] == width else v) for k, v in batch.items()}
+
+
 class MATEngine:
     """Gates, measurements and patches of one model. State to checkpoint: :meth:`state_dict`."""
 
@@ -153,6 +163,7 @@ class MATEngine:
             for k, v in inputs.items()
             if isinstance(v, torch.Tensor) and v.dim() >= 1 and k != "num_items_in_batch"
         }
+        probe = _trim_padding(probe)
         with self.probing():
             lam = estimate_lambda_max(
                 self.model, self.layout, probe, self.config.output, self.config.seed + step, self.config.gram_strategy
