@@ -63,5 +63,5 @@ class EfficientTrainer(Trainer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for callback in method_callbacks(self.args):
-            self.add_callback(callback)
+        for position, callback in enumerate(method_callbacks(self.args), start=1):
+            self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys

@@ -33,11 +33,24 @@ def _mat_callback(trainer) -> MATCallback:
     return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, MATCallback))
 
 
+class LogRecorder(TrainerCallback):
+    """Stands for TensorBoard/W&B: a reporting callback that only sees what reaches ``on_log``."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.seen.append(dict(logs))
+
+
 def test_efficient_trainer_logs_gates_and_saves_heatmap(tmp_path):
+    recorder = LogRecorder()
     trainer = EfficientTrainer(
-        model=tiny_bert(), args=tiny_args(str(tmp_path)), train_dataset=tiny_classification_data()
+        model=tiny_bert(), args=tiny_args(str(tmp_path)), train_dataset=tiny_classification_data(), callbacks=[recorder]
     )
     trainer.train()
+    assert [logs for logs in recorder.seen if "loss" in logs]
+    assert all("mat/active_fraction" in logs for logs in recorder.seen if "loss" in logs)
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert all("mat/active_fraction" in h for h in logs)
     assert logs[0]["mat/active_fraction"] == 1.0  # warm-up
@@ -92,3 +105,23 @@ def test_peft_lora_is_refused_clearly(tmp_path):
 def test_bad_arguments_fail_at_parse_time(tmp_path):
     with pytest.raises(MATConfigError, match="threshold_rule"):
         tiny_args(str(tmp_path), mat_threshold_rule="median")
+
+
+def test_cli_summary_and_heatmap(tmp_path):
+    from typer.testing import CliRunner
+
+    from hf_efftrain.cli import app, main
+
+    trainer = EfficientTrainer(
+        model=tiny_bert(), args=tiny_args(str(tmp_path), max_steps=4), train_dataset=tiny_classification_data()
+    )
+    trainer.train()
+    runner = CliRunner()
+    result = runner.invoke(app, ["mat", "summary", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "L1.H3" in result.output and "measurements: 2" in result.output
+    result = runner.invoke(app, ["mat", "heatmap", str(tmp_path), "--out", str(tmp_path / "h.png")])
+    assert result.exit_code == 0 and (tmp_path / "h.png").is_file()
+    with pytest.raises(SystemExit) as exit_info:  # a user error: one line, exit code 2
+        main(["mat", "summary", str(tmp_path / "nothing")])
+    assert exit_info.value.code == 2
