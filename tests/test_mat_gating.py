@@ -150,3 +150,43 @@ def test_stop_backprop_freezes_everything_below_and_counts_flops():
     assert 0.4 < engine.counter.saved_fraction < 0.6  # layer 0 of 2 identical layers skipped entirely
     engine.apply_gates(torch.ones_like(active))
     assert engine.stop_layer == 0
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_plain_loop_engine_gates_causal_lms(family):
+    """The engine works without Trainer on decoders (random-projection output) and really gates."""
+    model = tiny_model(family, task="causal-lm").train()
+    config = MATConfig(every=1, warmup_steps=2, probe_size=2)
+    engine = MATEngine(model, config).attach()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    engine.guard_optimizer(optimizer)
+    batch = tiny_inputs(model, batch=3, seq=6)
+    batch["labels"] = batch["input_ids"]
+    for step in range(1, 5):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        assert engine.after_step(step, batch)
+    assert [h["step"] for h in engine.history] == [1, 2, 3, 4]
+    assert all(engine.history[0]["active"]) and not all(engine.history[-1]["active"])
+    assert engine.counter.saved_fraction > 0
+    state = engine.state_dict()
+    twin = MATEngine(model, config)
+    twin.load_state_dict(state)
+    assert torch.equal(twin.active, engine.active) and torch.equal(twin.ema, engine.ema)
+    engine.detach()
+
+
+def test_bf16_autocast_gradients_match_plain_autocast():
+    plain = _train_model("bert").float()
+    gated = copy.deepcopy(plain)
+    inputs = tiny_inputs(plain, batch=3, seq=5)
+    engine = MATEngine(gated, MATConfig()).attach()
+    for model in (plain, gated):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = _loss(model, inputs)
+        loss.backward()
+    for (name, p), q in zip(plain.named_parameters(), gated.parameters(), strict=True):
+        assert q.grad.dtype == p.grad.dtype == torch.float32, name
+        torch.testing.assert_close(q.grad, p.grad, rtol=2e-2, atol=1e-3)
+    engine.detach()
