@@ -63,7 +63,7 @@ class MATCallback(TrainerCallback, ExportableState):
         self._capture = model.register_forward_pre_hook(self._remember, with_kwargs=True)
 
     def _remember(self, module, args, kwargs):
-        if module.training and self.engine is not None and not self.engine._probing:
+        if module.training and self.engine is not None and not self.engine.is_probing:
             self._batch = kwargs
 
     def on_step_end(self, args, state, control, **kwargs):

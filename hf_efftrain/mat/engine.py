@@ -63,7 +63,6 @@ class MATEngine:
         self.measure_seconds = 0.0
         self.measurements = 0
         self._hooks: list[Any] = []
-        self._originals: dict[int, Any] = {}
         self._guard: OptimizerGuard | None = None
         self._probing = False
 
@@ -76,21 +75,18 @@ class MATEngine:
         for handle in self.handles:
             handle.zeros_when_gated = world > 1 or not self.config.skip_optimizer_update
             module = handle.entry.module
-            self._originals[id(module)] = module.forward
-            module.forward = self._patched_forward(module, handle)
+            module.forward = self._patched_forward(module, handle)  # an instance attribute: state_dict unchanged
         if self.config.stop_backprop:
             for index, layer in enumerate(self.layout.arch.layers(self.model)):
                 self._hooks.append(layer.register_forward_pre_hook(self._stop_pre_hook(index)))
-                self._hooks.append(layer.register_forward_hook(self._stop_post_hook(index)))
+                self._hooks.append(layer.register_forward_hook(self._stop_post_hook))
         self.apply_gates(self.active)
         return self
 
     def detach(self) -> None:
         """Undo every patch and hook (the model is a plain model again)."""
         for handle in self.handles:
-            module = handle.entry.module
-            self._originals.pop(id(module), None)
-            module.__dict__.pop("forward", None)  # back to the class's forward
+            handle.entry.module.__dict__.pop("forward", None)  # back to the class's forward
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
@@ -126,11 +122,9 @@ class MATEngine:
 
         return hook
 
-    def _stop_post_hook(self, index: int):
-        def hook(module, _args, _output):
-            torch.set_grad_enabled(module._mat_grad_mode)
-
-        return hook
+    @staticmethod
+    def _stop_post_hook(module, _args, _output):
+        torch.set_grad_enabled(module._mat_grad_mode)
 
     # ---- gates ----------------------------------------------------------------------------------------------
     def apply_gates(self, active: torch.Tensor) -> None:
@@ -142,6 +136,11 @@ class MATEngine:
         if self.config.stop_backprop:
             live = [u.layer for u, on in zip(self.layout.units, self.active.tolist(), strict=True) if on]
             self.stop_layer = min(live) if live else self.layout.num_layers
+
+    @property
+    def is_probing(self) -> bool:
+        """True inside :meth:`probing` (hooks must not treat the probe forward as a training forward)."""
+        return self._probing
 
     @contextmanager
     def probing(self):
