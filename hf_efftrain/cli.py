@@ -13,6 +13,7 @@ import typer
 from hf_efftrain import __version__
 from hf_efftrain.errors import HfEfftrainError
 from hf_efftrain.growth.cli import growth_app
+from hf_efftrain.mat import cli as mat_cli
 
 app = typer.Typer(
     name="hf-efftrain",
@@ -24,6 +25,7 @@ app = typer.Typer(
 trajectory_app = typer.Typer(help="Inspect checkpoint sequences (Trainer checkpoint-N/ or snapshot-N/ folders).")
 app.add_typer(trajectory_app, name="trajectory")
 app.add_typer(growth_app)  # top-level `grow` and `lag` commands
+app.add_typer(mat_cli.app, name="mat")
 
 
 def _version(value: bool) -> None:

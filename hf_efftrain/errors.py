@@ -37,3 +37,7 @@ class TrajectoryMismatchError(CheckpointError):
 
 class MissingAssetError(HfEfftrainError, ImportError):
     """An offline data or weights package is not installed; the message names the pip line."""
+
+
+class MATConfigError(HfEfftrainError, ValueError):
+    """A MAT knob has an invalid value, or MAT cannot run in the requested setting (e.g. on a LoRA model)."""

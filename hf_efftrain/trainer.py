@@ -18,11 +18,12 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
+from hf_efftrain.mat.arguments import MATArguments
 from hf_efftrain.trajectory import SnapshotCallback
 
 
 @dataclass
-class EfficientTrainingArguments(GrowthArguments, TrainingArguments):
+class EfficientTrainingArguments(MATArguments, GrowthArguments, TrainingArguments):
     """``TrainingArguments`` plus the switches of hf_efftrain's methods (readable by ``HfArgumentParser``)."""
 
     snapshot_every: int = field(
@@ -38,6 +39,7 @@ class EfficientTrainingArguments(GrowthArguments, TrainingArguments):
         if self.snapshot_every < 0:
             raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         self._validate_growth()
+        self._validate_mat()
 
     @property
     def resolved_snapshot_dir(self) -> Path:
@@ -54,6 +56,10 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
         callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
     if args.growth_mask_ramp_steps:
         callbacks.append(MaskRampCallback(args.growth_mask_ramp_steps))
+    if args.mat:
+        from hf_efftrain.mat.callback import MATCallback
+
+        callbacks.append(MATCallback(args.mat_config()))
     return callbacks
 
 
@@ -62,5 +68,5 @@ class EfficientTrainer(Trainer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for callback in method_callbacks(self.args):
-            self.add_callback(callback)
+        for position, callback in enumerate(method_callbacks(self.args), start=1):
+            self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys

@@ -1,0 +1,60 @@
+"""``MATArguments``: the ``mat_*`` training arguments, mixed into :class:`EfficientTrainingArguments`.
+
+Example (command line through ``HfArgumentParser``)::
+
+    python examples/mat_finetune.py --mat --mat_every 10 --mat_warmup_steps 30 --mat_granularity heads+ffn
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hf_efftrain.mat.config import MATConfig
+
+
+@dataclass
+class MATArguments:
+    """Switches of MAT (modular adaptive training); see :class:`hf_efftrain.mat.MATConfig` for the semantics."""
+
+    mat: bool = field(default=False, metadata={"help": "Enable MAT: gate attention heads by their modular NTK λmax."})
+    mat_every: int = field(default=10, metadata={"help": "Measure λmax every N optimizer steps."})
+    mat_warmup_steps: int = field(default=20, metadata={"help": "Keep every module active for the first N steps."})
+    mat_probe_size: int = field(default=16, metadata={"help": "Probe samples per measurement (first rows of a batch)."})
+    mat_ema: float = field(default=0.5, metadata={"help": "EMA weight of the previous λmax (0 = no smoothing)."})
+    mat_threshold_rule: str = field(
+        default="mean", metadata={"help": "Active if λmax >= threshold×mean | threshold×max | threshold-quantile."}
+    )
+    mat_threshold: float = field(default=1.0, metadata={"help": "Factor or quantile of the threshold rule."})
+    mat_scope: str = field(default="model", metadata={"help": "Threshold over the whole model or per layer."})
+    mat_output: str = field(
+        default="auto", metadata={"help": "NTK of: auto | logits | projection (random, LMs) | loss (not the NTK)."}
+    )
+    mat_granularity: str = field(default="heads", metadata={"help": "Modules: heads (paper) or heads+ffn."})
+    mat_stop_backprop: bool = field(
+        default=False, metadata={"help": "Stop back-propagation below the lowest layer with an active module."}
+    )
+    mat_skip_optimizer_update: bool = field(
+        default=True, metadata={"help": "Fully gated projections get no gradient, so the optimizer skips them."}
+    )
+
+    def mat_config(self) -> MATConfig:
+        """The validated :class:`MATConfig` these arguments describe (seed from ``args.seed``)."""
+        return MATConfig(
+            every=self.mat_every,
+            warmup_steps=self.mat_warmup_steps,
+            probe_size=self.mat_probe_size,
+            ema=self.mat_ema,
+            threshold_rule=self.mat_threshold_rule,
+            threshold=self.mat_threshold,
+            scope=self.mat_scope,
+            output=self.mat_output,
+            granularity=self.mat_granularity,
+            stop_backprop=self.mat_stop_backprop,
+            skip_optimizer_update=self.mat_skip_optimizer_update,
+            seed=getattr(self, "seed", 0),
+        ).validate()
+
+    def _validate_mat(self) -> None:
+        """Fail at argument parsing, not at step 1000."""
+        if self.mat:
+            self.mat_config()

@@ -1,0 +1,112 @@
+"""MATCallback: schedules :class:`MATEngine` inside any ``transformers.Trainer``; it decides *when*, not *how*.
+
+* ``on_train_begin``: patch the model, guard the optimizer, restore gates/EMA when resuming (the state lives in
+  ``trainer_state.json`` through :class:`~transformers.trainer_callback.ExportableState`).
+* every forward in training: remember the batch (a reference, no copy), the probe takes its first rows;
+* ``on_step_end``: every ``every`` steps measure λmax, update the EMA and the gates for the next steps;
+* ``on_log``: add ``mat/*`` figures (active fraction, backward FLOPs saved, measurement time, per-head λmax)
+  to Trainer's logs, so TensorBoard / W&B / ``log_history`` show them;
+* ``on_train_end``: write ``mat_history.json`` and ``mat_heatmap.png`` to ``output_dir``; undo the patches.
+
+Example::
+
+    trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[MATCallback(MATConfig(every=10))])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from hf_efftrain.atomic import write_json
+from hf_efftrain.mat.config import MATConfig
+from hf_efftrain.mat.engine import MATEngine
+from hf_efftrain.mat.plot import plot_heatmap
+
+logger = logging.getLogger("hf_efftrain.mat")
+
+
+class MATCallback(TrainerCallback, ExportableState):
+    """Modular adaptive training for any Trainer; ``log_lambdas`` adds one ``mat/lambda/L{l}.H{h}`` key per head."""
+
+    def __init__(self, config: MATConfig | None = None, log_lambdas: bool = True) -> None:
+        self.config = (config or MATConfig()).validate()
+        self.log_lambdas = log_lambdas
+        self.engine: MATEngine | None = None
+        self._batch: dict[str, torch.Tensor] | None = None
+        self._capture = None
+        self._pending: dict[str, float] = {}
+
+    # ---- ExportableState ------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        attributes = self.engine.state_dict() if self.engine is not None else {}
+        return {"args": {"config": self.config.to_dict(), "log_lambdas": self.log_lambdas}, "attributes": attributes}
+
+    # ---- events ---------------------------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.engine is not None:
+            self.engine.detach()
+        self.engine = MATEngine(model, self.config).attach()
+        if optimizer is not None:
+            self.engine.guard_optimizer(optimizer)
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if state.global_step > 0 and isinstance(saved, dict) and saved.get("attributes"):
+            self.engine.load_state_dict(saved["attributes"])
+            logger.info(
+                "MAT: resumed at step %d with %d active modules", state.global_step, int(self.engine.active.sum())
+            )
+        self._capture = model.register_forward_pre_hook(self._remember, with_kwargs=True)
+
+    def _remember(self, module, args, kwargs):
+        if module.training and self.engine is not None and not self.engine.is_probing:
+            self._batch = kwargs
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.engine is None:
+            return
+        if self.engine.after_step(state.global_step, self._batch):
+            self._pending = self._figures()
+        self._batch = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.engine is None or logs is None or "loss" not in logs:
+            return
+        figures = self._pending or self._figures(with_lambdas=False)
+        self._pending = {}
+        logs.update(figures)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(figures)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.engine is None:
+            return
+        if state.is_world_process_zero and self.engine.history:
+            names = [u.name for u in self.engine.layout.units]
+            write_json(
+                os.path.join(args.output_dir, "mat_history.json"),
+                {"config": self.config.to_dict(), "units": names, **self.engine.state_dict()},
+            )
+            plot_heatmap(self.engine.history, names, os.path.join(args.output_dir, "mat_heatmap.png"))
+        self.engine.detach()
+        if self._capture is not None:
+            self._capture.remove()
+            self._capture = None
+
+    # ---- figures --------------------------------------------------------------------------------------------
+    def _figures(self, with_lambdas: bool = True) -> dict[str, float]:
+        engine = self.engine
+        figures = {
+            "mat/active_fraction": float(engine.active.float().mean()),
+            "mat/projection_backward_flops_saved": engine.counter.saved_fraction,
+            "mat/measure_seconds": engine.measure_seconds,
+            "mat/stop_layer": float(engine.stop_layer),
+        }
+        if with_lambdas and self.log_lambdas and engine.last_lambda is not None:
+            for unit, value in zip(engine.layout.units, engine.last_lambda.tolist(), strict=True):
+                figures[f"mat/lambda/{unit.name}"] = value
+        return figures

@@ -1,0 +1,85 @@
+"""The knobs of MAT, in one serializable dataclass (saved with each checkpoint's trainer state).
+
+The paper (Shi et al., NeurIPS 2023) does not publish its threshold formula, how often λmax is measured or on
+how many samples, so every such choice is a field here, documented and measured. Example::
+
+    config = MATConfig(every=10, warmup_steps=50, threshold_rule="mean", threshold=1.0)
+    config.validate()
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from hf_efftrain.errors import MATConfigError
+
+OutputMode = Literal["auto", "logits", "projection", "loss"]
+ThresholdRule = Literal["mean", "quantile", "max"]
+Granularity = Literal["heads", "heads+ffn"]
+
+
+@dataclass
+class MATConfig:
+    """How MAT measures modular NTKs and turns them into gates.
+
+    * ``every``: measure λmax every K optimizer steps (one extra forward + backward on ``probe_size`` samples).
+    * ``warmup_steps``: all modules stay active before this step (λmax is still measured to fill the EMA).
+    * ``ema``: weight of the *old* value in the exponential moving average of λmax (0 = no smoothing).
+    * ``threshold_rule``/``threshold``: a module is active when its smoothed λmax is at least
+      ``threshold * mean`` (``mean``), ``threshold * max`` (``max``) of its group, or the ``threshold``-quantile
+      of its group (``quantile``). Groups are module kinds (heads, FFN blocks), per model (``scope="model"``)
+      or per layer (``scope="layer"``). The best module of each group always stays active.
+    * ``output``: the function whose NTK is measured: ``logits`` (every logit, exact), ``projection`` (a fixed
+      random projection of the logits, for LMs), ``loss`` (per-sample loss gradients: a residual-weighted
+      kernel, cheaper, *not* the NTK), ``auto`` (logits when there are at most 16, else projection).
+    * ``granularity``: ``heads`` (the paper) or ``heads+ffn`` (each layer's FFN block is a module too).
+    * ``stop_backprop``: when every module below a layer is gated, back-propagation stops there (everything
+      below, LayerNorms and embeddings included, is frozen for that step). Not available under DDP.
+    * ``skip_optimizer_update``: a fully gated projection gets no gradient, so the optimizer skips it.
+    """
+
+    every: int = 10
+    warmup_steps: int = 20
+    probe_size: int = 16
+    ema: float = 0.5
+    threshold_rule: ThresholdRule = "mean"
+    threshold: float = 1.0
+    scope: Literal["model", "layer"] = "model"
+    output: OutputMode = "auto"
+    granularity: Granularity = "heads"
+    stop_backprop: bool = False
+    skip_optimizer_update: bool = True
+    gram_strategy: Literal["auto", "gram", "persample"] = "auto"
+    seed: int = 0
+
+    def validate(self) -> MATConfig:
+        """Raise :class:`MATConfigError` naming the bad knob; return ``self`` for chaining."""
+        checks = [
+            (self.every >= 1, f"every must be >= 1 (measure every K steps), got {self.every}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (2 <= self.probe_size <= 256, f"probe_size must be in 2..256 samples, got {self.probe_size}"),
+            (0.0 <= self.ema < 1.0, f"ema must be in [0, 1), got {self.ema}"),
+            (self.threshold_rule in ("mean", "quantile", "max"), f"unknown threshold_rule {self.threshold_rule!r}"),
+            (self.threshold >= 0, f"threshold must be >= 0, got {self.threshold}"),
+            (self.threshold_rule != "quantile" or self.threshold <= 1, "a quantile threshold must be in [0, 1]"),
+            (self.threshold_rule != "max" or self.threshold <= 1, "a max-relative threshold must be in [0, 1]"),
+            (self.scope in ("model", "layer"), f"scope must be 'model' or 'layer', got {self.scope!r}"),
+            (self.output in ("auto", "logits", "projection", "loss"), f"unknown output {self.output!r}"),
+            (self.granularity in ("heads", "heads+ffn"), f"granularity must be heads or heads+ffn: {self.granularity}"),
+            (self.gram_strategy in ("auto", "gram", "persample"), f"unknown gram_strategy {self.gram_strategy!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise MATConfigError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (for trainer_state.json and the run's history file)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MATConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}).validate()
