@@ -12,6 +12,7 @@ import typer
 
 from hf_efftrain import __version__
 from hf_efftrain.errors import HfEfftrainError
+from hf_efftrain.transfer.cli import transfer as transfer_command
 
 app = typer.Typer(
     name="hf-efftrain",
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 trajectory_app = typer.Typer(help="Inspect checkpoint sequences (Trainer checkpoint-N/ or snapshot-N/ folders).")
 app.add_typer(trajectory_app, name="trajectory")
+app.command("transfer")(transfer_command)
 
 
 def _version(value: bool) -> None:

@@ -37,3 +37,15 @@ class TrajectoryMismatchError(CheckpointError):
 
 class MissingAssetError(HfEfftrainError, ImportError):
     """An offline data or weights package is not installed; the message names the pip line."""
+
+
+class PermutationSpecError(HfEfftrainError):
+    """A permutation spec does not fit the model, or a model has parameters no spec rule covers."""
+
+
+class TransferError(HfEfftrainError, ValueError):
+    """A trajectory transfer was asked for something it cannot do (bad method, spacing, step count...)."""
+
+
+class TransferMismatchError(TransferError):
+    """A source trajectory and a target initialization do not have the same architecture or shapes."""

@@ -1,0 +1,1 @@
+"""Trajectory transfer (placeholder docstring replaced below)."""
