@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from datasets import DatasetDict
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, PreTrainedModel
@@ -69,22 +70,31 @@ def check_compatible(trajectory: Trajectory, model: PreTrainedModel, source: str
             )
 
 
-def gradient_batches(model: PreTrainedModel, tokenizer, dataset: str, config: TransferConfig, max_length: int):
-    """``steps`` groups of ``batches_per_step`` training batches for the model's task (deterministic)."""
-    splits = load_splits(dataset, seed=config.seed)
+def task_data(
+    model: PreTrainedModel, tokenizer, dataset: str, seed: int, train_rows: int, eval_rows: int, max_length: int
+):
+    """(train, validation, collator) for the model's task; only the rows needed are tokenized."""
+    splits = load_splits(dataset, seed=seed)
+    eval_split = "validation" if "validation" in splits else "test"
+    splits = DatasetDict(
+        train=splits["train"].shuffle(seed=seed).select(range(min(train_rows, len(splits["train"])))),
+        validation=splits[eval_split].select(range(min(eval_rows, len(splits[eval_split])))),
+    )
+    name = type(model).__name__
+    if name.endswith("ForSequenceClassification"):
+        data = tokenize_classification(splits, tokenizer, max_length)
+        return data["train"], data["validation"], DataCollatorWithPadding(tokenizer)
+    data = tokenize_lm_blocks(splits, tokenizer, max_length)
+    collate = transformers.DataCollatorForLanguageModeling(tokenizer, mlm=name.endswith("ForMaskedLM"))
+    return data["train"], data["validation"], collate
+
+
+def gradient_batches(train, collate, config: TransferConfig) -> list[list[dict]]:
+    """``steps`` groups of ``batches_per_step`` batches (MLM masks drawn once, from ``config.seed``)."""
     torch.manual_seed(config.seed)
-    if type(model).__name__.endswith("ForSequenceClassification"):
-        data = tokenize_classification(splits, tokenizer, max_length)["train"].shuffle(seed=config.seed)
-        data = data.rename_column("label", "labels") if "label" in data.column_names else data
-        collate = DataCollatorWithPadding(tokenizer)
-    else:
-        mlm = type(model).__name__.endswith("ForMaskedLM")
-        data = tokenize_lm_blocks(splits, tokenizer, max_length)["train"].shuffle(seed=config.seed)
-        collate = transformers.DataCollatorForLanguageModeling(tokenizer, mlm=mlm)
-    needed = config.steps * config.batches_per_step * config.batch_size
-    data = data.select(range(min(len(data), needed)))
-    loader = DataLoader(data, batch_size=config.batch_size, collate_fn=collate)
-    return [dict(b) for b in loader], data
+    rows = train.rename_column("label", "labels") if "label" in train.column_names else train
+    loader = DataLoader(rows, batch_size=config.batch_size, collate_fn=collate)
+    return step_batches([dict(b) for b in loader], config.steps, config.batches_per_step)
 
 
 def run_transfer(
@@ -106,9 +116,10 @@ def run_transfer(
     path = source_path(trajectory, config.spacing, config.steps)
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
-    batches, _ = gradient_batches(model, tokenizer, dataset, config, max_length)
-    gradients = LossGradients(model, step_batches(batches, steps, config.batches_per_step))
-    evaluator = _Evaluator(model, tokenizer, dataset, config.seed, max_length, eval_samples)
+    train_rows = steps * config.batches_per_step * config.batch_size
+    train, validation, collate = task_data(model, tokenizer, dataset, config.seed, train_rows, eval_samples, max_length)
+    gradients = LossGradients(model, gradient_batches(train, collate, config))
+    evaluator = _Evaluator(model, validation, collate)
     spec = permutation_spec(model)
     init = {n: p.detach().clone() for n, p in model.named_parameters() if n in trajectory.names}
     points = [{"step": 0, "lambda": path.lambdas[0], **evaluator(init)}]
@@ -138,40 +149,27 @@ def run_transfer(
 
 
 class _Evaluator:
-    """Loss (and accuracy for classifiers) of a parameter point on ``eval_samples`` validation examples."""
+    """Loss (and accuracy for classifiers) of a parameter point on the validation rows."""
 
-    def __init__(self, model, tokenizer, dataset: str, seed: int, max_length: int, samples: int) -> None:
-        self.model = model
-        splits = load_splits(dataset, seed=seed)
-        split = "validation" if "validation" in splits else "test"
+    def __init__(self, model: PreTrainedModel, data, collate) -> None:
+        self.model, self.data, self.collate = model, data, collate
         self.classify = type(model).__name__.endswith("ForSequenceClassification")
-        if self.classify:
-            data = tokenize_classification(splits, tokenizer, max_length)[split]
-        else:
-            data = tokenize_lm_blocks(splits, tokenizer, max_length)[split]
-        self.data = data.select(range(min(samples, len(data))))
-        self.collate = (
-            DataCollatorWithPadding(tokenizer)
-            if self.classify
-            else transformers.DataCollatorForLanguageModeling(
-                tokenizer, mlm=type(model).__name__.endswith("ForMaskedLM")
-            )
-        )
 
     def __call__(self, params: dict[str, torch.Tensor]) -> dict[str, float]:
-        with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                if name in params:
-                    p.copy_(params[name])
+        _load(self.model, params)
         torch.manual_seed(0)  # the same MLM masks for every point
         return evaluate(self.model, self.data, self.collate, classify=self.classify)
 
 
-def _save_point(model: PreTrainedModel, tokenizer, params: dict[str, torch.Tensor], folder: Path) -> None:
+def _load(model: PreTrainedModel, params: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name in params:
                 p.copy_(params[name])
+
+
+def _save_point(model: PreTrainedModel, tokenizer, params: dict[str, torch.Tensor], folder: Path) -> None:
+    _load(model, params)
     with atomic_directory(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
