@@ -44,8 +44,7 @@ def _random_walk(params: dict[str, torch.Tensor], steps: int, scale: float = 0.0
     return path
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
-@pytest.mark.parametrize("method", ["fgmt", "gmt"])
+@pytest.mark.parametrize(("family", "method"), [("bert", "fgmt"), ("gpt2", "fgmt"), ("llama", "fgmt"), ("gpt2", "gmt")])
 def test_transfer_to_a_permuted_copy_recovers_the_permutation(family, method):
     model = tiny_model(family, task="classification")
     spec = permutation_spec(model)
@@ -94,11 +93,11 @@ def test_naive_adds_the_unpermuted_update():
 
 
 def test_fgmt_uses_t_pairs_and_gmt_recomputes_all_earlier_points():
-    model = tiny_model("bert", task="classification")
+    model = tiny_model("gpt2", task="classification")
     spec = permutation_spec(model)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
-    path = _random_walk(start, steps=4)
-    oracle = LossGradients(tiny_model("bert", task="classification"), _batches(model, 4))
+    path = _random_walk(start, steps=3)
+    oracle = LossGradients(tiny_model("gpt2", task="classification"), _batches(model, 3))
     calls = {"fgmt": [], "gmt": []}
     for method, seen in calls.items():
 
@@ -108,10 +107,10 @@ def test_fgmt_uses_t_pairs_and_gmt_recomputes_all_earlier_points():
 
         list(
             transfer_trajectory(
-                path, tiny_model("bert", task="classification", seed=1).state_dict(), spec, gradient, method=method
+                path, tiny_model("gpt2", task="classification", seed=1).state_dict(), spec, gradient, method=method
             )
         )
-    t = 4
+    t = 3
     assert len(calls["fgmt"]) == 2 * t  # one source + one target gradient per step
     assert len(calls["gmt"]) == t + t * (t + 1) // 2  # sources once, targets re-computed: T(T+1)/2
 

@@ -65,7 +65,7 @@ def transfer_trajectory(
     if method not in ("fgmt", "gmt", "naive"):
         raise TransferError(f"unknown transfer method {method!r}; choose fgmt, gmt or naive")
     start = path[0]
-    target_init = {n: t.detach().cpu() for n, t in target_init.items()}
+    target_init = {n: t.detach().cpu() for n, t in target_init.items() if n in start}
 
     def point(t: int, perm: Permutation) -> State:
         return dict(target_init) if t == 0 else transferred_point(spec, path[t], start, target_init, perm)
