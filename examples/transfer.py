@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
     root = Path(args.output_dir)
     args.output_dir = str(root / "a")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    train = tokenize_classification(load_splits("rotten_tomatoes", seed=0), tokenizer, script.max_length)["train"]
+    splits = load_splits("rotten_tomatoes", seed=0)
     if script.max_train_samples:
-        train = train.select(range(min(script.max_train_samples, len(train))))
+        splits["train"] = splits["train"].select(range(min(script.max_train_samples, len(splits["train"]))))
+    train = tokenize_classification(splits, tokenizer, script.max_length)["train"]
     trainer = EfficientTrainer(
         model=small_bert(tokenizer, script, args.seed),
         args=args,
