@@ -13,6 +13,15 @@ from hf_efftrain.data import minilm_path
 from hf_efftrain.trajectory import Trajectory, save_snapshot
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: extra threads only add contention on a shared CPU (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _bert(tokenizer, seed: int, hidden: int = 16) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     config = BertConfig(

@@ -28,9 +28,11 @@ from hf_efftrain.transfer.spec import Axis, Permutation, PermutationSpec
 RoleKey = tuple[str, str]  # (group, role)
 
 
-def _rows_by_part(spec: PermutationSpec, axis: Axis, tensor: torch.Tensor):
-    """Yield ``((group, role), rows)`` for each part of ``axis``, rows flattened to ``[units, -1]``."""
-    moved = tensor.movedim(axis.dim, 0)
+def _rows_by_part(spec: PermutationSpec, axis: Axis, tensor: torch.Tensor, lead: int = 0):
+    """Yield ``((group, role), rows)`` for each part of ``axis``, rows flattened to ``[units, -1]``.
+
+    ``lead`` extra leading dimensions (stacked gradient pairs) come before the parameter's own axes."""
+    moved = tensor.movedim(axis.dim + lead, 0)
     offset = 0
     for part in axis.parts:
         size = spec.size(part)
@@ -47,6 +49,7 @@ class GradientPairs:
         self.spec = spec
         self.constant: dict[RoleKey, torch.Tensor] = {}
         self.kept: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._stacked: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.count = 0
         # groups that permute two axes of one parameter (e.g. the residual stream on both sides of a pooler):
         # there the objective is not linear in the group's permutation, so steps are checked exactly
@@ -71,21 +74,36 @@ class GradientPairs:
             ):
                 self.constant[key] = self.constant.get(key, 0) + y @ x.T
         self.count += 1
+        self._stacked = {}
+
+    def stacked(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """All kept pairs of ``name`` as two ``[pairs, *shape]`` tensors (built once per ``add``)."""
+        if name not in self._stacked:
+            kept = self.kept[name]
+            self._stacked[name] = (torch.stack([g for g, _ in kept]), torch.stack([gp for _, gp in kept]))
+        return self._stacked[name]
+
+    def permuted_source(self, name: str, perm: Permutation, skip: Axis | None = None) -> torch.Tensor:
+        """The stacked source gradients of ``name`` with every axis but ``skip`` permuted."""
+        tensor = self.stacked(name)[0]
+        for axis in self.spec.axes[name]:
+            if axis is not skip:
+                tensor = tensor.index_select(axis.dim + 1, self.spec.index(axis, perm))
+        return tensor
 
     def similarity(self, group: str, perm: Permutation) -> dict[str, torch.Tensor]:
         """``S[role][new, old]`` of ``group`` with every other axis permuted by ``perm``."""
         out = {role: s.clone() for (g, role), s in self.constant.items() if g == group}
-        for name, pairs in self.kept.items():
+        for name in self.kept:
             for axis in self.spec.axes[name]:
                 if all(p.group != group for p in axis.parts):
                     continue
-                for g, g_prime in pairs:
-                    x_all = self.spec.permute_tensor(name, g, perm, skip=axis)
-                    for (key, x), (_, y) in zip(
-                        _rows_by_part(self.spec, axis, x_all), _rows_by_part(self.spec, axis, g_prime), strict=True
-                    ):
-                        if key[0] == group:
-                            out[key[1]] = out[key[1]] + y @ x.T if key[1] in out else y @ x.T
+                x_all, y_all = self.permuted_source(name, perm, skip=axis), self.stacked(name)[1]
+                for (key, x), (_, y) in zip(
+                    _rows_by_part(self.spec, axis, x_all, 1), _rows_by_part(self.spec, axis, y_all, 1), strict=True
+                ):
+                    if key[0] == group:
+                        out[key[1]] = out[key[1]] + y @ x.T if key[1] in out else y @ x.T
         return out
 
     def group_objective(self, group: str, perm: Permutation) -> float:
@@ -95,9 +113,9 @@ class GradientPairs:
             if name == group:
                 index = self.spec.groups[group].composite(perm[group], role)
                 total += float(sim[torch.arange(len(index)), index].sum())
-        for name, kept in self.kept.items():
+        for name in self.kept:
             if any(p.group == group for axis in self.spec.axes[name] for p in axis.parts):
-                total += sum(float((gp * self.spec.permute_tensor(name, g, perm)).sum()) for g, gp in kept)
+                total += float((self.stacked(name)[1] * self.permuted_source(name, perm)).sum())
         return total
 
 
@@ -116,8 +134,8 @@ def objective(spec: PermutationSpec, pairs: GradientPairs, perm: Permutation) ->
     for (group, role), sim in pairs.constant.items():
         index = spec.groups[group].composite(perm[group], role)
         total += float(sim[torch.arange(len(index)), index].sum())
-    for name, kept in pairs.kept.items():
-        total += sum(float((g_prime * spec.permute_tensor(name, g, perm)).sum()) for g, g_prime in kept)
+    for name in pairs.kept:
+        total += float((pairs.stacked(name)[1] * pairs.permuted_source(name, perm)).sum())
     return total
 
 
