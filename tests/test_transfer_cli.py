@@ -106,3 +106,15 @@ def test_cli_rejects_unknown_method(folders, capsys):
         main(["transfer", str(folders / "source"), str(folders / "target"), str(folders / "x"), "--method", "sgd"])
     assert exit_info.value.code == 2
     assert "unknown transfer method" in capsys.readouterr().err
+
+
+def test_cli_checkpoint_spacing_walks_the_saved_points(folders):
+    out = folders / "naive"
+    argv = ["transfer", str(folders / "source"), str(folders / "target"), str(out), "--spacing", "checkpoints",
+            "--method", "naive", "--eval-samples", "16", "--quiet"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    report = json.loads((out / "transfer_report.json").read_text())
+    assert [p["lambda"] for p in report["points"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert Trajectory(out).steps == [4]  # --save end: only the last point

@@ -31,7 +31,6 @@ from hf_efftrain.transfer.groups import AttentionGroup, FreeGroup
 from hf_efftrain.transfer.spec import AxisPart, PermutationSpec, SpecBuilder
 
 RESIDUAL = "residual"
-NORM_TYPES = (nn.LayerNorm,)
 
 
 def permutation_spec(model: nn.Module) -> PermutationSpec:

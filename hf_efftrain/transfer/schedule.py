@@ -51,7 +51,8 @@ class CheckpointPath:
         if len(trajectory) < 2:
             raise TransferError(f"a trajectory to transfer needs at least 2 checkpoints, found {len(trajectory)}")
         self.trajectory = trajectory
-        self.lambdas = [float(s) for s in trajectory.steps]
+        first, last = trajectory.steps[0], trajectory.steps[-1]
+        self.lambdas = [(s - first) / max(1, last - first) for s in trajectory.steps]  # fraction of the run
 
     def __len__(self) -> int:
         return len(self.trajectory)
