@@ -235,8 +235,9 @@ def run_pair(data: Data, opts, seed_a: int, seed_b: int, encoders: dict | None, 
         "transferred_accuracy": accuracy(scorer, data, last.params),
         "transfer_seconds": seconds,
     }
-    # side by side, same recipe and data order: from the transferred point, then from the target's own init
-    for key, params in (("from_transfer", last.params), ("from_init", target_init)):
+    # side by side, same recipe and data order: from the transferred point, from the target's own init, and
+    # (extra, per pair only) from the naive point, to see how much of the speed-up the permutation brings
+    for key, params in (("from_transfer", last.params), ("from_init", target_init), ("from_naive", naive)):
         model = classifier(data, opts, seed_b)
         model.load_state_dict(params, strict=False)
         reached, _ = train(model, data, order, recipe["lr"], recipe["warmup"], opts.eval_every, source_accuracy)
@@ -300,7 +301,8 @@ def main(argv: list[str] | None = None) -> None:
             f"then fine-tunes {opts.finetune_steps} steps; FGMT with T={opts.transfer_steps} cosine-spaced points, "
             f"{opts.grad_batches} batches of {opts.batch_size} per gradient; accuracy on {opts.eval_size} "
             f"validation reviews, checked every {opts.eval_every} steps; fine-tuning runs capped at 2x the source's "
-            "steps (null = source accuracy not reached within the cap; means exclude nulls)."
+            "steps (null = source accuracy not reached within the cap; means exclude nulls). per_pair also lists "
+            "steps_to_source_accuracy_from_naive (fine-tuning from the naive point), not a contract key."
         ),
         **facts,
     )
