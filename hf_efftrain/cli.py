@@ -14,6 +14,7 @@ from hf_efftrain import __version__
 from hf_efftrain.errors import HfEfftrainError
 from hf_efftrain.growth.cli import growth_app
 from hf_efftrain.mat import cli as mat_cli
+from hf_efftrain.transfer.cli import transfer as transfer_command
 
 app = typer.Typer(
     name="hf-efftrain",
@@ -26,6 +27,7 @@ trajectory_app = typer.Typer(help="Inspect checkpoint sequences (Trainer checkpo
 app.add_typer(trajectory_app, name="trajectory")
 app.add_typer(growth_app)  # top-level `grow` and `lag` commands
 app.add_typer(mat_cli.app, name="mat")
+app.command("transfer")(transfer_command)
 
 
 def _version(value: bool) -> None:

@@ -41,3 +41,15 @@ class MissingAssetError(HfEfftrainError, ImportError):
 
 class MATConfigError(HfEfftrainError, ValueError):
     """A MAT knob has an invalid value, or MAT cannot run in the requested setting (e.g. on a LoRA model)."""
+
+
+class PermutationSpecError(HfEfftrainError):
+    """A permutation spec does not fit the model, or a model has parameters no spec rule covers."""
+
+
+class TransferError(HfEfftrainError, ValueError):
+    """A trajectory transfer was asked for something it cannot do (bad method, spacing, step count...)."""
+
+
+class TransferMismatchError(TransferError):
+    """A source trajectory and a target initialization do not have the same architecture or shapes."""

@@ -1,0 +1,48 @@
+"""The knobs of trajectory transfer, as one serializable dataclass (saved next to every transfer's output).
+
+Example::
+
+    config = TransferConfig(method="fgmt", steps=20, spacing="cosine", batches_per_step=2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from hf_efftrain.errors import TransferError
+
+METHODS = ("fgmt", "gmt", "naive")
+SPACINGS = ("cosine", "linear", "checkpoints")
+
+
+@dataclass
+class TransferConfig:
+    """How to transfer a trajectory.
+
+    ``method``: ``fgmt`` (fast: one new gradient pair per step, T pairs in all), ``gmt`` (re-computes the
+    gradients at every earlier transferred point each step, T(T+1)/2 pairs) or ``naive`` (no permutation:
+    θ'_0 + (θ_s − θ_0)). ``spacing``: where the source points lie between its first and last checkpoint —
+    ``cosine`` (dense near the end, λ_k = sin(πk/2T)), ``linear`` (λ_k = k/T) or ``checkpoints`` (the saved
+    checkpoints themselves; ``steps`` is then ignored). ``batches_per_step`` mini-batches (of ``batch_size``)
+    are averaged per gradient; source and target use the same ones at each step.
+    """
+
+    method: str = "fgmt"
+    steps: int = 10
+    spacing: str = "cosine"
+    batches_per_step: int = 2
+    batch_size: int = 32
+    max_sweeps: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise TransferError(f"unknown transfer method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.spacing not in SPACINGS:
+            raise TransferError(f"unknown spacing {self.spacing!r}; choose one of {', '.join(SPACINGS)}")
+        for name in ("steps", "batches_per_step", "batch_size", "max_sweeps"):
+            if getattr(self, name) < 1:
+                raise TransferError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,206 @@
+"""Permutation groups: the independent symmetries of a network, and how to solve each one.
+
+A network is unchanged when the hidden units of one layer are permuted consistently everywhere they are read
+and written. Each such family of units is a *group*; a parameter axis names the group (and the *role*) that
+permutes it. Two kinds cover MLPs, CNNs and transformers:
+
+* :class:`FreeGroup` — any permutation of ``size`` units (MLP hidden units, CNN channels, the residual stream).
+* :class:`AttentionGroup` — the block structure of multi-head attention. Whole heads move together (κ over
+  k/v heads and ρ over the query heads inside each k/v group, so GQA groups stay intact); inside a head one
+  permutation τ is shared by q and k rows (it cancels in q·k) and another, υ, by v rows and output columns.
+  Under RoPE dimensions are tied to frequencies, so τ is the identity.
+
+Every group *solves* its own step of the coordinate descent: given similarity matrices
+``S[role][new, old] = Σ ⟨g'_new, g_old⟩`` it returns the permutation that maximizes ``Σ_r S[r, P[r]]``
+(a linear assignment, :func:`scipy.optimize.linear_sum_assignment`). Example::
+
+    group = FreeGroup(4)
+    perm = group.solve({"": torch.eye(4)[[2, 0, 1, 3]]}, group.identity())
+    group.composite(perm, "")          # tensor([2, 0, 1, 3])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+
+def assignment(similarity: torch.Tensor) -> torch.Tensor:
+    """The permutation ``P`` maximizing ``Σ_r similarity[r, P[r]]``."""
+    rows, cols = linear_sum_assignment(similarity.detach().double().cpu().numpy(), maximize=True)
+    perm = np.empty_like(cols)
+    perm[rows] = cols
+    return torch.as_tensor(perm, dtype=torch.long)
+
+
+def tolerance(similarity: dict[str, torch.Tensor]) -> float:
+    """A gain below this is rounding noise: relative to the size of the matrices (gradients can be ~1e-9)."""
+    return 1e-10 * sum(float(s.abs().max()) * s.shape[0] for s in similarity.values() if s.numel())
+
+
+def _diagonal_sum(similarity: torch.Tensor, perm: torch.Tensor) -> float:
+    return float(similarity.double()[torch.arange(len(perm)), perm].sum())
+
+
+@dataclass(frozen=True)
+class FreeGroup:
+    """Any permutation of ``size`` units; its state is one index tensor (new unit r reads old unit P[r])."""
+
+    size: int
+
+    def roles(self) -> dict[str, int]:
+        return {"": self.size}
+
+    def identity(self) -> torch.Tensor:
+        return torch.arange(self.size)
+
+    def random(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(self.size, generator=generator)
+
+    def composite(self, state: torch.Tensor, role: str) -> torch.Tensor:
+        return state
+
+    def score(self, similarity: dict[str, torch.Tensor], state: torch.Tensor) -> float:
+        return _diagonal_sum(similarity[""], state) if "" in similarity else 0.0
+
+    def solve(self, similarity: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
+        return assignment(similarity[""]) if "" in similarity else state
+
+    def equal(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        return bool(torch.equal(a, b))
+
+    def to_json(self, state: torch.Tensor) -> list[int]:
+        return state.tolist()
+
+
+@dataclass(frozen=True)
+class HeadPermutation:
+    """State of an :class:`AttentionGroup`; ρ, τ, υ are indexed by the *old* k/v head they belong to.
+
+    ``kappa[a]``: old k/v head placed at slot a; ``rho[a', b]``: old query head (within group a') at member b;
+    ``tau[a', j]``: old q/k dimension at dimension j; ``upsilon[a', j]``: same for v rows / output columns.
+    """
+
+    kappa: torch.Tensor
+    rho: torch.Tensor
+    tau: torch.Tensor
+    upsilon: torch.Tensor
+
+
+@dataclass(frozen=True)
+class AttentionGroup:
+    """Block permutations of one attention layer (see the module docstring). Roles: q, k, v, o."""
+
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rotary: bool = False
+
+    @property
+    def group_size(self) -> int:
+        return self.num_heads // self.num_kv_heads
+
+    def roles(self) -> dict[str, int]:
+        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        return {"q": q_size, "k": kv_size, "v": kv_size, "o": q_size}
+
+    def identity(self) -> HeadPermutation:
+        k, g, d = self.num_kv_heads, self.group_size, self.head_dim
+        return HeadPermutation(
+            torch.arange(k), torch.arange(g).repeat(k, 1), torch.arange(d).repeat(k, 1), torch.arange(d).repeat(k, 1)
+        )
+
+    def random(self, generator: torch.Generator) -> HeadPermutation:
+        k, g, d = self.num_kv_heads, self.group_size, self.head_dim
+
+        def rows(n: int, count: int) -> torch.Tensor:
+            return torch.stack([torch.randperm(n, generator=generator) for _ in range(count)])
+
+        tau = torch.arange(d).repeat(k, 1) if self.rotary else rows(d, k)
+        return HeadPermutation(torch.randperm(k, generator=generator), rows(g, k), tau, rows(d, k))
+
+    def composite(self, state: HeadPermutation, role: str) -> torch.Tensor:
+        """Index of the old row/column read by each new one, for one role."""
+        g, d = self.group_size, self.head_dim
+        kv = state.kappa[:, None, None]  # [K, 1, 1] old k/v head at each slot
+        inner = state.tau if role in ("q", "k") else state.upsilon
+        if role in ("k", "v"):
+            return (kv[:, 0] * d + inner[kv[:, 0, 0]]).reshape(-1)
+        head = kv * g + state.rho[state.kappa][:, :, None]  # [K, g, 1] old query head
+        dims = inner[state.kappa][:, None, :]  # [K, 1, d]
+        return (head * d + dims).reshape(-1)
+
+    def equal(self, a: HeadPermutation, b: HeadPermutation) -> bool:
+        return all(torch.equal(self.composite(a, r), self.composite(b, r)) for r in self.roles())
+
+    def to_json(self, state: HeadPermutation) -> dict[str, list]:
+        return {name: getattr(state, name).tolist() for name in ("kappa", "rho", "tau", "upsilon")}
+
+    def score(self, similarity: dict[str, torch.Tensor], state: HeadPermutation) -> float:
+        return sum(_diagonal_sum(s, self.composite(state, role)) for role, s in similarity.items())
+
+    # ---- solving -----------------------------------------------------------------------------------------
+    def solve(self, similarity: dict[str, torch.Tensor], state: HeadPermutation) -> HeadPermutation:
+        """Best head permutation: score every (new slot, old k/v head) pairing with its own best within-head
+        permutations, then assign pairings. Exact for multi-head attention; for GQA the query heads of a
+        pairing and the within-head permutations are alternated until they stop improving."""
+        k, g, d = self.num_kv_heads, self.group_size, self.head_dim
+        sim = {r: similarity.get(r, torch.zeros(n, n)).double() for r, n in self.roles().items()}
+        blocks = {
+            "q": sim["q"].reshape(k, g, d, k, g, d),
+            "o": sim["o"].reshape(k, g, d, k, g, d),
+            "k": sim["k"].reshape(k, d, k, d),
+            "v": sim["v"].reshape(k, d, k, d),
+        }
+        value = torch.empty(k, k, dtype=torch.float64)
+        best: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        for a in range(k):
+            for a_old in range(k):
+                value[a, a_old], best[a, a_old] = self._pairing(blocks, a, a_old)
+        kappa = assignment(value)
+        rho, tau, upsilon = state.rho.clone(), state.tau.clone(), state.upsilon.clone()
+        for a, a_old in enumerate(kappa.tolist()):
+            rho[a_old], tau[a_old], upsilon[a_old] = best[a, a_old]
+        return HeadPermutation(kappa, rho, tau, upsilon)
+
+    def _pairing(
+        self, blocks: dict[str, torch.Tensor], a: int, a_old: int, max_rounds: int = 10
+    ) -> tuple[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Best (ρ, τ, υ) when old k/v head ``a_old`` (with its query heads) moves to slot ``a``, and its score."""
+        g, d = self.group_size, self.head_dim
+        q = blocks["q"][a, :, :, a_old].permute(0, 2, 1, 3)  # [b, b', j, j']
+        o = blocks["o"][a, :, :, a_old].permute(0, 2, 1, 3)
+        kb, vb = blocks["k"][a, :, a_old], blocks["v"][a, :, a_old]
+        identity = torch.arange(d)
+        rho = torch.arange(g)
+        if g > 1:  # start from the best member pairing with free within-head permutations per block
+            free = torch.tensor(
+                [[_best(o[b, c]) + (0.0 if self.rotary else _best(q[b, c])) for c in range(g)] for b in range(g)]
+            )
+            rho = assignment(free)
+        score = -float("inf")
+        for _ in range(max_rounds):
+            members = torch.arange(g)
+            tau = identity if self.rotary else assignment(kb + q[members, rho].sum(0))
+            upsilon = assignment(vb + o[members, rho].sum(0))
+            member_value = q[:, :, identity, tau].sum(-1) + o[:, :, identity, upsilon].sum(-1)  # [b, b']
+            if g > 1:
+                rho = assignment(member_value)
+            new = float(member_value[members, rho].sum() + kb[identity, tau].sum() + vb[identity, upsilon].sum())
+            if new <= score + tolerance({"q": q.reshape(-1, d), "o": o.reshape(-1, d)}) or g == 1:
+                score = max(score, new)
+                break
+            score = new
+        return score, (rho, tau, upsilon)
+
+
+def _best(matrix: torch.Tensor) -> float:
+    """Value of the best assignment of a square matrix."""
+    perm = assignment(matrix)
+    return float(matrix[torch.arange(len(perm)), perm].sum())
+
+
+Group = FreeGroup | AttentionGroup

@@ -1,0 +1,120 @@
+"""``hf-efftrain transfer``: loadable output folders, a report, and one-line errors for mismatched inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from hf_efftrain.cli import main
+from hf_efftrain.data import minilm_path
+from hf_efftrain.trajectory import Trajectory, save_snapshot
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: extra threads only add contention on a shared CPU (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _bert(tokenizer, seed: int, hidden: int = 16) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
+    return BertForSequenceClassification(config)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("transfer")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    source = _bert(tokenizer, seed=0)
+    save_snapshot(root / "source", 0, dict(source.named_parameters()))
+    optimizer = torch.optim.SGD(source.parameters(), lr=0.5)
+    batch = tokenizer(["a great movie", "an awful film"], padding=True, return_tensors="pt")
+    for step in range(1, 5):
+        source(**batch, labels=torch.tensor([1, 0])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        save_snapshot(root / "source", step, dict(source.named_parameters()))
+    for name, hidden in (("target", 16), ("wide", 24)):
+        _bert(tokenizer, seed=1, hidden=hidden).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return root
+
+
+def test_cli_writes_loadable_points_and_a_report(folders, capsys):
+    out = folders / "out"
+    argv = [
+        "transfer",
+        str(folders / "source"),
+        str(folders / "target"),
+        str(out),
+        "--steps",
+        "3",
+        "--batches",
+        "1",
+        "--batch-size",
+        "8",
+        "--eval-samples",
+        "32",
+        "--save",
+        "all",
+        "--quiet",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    report = json.loads((out / "transfer_report.json").read_text())
+    assert [p["step"] for p in report["points"]] == [0, 1, 2, 3]
+    assert all(0.0 <= p["accuracy"] <= 1.0 and p["loss"] > 0 for p in report["points"])
+    assert report["config"]["method"] == "fgmt" and "residual" in report["permutation"]
+    assert Trajectory(out).steps == [0, 1, 2, 3]
+    model = AutoModelForSequenceClassification.from_pretrained(out / "checkpoint-3")
+    initial = AutoModelForSequenceClassification.from_pretrained(folders / "target")
+    moved = model.classifier.weight - initial.classifier.weight
+    assert moved.abs().max() > 0  # the end point really carries the transferred update
+    assert "step   3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("wide", "has shape"), ("missing", "no config.json")],
+)
+def test_cli_mismatch_is_one_line_exit_2(folders, capsys, target, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transfer", str(folders / "source"), str(folders / target), str(folders / "bad"), "--quiet"])
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "hf-efftrain" in line]
+    assert len(lines) == 1 and lines[0].startswith("hf-efftrain: error:") and message in lines[0]
+
+
+def test_cli_rejects_unknown_method(folders, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transfer", str(folders / "source"), str(folders / "target"), str(folders / "x"), "--method", "sgd"])
+    assert exit_info.value.code == 2
+    assert "unknown transfer method" in capsys.readouterr().err
+
+
+def test_cli_checkpoint_spacing_walks_the_saved_points(folders):
+    out = folders / "naive"
+    argv = ["transfer", str(folders / "source"), str(folders / "target"), str(out), "--spacing", "checkpoints",
+            "--method", "naive", "--eval-samples", "16", "--quiet"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    report = json.loads((out / "transfer_report.json").read_text())
+    assert [p["lambda"] for p in report["points"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert Trajectory(out).steps == [4]  # --save end: only the last point
