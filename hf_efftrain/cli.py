@@ -12,6 +12,7 @@ import typer
 
 from hf_efftrain import __version__
 from hf_efftrain.errors import HfEfftrainError
+from hf_efftrain.twa.cli import twa_app
 
 app = typer.Typer(
     name="hf-efftrain",
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 trajectory_app = typer.Typer(help="Inspect checkpoint sequences (Trainer checkpoint-N/ or snapshot-N/ folders).")
 app.add_typer(trajectory_app, name="trajectory")
+app.add_typer(twa_app, name="twa")
 
 
 def _version(value: bool) -> None:

@@ -37,3 +37,11 @@ class TrajectoryMismatchError(CheckpointError):
 
 class MissingAssetError(HfEfftrainError, ImportError):
     """An offline data or weights package is not installed; the message names the pip line."""
+
+
+class TWAError(HfEfftrainError):
+    """Trainable weight averaging was configured or fed in a way that cannot work."""
+
+
+class BasisMemoryError(TWAError, MemoryError):
+    """The TWA basis would not fit in the memory available; the message gives the amount it needs."""
