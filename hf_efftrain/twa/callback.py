@@ -119,12 +119,15 @@ class TWACallback(TrainerCallback):
 
     # ---- phases ------------------------------------------------------------------------------------------
     def _collect(self, step: int, model: torch.nn.Module) -> None:
+        began = time.perf_counter()
         if self.config.snapshot_dir:
             if self.rank == 0:
                 save_snapshot(self.config.snapshot_dir, step, trainable_state(model))
         else:
             self.collector.add(self.view.vector())
         self.collected_steps.append(step)
+        spent = time.perf_counter() - began
+        self.report["collect_overhead_seconds"] = self.report.get("collect_overhead_seconds", 0.0) + spent
 
     def _begin_twa(self, model: torch.nn.Module) -> None:
         self._marks["build"] = time.perf_counter()

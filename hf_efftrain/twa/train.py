@@ -42,10 +42,12 @@ def train_twa(
     batches: Iterable,
     config: TWAConfig | None = None,
     loss_fn: Callable[[nn.Module, object], torch.Tensor] | None = None,
+    max_grad_norm: float | None = None,
 ) -> Solver:
     """Run ``config.steps`` TWA steps over ``batches`` (cycled) from the plain average; the model keeps the result.
 
-    ``loss_fn(model, batch)`` defaults to ``model(**batch).loss`` (🤗 models with labels in the batch).
+    ``loss_fn(model, batch)`` defaults to ``model(**batch).loss`` (🤗 models with labels in the batch);
+    ``max_grad_norm`` clips the gradient before projection, as the Trainer does.
     """
     config = config or TWAConfig()
     collector = collect(model, checkpoints, config)
@@ -57,5 +59,7 @@ def train_twa(
         batch = next(stream)
         loss = loss_fn(model, batch) if loss_fn is not None else model(**batch).loss
         loss.backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(solver.view.params, max_grad_norm)
         solver.step()
     return solver

@@ -1,0 +1,80 @@
+"""Choose the TWA form and learning rate on validation data, with a seed the benchmark does not report.
+
+One phase-1 run (N/2 steps of the N-step schedule, checkpoints kept in memory), then each candidate runs
+``twa_steps`` TWA steps from the same checkpoints and is scored on the first validation reviews; SWA and the
+last checkpoint are scored alongside. Writes ``benchmarks/results/twa_tuning.json``::
+
+    python -m benchmarks.twa_tune --steps 80 --twa-steps 8 --every 4 --collect-from 0.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from benchmarks.harness import run_facts, write_result
+from benchmarks.sentiment import RECIPE, SentimentTask
+from hf_efftrain.twa import TrainableView, TWAConfig, train_twa
+
+CANDIDATES = [("subspace", 0.3), ("subspace", 1.0), ("subspace", 3.0), ("layerwise", 0.03), ("layerwise", 0.1)]
+
+
+class _Keep(TrainerCallback):
+    """Keeps θ at the collection steps and stops at the TWA start, like phase 1 of a TWA run."""
+
+    def __init__(self, steps: list[int], start: int) -> None:
+        self.steps, self.start, self.thetas = set(steps), start, []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps:
+            self.thetas.append(TrainableView(model).vector())
+        if state.global_step >= self.start:
+            control.should_training_stop = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--twa-steps", type=int, default=8)
+    parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--collect-from", type=float, default=0.25)
+    parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--eval-samples", type=int, default=500)
+    opts = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    task = SentimentTask.load(max_length=opts.max_length)
+    task.splits["val"] = task.splits["validation"].select(range(opts.eval_samples))
+    start = opts.steps // 2
+    config = TWAConfig(start=start, collect_from=opts.collect_from, every=opts.every, steps=opts.twa_steps)
+    keep = _Keep(config.collection_steps(opts.steps), start)
+    model = task.model(opts.seed)
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(output_dir=out, max_steps=opts.steps, seed=opts.seed, logging_steps=10, **RECIPE)
+        trainer = Trainer(
+            model, args, train_dataset=task.splits["train"], data_collator=task.collator, callbacks=[keep]
+        )
+        trainer.train()
+        loader = iter(trainer.get_train_dataloader())
+        batches = [next(loader) for _ in range(start + opts.twa_steps)][start:]
+    last = {k: v.clone() for k, v in model.state_dict().items()}
+    rows: list[dict[str, Any]] = [{"arm": "last", "val_accuracy": task.accuracy(model, "val")}]
+    TrainableView(model).assign(torch.stack(keep.thetas).mean(0))
+    rows.append({"arm": "swa", "val_accuracy": task.accuracy(model, "val")})
+    for form, lr in CANDIDATES:
+        model.load_state_dict(last)
+        config = TWAConfig(form=form, lr=lr, steps=opts.twa_steps)
+        train_twa(model, keep.thetas, batches, config, max_grad_norm=args.max_grad_norm)
+        rows.append({"arm": f"twa {form} lr={lr}", "val_accuracy": task.accuracy(model, "val")})
+        print(rows[-1], flush=True)
+    best = max((r for r in rows if r["arm"].startswith("twa")), key=lambda r: r["val_accuracy"])
+    result = {"best": best["arm"], "candidates": rows, "checkpoints": len(keep.thetas), **run_facts(**vars(opts))}
+    write_result("twa_tuning", result, "TWA tuning on validation (seed not reported)", {"Candidates": rows})
+
+
+if __name__ == "__main__":
+    main()
