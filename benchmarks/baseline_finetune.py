@@ -12,6 +12,7 @@ import argparse
 import statistics
 import tempfile
 
+import torch
 from transformers import Trainer, TrainingArguments
 
 from benchmarks.harness import run_facts, stopwatch, write_result
@@ -37,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable on a shared machine)")
     opts = parser.parse_args(argv)
+    torch.set_num_threads(opts.threads)
     task = SentimentTask.load(max_length=opts.max_length)
     runs = [finetune_once(task, seed, opts.steps) for seed in opts.seeds]
     accuracies = [r["accuracy"] for r in runs]

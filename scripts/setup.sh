@@ -10,7 +10,8 @@ pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
 key="$("$PY" -c 'import hashlib, sys; print(hashlib.sha256(open("pyproject.toml", "rb").read() + sys.executable.encode()).hexdigest())')"
 if [ -f .setup-stamp ] && [ "$(cat .setup-stamp)" = "$key" ] \
-  && "$PY" -c "import torch, hf_efftrain, scattertext.__init__" >/dev/null 2>&1; then
+  && (cd / && "$PY" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ['torch', 'hf_efftrain', 'scattertext'])))") \
+    >/dev/null 2>&1; then
   exit 0
 fi
 

@@ -1,0 +1,51 @@
+"""EfficientTrainer + snapshots under torchrun (gloo, 2 processes) and across a kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_efftrain.trajectory import Trajectory
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_tiny.py"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], launcher: list[str] | None = None) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*(launcher or [sys.executable]), str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_snapshot_sequence(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    _run([str(tmp_path), "--max_steps", "4"], launcher=torchrun)
+    result = json.loads((tmp_path / "losses.json").read_text())
+    assert result["world_size"] == 2
+    assert Trajectory(tmp_path / "snapshots").steps == [0, 2, 4]
+    assert not list((tmp_path / "snapshots").glob(".*"))  # no temp leftovers from a second writer
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(tmp_path):
+    _run([str(tmp_path / "whole")])
+    _run([str(tmp_path / "split"), "--stop_after", "3"])
+    _run([str(tmp_path / "split"), "--resume"])
+    whole = json.loads((tmp_path / "whole" / "losses.json").read_text())["losses"]
+    resumed = json.loads((tmp_path / "split" / "losses.json").read_text())["losses"]
+    assert set(resumed) == {"4", "5", "6"}
+    assert all(resumed[step] == whole[step] for step in resumed)  # exact
+    a, b = Trajectory(tmp_path / "whole" / "snapshots"), Trajectory(tmp_path / "split" / "snapshots")
+    assert a.steps == [0, 2, 4, 6]
+    assert b.steps == [0, 2, 3, 4, 6]  # the stopped run also saved its final weights (step 3)
+    keep = [b.steps.index(step) for step in a.steps]
+    for name in a.names:
+        assert a.tensor(name).equal(b.tensor(name)[keep]), name

@@ -1,0 +1,179 @@
+"""Trajectory reading (order, chunking, formats, errors) and SnapshotCallback under save_total_limit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import Trainer, TrainingArguments
+
+from hf_efftrain.atomic import atomic_directory, write_json
+from hf_efftrain.errors import CorruptCheckpointError, MissingCheckpointError, TrajectoryMismatchError
+from hf_efftrain.testing import tiny_model
+from hf_efftrain.trajectory import SnapshotCallback, Trajectory, save_snapshot
+
+
+def _state(step: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(step)
+    return {
+        "a.weight": torch.randn(5, 3, generator=gen),
+        "b.bias": torch.randn(4, generator=gen),
+        "scale": torch.tensor(float(step)),
+    }
+
+
+def _write_checkpoints(root, steps, prefix="checkpoint"):
+    for step in steps:
+        folder = root / f"{prefix}-{step}"
+        folder.mkdir(parents=True)
+        save_file(_state(step), str(folder / "model.safetensors"))
+
+
+def test_checkpoints_are_ordered_numerically(tmp_path):
+    _write_checkpoints(tmp_path, [100, 20, 3])
+    (tmp_path / "runs").mkdir()  # unrelated folders are ignored
+    traj = Trajectory(tmp_path)
+    assert traj.steps == [3, 20, 100]
+    assert traj.load(-1)["a.weight"].equal(_state(100)["a.weight"])
+    assert traj.num_parameters == 15 + 4 + 1
+
+
+@pytest.mark.parametrize("max_elements", [1, 7, 30, None])
+def test_chunks_reassemble_every_tensor_and_respect_the_bound(tmp_path, max_elements):
+    steps = [0, 5, 10]
+    _write_checkpoints(tmp_path, steps, prefix="snapshot")
+    traj = Trajectory(tmp_path)
+    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in traj.names}
+    for chunk in traj.iter_chunks(max_elements=max_elements):
+        assert chunk.values.shape[0] == len(steps)
+        row_size = chunk.values.shape[1] // (chunk.rows.stop - chunk.rows.start)
+        if max_elements is not None:  # at most the bound, unless a single row is already larger
+            assert chunk.values.numel() <= max(max_elements, len(steps) * row_size)
+        pieces[chunk.name].append(chunk.values)
+    for name in traj.names:
+        stacked = torch.cat(pieces[name], dim=1)
+        expected = torch.stack([_state(s)[name].reshape(-1) for s in steps])
+        assert stacked.equal(expected), name
+        assert traj.tensor(name).equal(torch.stack([_state(s)[name] for s in steps]))
+
+
+def test_explicit_folder_list_keeps_given_order(tmp_path):
+    _write_checkpoints(tmp_path, [1, 2])
+    traj = Trajectory([tmp_path / "checkpoint-2", tmp_path / "checkpoint-1"])
+    assert traj.steps == [2, 1]
+
+
+def test_sharded_and_adapter_checkpoints(tmp_path):
+    state = _state(4)
+    sharded = tmp_path / "checkpoint-4"
+    sharded.mkdir()
+    save_file({"a.weight": state["a.weight"]}, str(sharded / "model-00001-of-00002.safetensors"))
+    save_file({"b.bias": state["b.bias"]}, str(sharded / "model-00002-of-00002.safetensors"))
+    write_json(
+        sharded / "model.safetensors.index.json",
+        {"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.bias": "model-00002-of-00002.safetensors"}},
+    )
+    adapter = tmp_path / "checkpoint-8"
+    adapter.mkdir()
+    save_file(
+        {"a.weight": state["a.weight"] * 2, "b.bias": state["b.bias"]}, str(adapter / "adapter_model.safetensors")
+    )
+    traj = Trajectory(tmp_path)
+    assert traj.tensor("a.weight")[1].equal(state["a.weight"] * 2)
+
+
+def test_peft_trainer_checkpoints_are_read(tmp_path, tiny_classification_data):
+    peft = pytest.importorskip("peft")
+    model = peft.get_peft_model(
+        tiny_model("bert", task="classification"),
+        peft.LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS"),
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=4,
+        save_steps=2,
+        per_device_train_batch_size=8,
+        report_to="none",
+        disable_tqdm=True,
+        learning_rate=1e-2,
+    )
+    Trainer(model=model, args=args, train_dataset=tiny_classification_data).train()
+    traj = Trajectory(tmp_path)
+    assert traj.steps == [2, 4]
+    assert any("lora_A" in name for name in traj.names)
+    assert all("embeddings" not in name for name in traj.names)  # adapter weights only
+
+
+def test_missing_folder_and_weights(tmp_path):
+    with pytest.raises(MissingCheckpointError, match="does not exist"):
+        Trajectory(tmp_path / "nope")
+    with pytest.raises(MissingCheckpointError, match="no checkpoint-N"):
+        Trajectory(tmp_path)
+    (tmp_path / "checkpoint-3").mkdir()
+    with pytest.raises(MissingCheckpointError, match="checkpoint-3: no weights file"):
+        Trajectory(tmp_path)
+
+
+def test_corrupt_file_is_named(tmp_path):
+    _write_checkpoints(tmp_path, [1, 2])
+    bad = tmp_path / "checkpoint-2" / "model.safetensors"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated
+    with pytest.raises(CorruptCheckpointError, match="checkpoint-2/model.safetensors"):
+        Trajectory(tmp_path)
+
+
+def test_mismatched_shapes_and_names_are_named(tmp_path):
+    _write_checkpoints(tmp_path, [1])
+    odd = tmp_path / "checkpoint-2"
+    odd.mkdir()
+    save_file({**_state(2), "a.weight": torch.zeros(5, 4)}, str(odd / "model.safetensors"))
+    with pytest.raises(TrajectoryMismatchError, match=r"checkpoint-2/model.safetensors: tensor 'a.weight'"):
+        Trajectory(tmp_path)
+    missing = tmp_path / "checkpoint-3"
+    missing.mkdir()
+    save_file({"a.weight": torch.zeros(5, 3)}, str(missing / "model.safetensors"))
+    with pytest.raises(TrajectoryMismatchError, match="'b.bias' is missing"):
+        Trajectory([tmp_path / "checkpoint-1", missing])
+    with pytest.raises(TrajectoryMismatchError, match="has no tensor 'zzz'"):
+        Trajectory([tmp_path / "checkpoint-1"], names=["zzz"])
+
+
+def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
+    save_snapshot(tmp_path, 5, _state(5))
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "snapshot-5") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"partial")
+        raise RuntimeError("killed mid-write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot-5"]  # no temp leftovers
+    assert Trajectory(tmp_path).load(0)["scale"].item() == 5.0  # old content intact
+
+
+def test_snapshot_callback_survives_save_total_limit(tmp_path, tiny_classification_data):
+    model = tiny_model("bert", task="classification")
+    frozen = model.bert.embeddings.word_embeddings.weight
+    frozen.requires_grad_(False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=7,
+        save_steps=2,
+        save_total_limit=1,
+        per_device_train_batch_size=8,
+        report_to="none",
+        disable_tqdm=True,
+        learning_rate=1e-2,
+    )
+    snapshots = tmp_path / "run" / "snapshots"
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=tiny_classification_data,
+        callbacks=[SnapshotCallback(snapshots, every=3)],
+    )
+    trainer.train()
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-7"]
+    traj = Trajectory(snapshots)
+    assert traj.steps == [0, 3, 6, 7]
+    assert "bert.embeddings.word_embeddings.weight" not in traj.names  # trainable weights only
+    final = traj.load(-1)
+    for name, tensor in final.items():
+        assert tensor.equal(dict(model.named_parameters())[name].detach()), name
+    assert not traj.load(0)["classifier.weight"].equal(final["classifier.weight"])
