@@ -58,8 +58,13 @@ class BaselineTap(TrainerCallback):
             self.last = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _arguments(cls: type, out: str, seed: int, steps: int, **extra: Any) -> TrainingArguments:
-    return cls(output_dir=out, max_steps=steps, seed=seed, logging_steps=10, **{**RECIPE, **extra})
+def recipe(opts: argparse.Namespace) -> dict[str, Any]:
+    """The shared recipe with this run's learning rate and batch size (the same for every arm)."""
+    return {**RECIPE, "learning_rate": opts.lr, "per_device_train_batch_size": opts.batch_size}
+
+
+def _arguments(cls: type, out: str, opts: argparse.Namespace, seed: int, **extra: Any) -> TrainingArguments:
+    return cls(output_dir=out, max_steps=opts.steps, seed=seed, logging_steps=10, **{**recipe(opts), **extra})
 
 
 def run_seed(task: SentimentTask, seed: int, opts: argparse.Namespace, split: str) -> dict[str, Any]:
@@ -80,7 +85,7 @@ def run_seed(task: SentimentTask, seed: int, opts: argparse.Namespace, split: st
     model = task.model(seed)
     with tempfile.TemporaryDirectory() as out:
         saving = {"save_strategy": "steps", "save_steps": start}
-        args = _arguments(EfficientTrainingArguments, out, seed, opts.steps, **twa_knobs, **saving)
+        args = _arguments(EfficientTrainingArguments, out, opts, seed, **twa_knobs, **saving)
         tap = BaselineTap(args.twa_config().collection_steps(opts.steps), start)
         trainer = EfficientTrainer(
             model=model, args=args, train_dataset=task.splits["train"], data_collator=task.collator, callbacks=[tap]
@@ -98,7 +103,7 @@ def run_seed(task: SentimentTask, seed: int, opts: argparse.Namespace, split: st
         full = task.model(seed)
         plain = Trainer(
             model=full,
-            args=_arguments(TrainingArguments, out, seed, opts.steps),
+            args=_arguments(TrainingArguments, out, opts, seed),
             train_dataset=task.splits["train"],
             data_collator=task.collator,
         )
@@ -134,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--schedule", default="cosine")
     parser.add_argument("--bits", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lr", type=float, default=RECIPE["learning_rate"], help="fine-tuning lr (all arms)")
+    parser.add_argument("--batch-size", type=int, default=RECIPE["per_device_train_batch_size"])
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--eval-samples", type=int, default=1000, help="first reviews of the test split")
     parser.add_argument("--budget-note", default="")
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             "twa_total_steps_ratio <= 0.6": (opts.steps // 2 + opts.twa_steps) / opts.steps <= 0.6,
         },
         settings={k: v for k, v in vars(opts).items() if k not in ("budget_note", "no_write")},
-        recipe={**RECIPE, "max_length": opts.max_length},
+        recipe={**recipe(opts), "max_length": opts.max_length},
         eval_split=f"{split} ({len(task.splits[split])} reviews)",
         budget_note=opts.budget_note,
         per_seed=runs,

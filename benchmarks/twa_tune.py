@@ -17,7 +17,8 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from benchmarks.harness import run_facts, write_result
-from benchmarks.sentiment import RECIPE, SentimentTask
+from benchmarks.sentiment import SentimentTask
+from benchmarks.twa import recipe
 from hf_efftrain.twa import TrainableView, TWAConfig, train_twa
 
 CANDIDATES = [("subspace", 0.3), ("subspace", 1.0), ("subspace", 3.0), ("layerwise", 0.03), ("layerwise", 0.1)]
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--collect-from", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-5, help="fine-tuning lr of phase 1")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-samples", type=int, default=500)
     opts = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     keep = _Keep(config.collection_steps(opts.steps), start)
     model = task.model(opts.seed)
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, max_steps=opts.steps, seed=opts.seed, logging_steps=10, **RECIPE)
+        args = TrainingArguments(output_dir=out, max_steps=opts.steps, seed=opts.seed, logging_steps=10, **recipe(opts))
         trainer = Trainer(
             model, args, train_dataset=task.splits["train"], data_collator=task.collator, callbacks=[keep]
         )

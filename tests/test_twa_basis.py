@@ -104,7 +104,8 @@ def test_layerwise_twa_lowers_the_loss_below_the_plain_average():
     checkpoints = [view.vector() + 0.3 * torch.randn(view.dim) for _ in range(4)]
     mse = nn.functional.mse_loss
     view.assign(torch.stack(checkpoints).mean(0))
-    average_loss = float(mse(model(x), y))
+    with torch.no_grad():
+        average_loss = float(mse(model(x), y))
     config = TWAConfig(form="layerwise", steps=60, lr=0.05, schedule="cosine")
     train_twa(model, checkpoints, [x], config, loss_fn=lambda m, b: mse(m(b), y))
     assert float(mse(model(x), y)) < 0.9 * average_loss
@@ -159,4 +160,7 @@ def test_config_rejects_impossible_schedules():
     with pytest.raises(TWAError, match="twa_bits"):
         TWAConfig(form="subspace", bits=4)
     assert TWAConfig(start=0.5, every=30).collection_steps(100) == [30, 50]
+    assert TWAConfig(start=0.5, collect_from=0.25, every=10).collection_steps(100) == [25, 35, 45, 50]
+    with pytest.raises(TWAError, match="twa_collect_from"):
+        TWAConfig(start=0.5, collect_from=0.75).collection_steps(100)
     assert lr_factor("cosine", 0, 10) == 1.0 and lr_factor("cosine", 10, 10) == pytest.approx(0.0)

@@ -8,10 +8,13 @@ from __future__ import annotations
 import pytest
 import torch
 from _twa_support import losses, toy_trainer
+from peft import LoraConfig, get_peft_model
 from transformers import HfArgumentParser, TrainerCallback
 
 from hf_efftrain import EfficientTrainingArguments
 from hf_efftrain.errors import BasisMemoryError, TWAError
+from hf_efftrain.testing import tiny_model
+from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.twa import SubspaceBasis, TrainableView, TWACallback
 
 TWA = {"twa": True, "twa_start": 0.5, "twa_every": 2, "twa_steps": 4, "max_steps": 12}
@@ -127,3 +130,36 @@ def test_arguments_parse_and_validate(tmp_path):
         )
     with pytest.raises(TWAError, match="twa_form"):
         EfficientTrainingArguments(output_dir=str(tmp_path), twa=True, twa_form="sgd")
+
+
+def test_peft_adapters_only_and_twa_from_existing_adapter_checkpoints(tmp_path):
+    def lora_model():
+        base = tiny_model("bert", task="classification", seed=0)
+        config = LoraConfig(r=2, target_modules=["query", "value"], modules_to_save=["classifier"], task_type="SEQ_CLS")
+        return get_peft_model(base, config).train()
+
+    model = lora_model()
+    view = TrainableView(model)
+    assert view.names and all("lora_" in n or "classifier" in n for n in view.names)
+    assert view.dim < sum(p.numel() for p in model.parameters()) / 10
+    saving = toy_trainer(str(tmp_path / "run"), model=model, max_steps=6, save_strategy="steps", save_steps=2)
+    saving.train()
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    posthoc = toy_trainer(
+        str(tmp_path / "twa"),
+        model=model,
+        twa=True,
+        twa_start=0,
+        twa_steps=3,
+        twa_lr=0.5,
+        twa_checkpoints_from=str(tmp_path / "run"),
+    )
+    posthoc.train()
+    assert _twa_callback(posthoc).report["checkpoints"] == 3  # adapter_model.safetensors of checkpoint-2/4/6
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if not p.requires_grad)
+    trajectory = Trajectory(tmp_path / "run")
+    basis = SubspaceBasis(view.dim)
+    for index in range(len(trajectory)):
+        basis.add(view.vector_from_state(trajectory.load(index)))
+    final = view.vector()
+    assert torch.allclose(basis.project(final), final, atol=1e-5)

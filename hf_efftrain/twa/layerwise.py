@@ -26,7 +26,10 @@ from hf_efftrain.twa.quantize import QuantizedRow, dequantize, quantize_blocks
 
 
 class LayerwiseBasis:
-    """Centred, block-normalized (and maybe quantized) rows of this process's checkpoints."""
+    """Centred, block-normalized (and maybe quantized) rows of this process's checkpoints.
+
+    ``raw_rows`` (global checkpoint index -> θ) is emptied while the rows are encoded, to bound memory.
+    """
 
     def __init__(
         self, centre: torch.Tensor, raw_rows: dict[int, torch.Tensor], sizes: list[int], bits: int = 0
@@ -37,8 +40,8 @@ class LayerwiseBasis:
         self.indices = sorted(raw_rows)
         self.rows: list[torch.Tensor | QuantizedRow] = []
         norms = []
-        for index in self.indices:
-            row, norm = self._encode(raw_rows[index])
+        for index in self.indices:  # popped one by one: raw and encoded rows never all coexist
+            row, norm = self._encode(raw_rows.pop(index))
             self.rows.append(row)
             norms.append(norm)
         self.norms = torch.stack(norms) if norms else torch.zeros(0, len(self.sizes), device=self.centre.device)
