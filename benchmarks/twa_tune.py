@@ -21,7 +21,14 @@ from benchmarks.sentiment import SentimentTask
 from benchmarks.twa import recipe
 from hf_efftrain.twa import TrainableView, TWAConfig, train_twa
 
-CANDIDATES = [("subspace", 0.3), ("subspace", 1.0), ("subspace", 3.0), ("layerwise", 0.03), ("layerwise", 0.1)]
+CANDIDATES = [
+    ("subspace", 0.3),
+    ("subspace", 1.0),
+    ("subspace", 2.0),
+    ("layerwise", 0.03),
+    ("layerwise", 0.1),
+    ("layerwise", 0.3),
+]
 
 
 class _Keep(TrainerCallback):
@@ -68,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = [{"arm": "last", "val_accuracy": task.accuracy(model, "val")}]
     TrainableView(model).assign(torch.stack(keep.thetas).mean(0))
     rows.append({"arm": "swa", "val_accuracy": task.accuracy(model, "val")})
+    print(rows, flush=True)
     for form, lr in CANDIDATES:
         model.load_state_dict(last)
         config = TWAConfig(form=form, lr=lr, steps=opts.twa_steps)

@@ -80,7 +80,7 @@ def test_layerwise_coefficient_gradient_matches_autograd():
     sizes = [6, 10]
     raws = {i: torch.randn(16, generator=gen) for i in range(3)}
     centre = torch.stack(list(raws.values())).mean(0)
-    basis = LayerwiseBasis(centre, raws, sizes)
+    basis = LayerwiseBasis(centre, dict(raws), sizes)
     assert torch.equal(basis.weights(torch.zeros(3, 2)), centre)
     target = torch.randn(16, generator=gen)
     x = torch.randn(3, 2, generator=gen, requires_grad=True)
@@ -106,7 +106,7 @@ def test_layerwise_twa_lowers_the_loss_below_the_plain_average():
     view.assign(torch.stack(checkpoints).mean(0))
     with torch.no_grad():
         average_loss = float(mse(model(x), y))
-    config = TWAConfig(form="layerwise", steps=60, lr=0.05, schedule="cosine")
+    config = TWAConfig(form="layerwise", steps=30, lr=0.1, schedule="cosine")
     train_twa(model, checkpoints, [x], config, loss_fn=lambda m, b: mse(m(b), y))
     assert float(mse(model(x), y)) < 0.9 * average_loss
 
@@ -126,8 +126,8 @@ def test_quantization_error_and_packing(bits):
 def test_quantized_layerwise_basis_is_smaller_and_close():
     raws = {i: t for i, t in enumerate(_trajectory(k=4, dim=4000, spread=1.0))}
     centre = torch.stack(list(raws.values())).mean(0)
-    full = LayerwiseBasis(centre, raws, [1000, 3000])
-    four = LayerwiseBasis(centre, raws, [1000, 3000], bits=4)
+    full = LayerwiseBasis(centre, dict(raws), [1000, 3000])
+    four = LayerwiseBasis(centre, dict(raws), [1000, 3000], bits=4)
     assert four.memory_mb < full.memory_mb / 7
     x = torch.full((4, 2), 0.1)
     assert torch.allclose(four.weights(x), full.weights(x), atol=0.1)

@@ -67,8 +67,8 @@ class Collector:
         c = self.config
         if self.basis is not None:
             return SubspaceTWA(self.view, self.basis, c.lr, c.momentum, c.weight_decay, c.schedule, total_steps)
-        basis = LayerwiseBasis(self.average, self.raw_rows, self.view.sizes, c.bits)
-        self.raw_rows = {}
+        raw_rows, self.raw_rows = self.raw_rows, {}  # handed over: the basis frees them as it encodes
+        basis = LayerwiseBasis(self.average, raw_rows, self.view.sizes, c.bits)
         return LayerwiseTWA(self.view, basis, c.lr, c.weight_decay, c.schedule, total_steps)
 
     def state_dict(self) -> dict[str, Any]:
