@@ -1,10 +1,12 @@
-"""Choose the TWA form and learning rate on validation data, with a seed the benchmark does not report.
+"""Choose the collection window, TWA form and learning rate on validation data, with an unreported seed.
 
-One phase-1 run (N/2 steps of the N-step schedule, checkpoints kept in memory), then each candidate runs
-``twa_steps`` TWA steps from the same checkpoints and is scored on the first validation reviews; SWA and the
-last checkpoint are scored alongside. Writes ``benchmarks/results/twa_tuning.json``::
+One phase-1 run (N/2 steps of the N-step schedule, checkpoints kept in memory). For each collection window
+(first step, every), SWA over its checkpoints is scored; the window is chosen by *SWA's* score, so the
+baseline gets its best window. Then each TWA candidate (form, lr) runs ``twa_steps`` TWA steps from that
+window's checkpoints. All scores are on the first validation reviews. Writes
+``benchmarks/results/twa_tuning.json``::
 
-    python -m benchmarks.twa_tune --steps 80 --twa-steps 8 --every 4 --collect-from 0.25
+    python -m benchmarks.twa_tune --steps 100 --twa-steps 10 --max-length 32 --lr 1e-4 --batch-size 16
 """
 
 from __future__ import annotations
@@ -21,25 +23,19 @@ from benchmarks.sentiment import SentimentTask
 from benchmarks.twa import recipe
 from hf_efftrain.twa import TrainableView, TWAConfig, train_twa
 
-CANDIDATES = [
-    ("subspace", 0.3),
-    ("subspace", 1.0),
-    ("subspace", 2.0),
-    ("layerwise", 0.03),
-    ("layerwise", 0.1),
-    ("layerwise", 0.3),
-]
+CANDIDATES = [("subspace", 0.1), ("subspace", 0.3), ("subspace", 1.0), ("layerwise", 0.1), ("layerwise", 0.3)]
+WINDOWS = [(0.25, 10), (0.4, 4)]  # (collect_from as a fraction of N, every)
 
 
 class _Keep(TrainerCallback):
     """Keeps θ at the collection steps and stops at the TWA start, like phase 1 of a TWA run."""
 
     def __init__(self, steps: list[int], start: int) -> None:
-        self.steps, self.start, self.thetas = set(steps), start, []
+        self.steps, self.start, self.thetas = set(steps), start, {}
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step in self.steps:
-            self.thetas.append(TrainableView(model).vector())
+            self.thetas[state.global_step] = TrainableView(model).vector()
         if state.global_step >= self.start:
             control.should_training_stop = True
 
@@ -60,8 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     task = SentimentTask.load(max_length=opts.max_length)
     task.splits["val"] = task.splits["validation"].select(range(opts.eval_samples))
     start = opts.steps // 2
-    config = TWAConfig(start=start, collect_from=opts.collect_from, every=opts.every, steps=opts.twa_steps)
-    keep = _Keep(config.collection_steps(opts.steps), start)
+    windows = {
+        w: TWAConfig(start=start, collect_from=w[0], every=w[1], steps=opts.twa_steps).collection_steps(opts.steps)
+        for w in WINDOWS
+    }
+    keep = _Keep(sorted({s for steps in windows.values() for s in steps}), start)
     model = task.model(opts.seed)
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, max_steps=opts.steps, seed=opts.seed, logging_steps=10, **recipe(opts))
@@ -73,17 +72,20 @@ def main(argv: list[str] | None = None) -> None:
         batches = [next(loader) for _ in range(start + opts.twa_steps)][start:]
     last = {k: v.clone() for k, v in model.state_dict().items()}
     rows: list[dict[str, Any]] = [{"arm": "last", "val_accuracy": task.accuracy(model, "val")}]
-    TrainableView(model).assign(torch.stack(keep.thetas).mean(0))
-    rows.append({"arm": "swa", "val_accuracy": task.accuracy(model, "val")})
-    print(rows, flush=True)
+    for window, steps in windows.items():
+        TrainableView(model).assign(torch.stack([keep.thetas[s] for s in steps]).mean(0))
+        rows.append({"arm": f"swa window={window}", "window": window, "val_accuracy": task.accuracy(model, "val")})
+        print(rows[-1], flush=True)
+    best_window = max((r for r in rows if "window" in r), key=lambda r: r["val_accuracy"])["window"]
+    thetas = [keep.thetas[s] for s in windows[best_window]]
     for form, lr in CANDIDATES:
         model.load_state_dict(last)
         config = TWAConfig(form=form, lr=lr, steps=opts.twa_steps)
-        train_twa(model, keep.thetas, batches, config, max_grad_norm=args.max_grad_norm)
+        train_twa(model, thetas, batches, config, max_grad_norm=args.max_grad_norm)
         rows.append({"arm": f"twa {form} lr={lr}", "val_accuracy": task.accuracy(model, "val")})
         print(rows[-1], flush=True)
     best = max((r for r in rows if r["arm"].startswith("twa")), key=lambda r: r["val_accuracy"])
-    result = {"best": best["arm"], "candidates": rows, "checkpoints": len(keep.thetas), **run_facts(**vars(opts))}
+    result = {"window": best_window, "best": best["arm"], "candidates": rows, **run_facts(**vars(opts))}
     write_result("twa_tuning", result, "TWA tuning on validation (seed not reported)", {"Candidates": rows})
 
 
