@@ -15,6 +15,7 @@ from hf_efftrain.errors import HfEfftrainError
 from hf_efftrain.growth.cli import growth_app
 from hf_efftrain.mat import cli as mat_cli
 from hf_efftrain.transfer.cli import transfer as transfer_command
+from hf_efftrain.twa.cli import twa_app
 
 app = typer.Typer(
     name="hf-efftrain",
@@ -28,6 +29,7 @@ app.add_typer(trajectory_app, name="trajectory")
 app.add_typer(growth_app)  # top-level `grow` and `lag` commands
 app.add_typer(mat_cli.app, name="mat")
 app.command("transfer")(transfer_command)
+app.add_typer(twa_app, name="twa")
 
 
 def _version(value: bool) -> None:

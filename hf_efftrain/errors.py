@@ -53,3 +53,11 @@ class TransferError(HfEfftrainError, ValueError):
 
 class TransferMismatchError(TransferError):
     """A source trajectory and a target initialization do not have the same architecture or shapes."""
+
+
+class TWAError(HfEfftrainError):
+    """Trainable weight averaging was configured or fed in a way that cannot work."""
+
+
+class BasisMemoryError(TWAError, MemoryError):
+    """The TWA basis would not fit in the memory available; the message gives the amount it needs."""

@@ -20,10 +20,12 @@ from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
 from hf_efftrain.trajectory import SnapshotCallback
+from hf_efftrain.twa.arguments import TWAArguments
+from hf_efftrain.twa.callback import TWACallback
 
 
 @dataclass
-class EfficientTrainingArguments(MATArguments, GrowthArguments, TrainingArguments):
+class EfficientTrainingArguments(MATArguments, TWAArguments, GrowthArguments, TrainingArguments):
     """``TrainingArguments`` plus the switches of hf_efftrain's methods (readable by ``HfArgumentParser``)."""
 
     snapshot_every: int = field(
@@ -40,6 +42,7 @@ class EfficientTrainingArguments(MATArguments, GrowthArguments, TrainingArgument
             raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         self._validate_growth()
         self._validate_mat()
+        self._validate_twa()
 
     @property
     def resolved_snapshot_dir(self) -> Path:
@@ -60,6 +63,8 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
         from hf_efftrain.mat.callback import MATCallback
 
         callbacks.append(MATCallback(args.mat_config()))
+    if args.twa:
+        callbacks.append(TWACallback(args.twa_config()))
     return callbacks
 
 

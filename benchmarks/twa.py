@@ -1,0 +1,196 @@
+"""Benchmark: TWA vs full fine-tuning, SWA and the last checkpoint — MiniLM on Rotten Tomatoes.
+
+Per seed, interleaved, same data order and schedule for every arm:
+  (a) full: a plain ``Trainer`` run of N steps (its first N/2 steps are (b)'s: it resumes from (b)'s
+      checkpoint at step N/2 — optimizer, schedule, RNG and data position — with the step-N/2 weights);
+  (b) TWA: ``EfficientTrainer(twa=True)``: the same schedule for N/2 steps while collecting checkpoints,
+      then ``twa_steps`` TWA steps; training stops there;
+  (c) SWA: ``torch.optim.swa_utils.AveragedModel`` updated at exactly the steps (b) collects at;
+  (d) last: (b)'s weights at step N/2, just before the TWA phase.
+Writes ``benchmarks/results/twa.json`` and ``.md``::
+
+    python -m benchmarks.twa --steps 100 --twa-steps 10 --every 5 --collect-from 0.25 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from benchmarks.harness import run_facts, write_result
+from benchmarks.sentiment import RECIPE, SentimentTask
+from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
+from hf_efftrain.twa import TWACallback
+
+
+class BaselineTap(TrainerCallback):
+    """SWA over the checkpoints TWA collects, the last pre-TWA weights, and per-step wall time by phase.
+
+    Added before ``TWACallback`` (constructor callbacks come first), so at the TWA start it sees the weights
+    before they are replaced by the average.
+    """
+
+    def __init__(self, steps: list[int], start: int) -> None:
+        self.steps, self.start = set(steps), start
+        self.swa: AveragedModel | None = None
+        self.last: dict[str, torch.Tensor] = {}
+        self.seconds = {"collect": 0.0, "twa": 0.0}
+        self._began = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._began = time.perf_counter()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        phase = "collect" if state.global_step <= self.start else "twa"
+        self.seconds[phase] += time.perf_counter() - self._began
+        if state.global_step in self.steps:
+            if self.swa is None:
+                self.swa = AveragedModel(model)
+            self.swa.update_parameters(model)
+        if state.global_step == self.start:
+            self.last = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def recipe(opts: argparse.Namespace) -> dict[str, Any]:
+    """The shared recipe with this run's learning rate and batch size (the same for every arm)."""
+    return {**RECIPE, "learning_rate": opts.lr, "per_device_train_batch_size": opts.batch_size}
+
+
+def _arguments(cls: type, out: str, opts: argparse.Namespace, seed: int, **extra: Any) -> TrainingArguments:
+    return cls(output_dir=out, max_steps=opts.steps, seed=seed, logging_steps=10, **{**recipe(opts), **extra})
+
+
+def run_seed(task: SentimentTask, seed: int, opts: argparse.Namespace, split: str) -> dict[str, Any]:
+    """All four arms of one seed: (b), (c), (d) from the TWA run, then (a) continued from its step N/2."""
+    start = opts.steps // 2
+    twa_knobs = {
+        "twa": True,
+        "twa_start": start,
+        "twa_collect_from": opts.collect_from,
+        "twa_every": opts.every,
+        "twa_steps": opts.twa_steps,
+        "twa_form": opts.form,
+        "twa_lr": opts.twa_lr,
+        "twa_momentum": opts.twa_momentum,
+        "twa_bits": opts.bits,
+        "twa_schedule": opts.schedule,
+    }
+    model = task.model(seed)
+    with tempfile.TemporaryDirectory() as out:
+        saving = {"save_strategy": "steps", "save_steps": start}
+        args = _arguments(EfficientTrainingArguments, out, opts, seed, **twa_knobs, **saving)
+        tap = BaselineTap(args.twa_config().collection_steps(opts.steps), start)
+        trainer = EfficientTrainer(
+            model=model, args=args, train_dataset=task.splits["train"], data_collator=task.collator, callbacks=[tap]
+        )
+        trainer.train()
+        report = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TWACallback)).report
+        result = {"twa_accuracy": task.accuracy(model, split), "swa_accuracy": task.accuracy(tap.swa.module, split)}
+        model.load_state_dict(tap.last)
+        result["last_accuracy"] = task.accuracy(model, split)
+        result.update(_twa_facts(trainer.state.global_step, report, tap))
+        # (a): checkpoint-N/2 holds optimizer, scheduler, RNG and data position of step N/2; its weights were
+        # saved after TWA replaced them by the average, so the step-N/2 weights are put back first.
+        checkpoint = f"{out}/checkpoint-{start}"
+        model.save_pretrained(checkpoint)
+        full = task.model(seed)
+        plain = Trainer(
+            model=full,
+            args=_arguments(TrainingArguments, out, opts, seed),
+            train_dataset=task.splits["train"],
+            data_collator=task.collator,
+        )
+        plain.train(resume_from_checkpoint=checkpoint)
+        result["full_accuracy"] = task.accuracy(full, split)
+    return result
+
+
+def _twa_facts(steps_run: int, report: dict[str, Any], tap: BaselineTap) -> dict[str, Any]:
+    """TWA phase cost (its steps + basis build) over the run's optimizer steps + collection (saves excluded)."""
+    twa_time = tap.seconds["twa"] + report["build_seconds"]
+    phase1 = tap.seconds["collect"] + report.get("collect_overhead_seconds", 0.0)
+    return {
+        "steps_run": steps_run,
+        "checkpoints": report["checkpoints"],
+        "basis_rank": report.get("basis_rank", report["checkpoints"]),
+        "basis_memory_mb": report["basis_memory_mb"],
+        "phase1_seconds": phase1,
+        "twa_phase_seconds": twa_time,
+        "twa_phase_time_fraction": twa_time / (phase1 + twa_time),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100, help="N: budget of the full fine-tune")
+    parser.add_argument("--twa-steps", type=int, default=10)
+    parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--collect-from", type=float, default=0.25)
+    parser.add_argument("--form", default="subspace", choices=["subspace", "layerwise"])
+    parser.add_argument("--twa-lr", type=float, default=1.0)
+    parser.add_argument("--twa-momentum", type=float, default=0.9)
+    parser.add_argument("--schedule", default="cosine")
+    parser.add_argument("--bits", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lr", type=float, default=RECIPE["learning_rate"], help="fine-tuning lr (all arms)")
+    parser.add_argument("--batch-size", type=int, default=RECIPE["per_device_train_batch_size"])
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--eval-samples", type=int, default=1000, help="first reviews of the test split")
+    parser.add_argument("--budget-note", default="")
+    parser.add_argument("--no-write", action="store_true", help="print only (quick sanity runs)")
+    return parser
+
+
+def _mean(runs: list[dict], key: str) -> float:
+    return statistics.mean(r[key] for r in runs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = _parser().parse_args(argv)
+    torch.set_num_threads(1)
+    task = SentimentTask.load(max_length=opts.max_length)
+    split = "test"
+    if opts.eval_samples and opts.eval_samples < len(task.splits["test"]):
+        split = f"test[:{opts.eval_samples}]"
+        task.splits[split] = task.splits["test"].select(range(opts.eval_samples))
+    runs = []
+    for seed in opts.seeds:  # interleaved: load changes hit every arm of a seed alike
+        row = {"seed": seed, **run_seed(task, seed, opts, split)}
+        print(row, flush=True)
+        runs.append(row)
+    keys = ("full_accuracy", "twa_accuracy", "swa_accuracy", "last_accuracy")
+    result: dict[str, Any] = {key: _mean(runs, key) for key in keys}
+    result.update(
+        twa_total_steps_ratio=(opts.steps // 2 + opts.twa_steps) / opts.steps,
+        twa_phase_time_fraction=_mean(runs, "twa_phase_time_fraction"),
+        basis_memory_mb=_mean(runs, "basis_memory_mb"),
+        **{f"{key}_std": statistics.stdev(r[key] for r in runs) if len(runs) > 1 else 0.0 for key in keys},
+        targets={
+            "twa_accuracy >= full_accuracy": result["twa_accuracy"] >= result["full_accuracy"],
+            "twa_accuracy >= swa_accuracy": result["twa_accuracy"] >= result["swa_accuracy"],
+            "twa_total_steps_ratio <= 0.6": (opts.steps // 2 + opts.twa_steps) / opts.steps <= 0.6,
+        },
+        settings={k: v for k, v in vars(opts).items() if k not in ("budget_note", "no_write")},
+        recipe={**recipe(opts), "max_length": opts.max_length},
+        eval_split=f"{split} ({len(task.splits[split])} reviews)",
+        budget_note=opts.budget_note,
+        per_seed=runs,
+        **run_facts(seeds=opts.seeds),
+    )
+    if opts.no_write:
+        print(result)
+        return
+    write_result(
+        "twa", result, "TWA vs full fine-tuning, SWA and last checkpoint (MiniLM, Rotten Tomatoes)", {"Per seed": runs}
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""``twa_*`` training arguments, mixed into ``EfficientTrainingArguments`` (readable by ``HfArgumentParser``).
+
+Example::
+
+    args = EfficientTrainingArguments(output_dir="out", max_steps=200, twa=True, twa_start=0.5, twa_steps=20)
+    args.twa_config()            # -> TWAConfig(start=0.5, every=10, steps=20, ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hf_efftrain.errors import TWAError
+from hf_efftrain.twa.config import TWAConfig
+
+
+@dataclass
+class TWAArguments:
+    """Switches of trainable weight averaging (see ``docs/twa.md``)."""
+
+    twa: bool = field(default=False, metadata={"help": "Collect checkpoints, then finish with a short TWA phase."})
+    twa_start: float = field(
+        default=0.5,
+        metadata={"help": "Step where collection ends and TWA begins: a fraction of max_steps (<1) or a step number."},
+    )
+    twa_collect_from: float = field(
+        default=0.0,
+        metadata={"help": "First step to collect at: a fraction of max_steps (<1) or a step number (skip warm-up)."},
+    )
+    twa_every: int = field(default=10, metadata={"help": "Collect the trainable weights every N optimizer steps."})
+    twa_steps: int = field(default=20, metadata={"help": "Optimizer steps of the TWA phase (then training stops)."})
+    twa_form: str = field(
+        default="subspace",
+        metadata={"help": "'subspace' (orthonormal basis, projected SGD) or 'layerwise' (per-tensor coefficients)."},
+    )
+    twa_lr: float = field(default=0.05, metadata={"help": "Learning rate of the TWA phase (SGD or AdamW)."})
+    twa_momentum: float = field(default=0.9, metadata={"help": "SGD momentum of the subspace form."})
+    twa_weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of the TWA optimizer."})
+    twa_schedule: str = field(default="cosine", metadata={"help": "TWA learning-rate schedule: cosine|step|constant."})
+    twa_bits: int = field(default=0, metadata={"help": "Layer-wise form: store the basis with 1-8 bits (0 = float32)."})
+    twa_rank_tol: float = field(
+        default=1e-4, metadata={"help": "Drop a checkpoint whose new direction is below this fraction of its norm."}
+    )
+    twa_max_basis_mb: float | None = field(
+        default=None,
+        metadata={"help": "Fail early if the basis needs more MiB per process (default: free memory)."},
+    )
+    twa_snapshot_dir: str | None = field(
+        default=None, metadata={"help": "Keep collected checkpoints in this folder instead of memory."}
+    )
+    twa_checkpoints_from: str | None = field(
+        default=None, metadata={"help": "Skip collection: use the checkpoint-N/snapshot-N folders in this folder."}
+    )
+
+    def twa_config(self) -> TWAConfig:
+        """The :class:`TWAConfig` these arguments describe."""
+        return TWAConfig(
+            form=self.twa_form,
+            start=self.twa_start,
+            collect_from=self.twa_collect_from,
+            every=self.twa_every,
+            steps=self.twa_steps,
+            lr=self.twa_lr,
+            momentum=self.twa_momentum,
+            weight_decay=self.twa_weight_decay,
+            schedule=self.twa_schedule,
+            bits=self.twa_bits,
+            rank_tol=self.twa_rank_tol,
+            max_basis_mb=self.twa_max_basis_mb,
+            snapshot_dir=self.twa_snapshot_dir,
+            checkpoints_from=self.twa_checkpoints_from,
+        )
+
+    def _validate_twa(self) -> None:
+        """Check the knobs up front, and what TWA cannot combine with."""
+        if not self.twa:
+            return
+        self.twa_config()
+        if getattr(self, "load_best_model_at_end", False):
+            raise TWAError("twa=True makes the TWA solution the final model: turn off load_best_model_at_end")

@@ -1,0 +1,91 @@
+"""An orthonormal basis P (k×D) of the span of checkpoints, built one checkpoint at a time, split by rows.
+
+Why not Gram–Schmidt on the raw checkpoints directly: fine-tuning moves the weights by a tiny fraction of
+their norm, so raw checkpoints are nearly parallel and classical Gram–Schmidt loses most of its digits.
+We use the same span written better: the first checkpoint w₁, then the differences wᵢ − w₁, each
+orthogonalized twice against the rows so far ("twice is enough", Giraud et al. 2005). A checkpoint whose
+residual is below ``rank_tol`` × ‖wᵢ − w₁‖ adds no direction and is dropped with a warning.
+
+Rows are stored round-robin over processes (row i on process i mod W); a projection is a local partial
+sum Σ_{i on r} pᵢ (pᵢ·v) and one all-reduce of a D-vector. Example::
+
+    basis = SubspaceBasis(dim=view.dim)
+    for theta in checkpoints:
+        basis.add(theta)
+    g_in_span = basis.project(g)                 # Pᵀ(P g)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from hf_efftrain.twa.distributed import all_reduce_sum, owner_of, process_position
+from hf_efftrain.twa.memory import tensor_mb
+
+logger = logging.getLogger("hf_efftrain.twa")
+
+
+class SubspaceBasis:
+    """Orthonormal rows spanning the checkpoints added so far; this process keeps only its share."""
+
+    def __init__(self, dim: int, device: torch.device | str = "cpu", rank_tol: float = 1e-4) -> None:
+        self.dim = dim
+        self.device = torch.device(device)
+        self.rank_tol = rank_tol
+        self.rank, self.world = process_position()
+        self.rows: list[torch.Tensor] = []
+        self.size = 0  # rows over all processes
+        self.dropped = 0
+        self.anchor: torch.Tensor | None = None
+
+    def project(self, vector: torch.Tensor) -> torch.Tensor:
+        """Pᵀ(P v): the component of ``vector`` in the span (one all-reduce)."""
+        out = torch.zeros(self.dim, device=vector.device, dtype=torch.float32)
+        for row in self.rows:
+            out.add_(row, alpha=float(torch.dot(row, vector)))
+        return all_reduce_sum(out)
+
+    def add(self, vector: torch.Tensor) -> bool:
+        """Orthogonalize a checkpoint against the basis; keep it (True) or drop it as dependent (False)."""
+        vector = vector.to(self.device, torch.float32)
+        if self.anchor is None:
+            self.anchor = vector.clone()
+            direction = vector.clone()
+        else:
+            direction = vector - self.anchor
+        reference = float(direction.norm())
+        if reference > 0:
+            for _ in range(2):  # re-orthogonalization: the second pass removes what rounding left behind
+                direction -= self.project(direction)
+        residual = float(direction.norm())
+        if reference == 0 or residual <= self.rank_tol * reference:
+            self.dropped += 1
+            logger.warning(
+                "TWA: checkpoint %d is (nearly) in the span of the previous ones (residual %.2e of %.2e); dropped",
+                self.size + self.dropped,
+                residual,
+                reference,
+            )
+            return False
+        if owner_of(self.size, self.world) == self.rank:
+            self.rows.append(direction / residual)
+        self.size += 1
+        return True
+
+    @property
+    def memory_mb(self) -> float:
+        """Storage of this process's rows, in MiB."""
+        return tensor_mb(*self.rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        rows = torch.stack(self.rows) if self.rows else torch.zeros(0, self.dim)
+        return {"rows": rows, "size": self.size, "dropped": self.dropped, "anchor": self.anchor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = [row.to(self.device).clone() for row in state["rows"]]
+        self.size, self.dropped = int(state["size"]), int(state["dropped"])
+        anchor = state["anchor"]
+        self.anchor = anchor.to(self.device).clone() if anchor is not None else None

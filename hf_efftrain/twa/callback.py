@@ -1,0 +1,172 @@
+"""``TWACallback``: when to collect, when to switch to the TWA phase, and when to stop. No math here.
+
+Timeline of a run with ``max_steps = N``, ``twa_start = s``, ``twa_every = k``, ``twa_steps = T``:
+
+* steps 1 … sN: ordinary training; θ is collected every k steps and at step sN;
+* at step sN: the basis is built, θ ← plain average of the checkpoints;
+* steps sN+1 … sN+T: the Trainer computes gradients as usual, but its optimizer step is replaced by the
+  TWA step (see :mod:`optimize`: the TWA solver steps and clears ``.grad``, so the Trainer's optimizer
+  skips every parameter);
+* after step sN+T training stops: the model holds the TWA solution and is saved/evaluated/pushed as usual.
+
+Resume: at every Trainer save, each process writes its share of the TWA state (collected basis rows or the
+solver with its optimizer) to ``checkpoint-N/twa_state-rank{r}.pt``; ``train(resume_from_checkpoint=...)``
+reads it back in ``on_train_begin``. Example::
+
+    trainer.add_callback(TWACallback(TWAConfig(start=0.5, every=10, steps=20)))
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from hf_efftrain.atomic import atomic_file
+from hf_efftrain.errors import TWAError
+from hf_efftrain.trajectory import save_snapshot, trainable_state
+from hf_efftrain.twa.collect import Collector, Solver, add_from_folder, count_checkpoints, solver_from_state
+from hf_efftrain.twa.config import TWAConfig
+from hf_efftrain.twa.distributed import barrier, process_position
+from hf_efftrain.twa.flat import TrainableView
+from hf_efftrain.twa.memory import BasisPlan
+from hf_efftrain.twa.norm import recompute_norm_statistics
+
+logger = logging.getLogger("hf_efftrain.twa")
+STATE_FILE = "twa_state-rank{rank}.pt"
+
+
+class TWACallback(TrainerCallback):
+    """Collect checkpoints, then run a short TWA phase whose solution becomes the final weights.
+
+    ``report`` holds what happened: checkpoints used, basis rank and memory per process, phase timings.
+    """
+
+    def __init__(self, config: TWAConfig | None = None, norm_batches: int | None = 100, **knobs: Any) -> None:
+        self.config = config if config is not None else TWAConfig(**knobs)
+        self.norm_batches = norm_batches
+        self.phase = "collect"  # collect -> twa -> done
+        self.collected_steps: list[int] = []
+        self.report: dict[str, Any] = {}
+        self.collector: Collector | None = None
+        self.solver: Solver | None = None
+        self.rank, self.world = process_position()
+
+    # ---- events ------------------------------------------------------------------------------------------
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self.rank, self.world = process_position()
+        self.view = TrainableView(kwargs["model"])
+        self.start_step = self.config.start_step(state.max_steps)
+        self.plan_steps = set(self.config.collection_steps(state.max_steps))
+        planned = len(self.plan_steps) or count_checkpoints(self.config.checkpoints_from)
+        plan = BasisPlan(self.view.dim, planned, self.world, self.rank, self.config.bits)
+        plan.check(self.config.max_basis_mb, self.view.device)
+        logger.info(
+            "TWA: %d checkpoints of %s trainable parameters; basis %.1f MiB on this process (peak %.1f MiB)",
+            planned,
+            f"{self.view.dim:,}",
+            plan.basis_mb,
+            plan.peak_mb,
+        )
+        self.report.update(planned_checkpoints=planned, planned_basis_mb=plan.basis_mb, world_size=self.world)
+        self.collector = Collector(self.view, self.config)
+        self._marks = {"begin": time.perf_counter()}
+        if state.global_step > 0:
+            self._restore(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+        elif self.start_step == 0:
+            self._begin_twa(kwargs["model"])
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        step = state.global_step
+        if self.phase == "collect":
+            if step in self.plan_steps:
+                self._collect(step, kwargs["model"])
+            if step >= self.start_step:
+                self._begin_twa(kwargs["model"])
+        elif self.phase == "twa" and self.solver.steps_done >= self.config.steps:
+            self.phase = "done"
+            self._marks["done"] = time.perf_counter()
+            control.should_training_stop = True
+        return control
+
+    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.phase == "twa":
+            self.solver.step()
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        saved = {
+            "phase": self.phase,
+            "collected_steps": self.collected_steps,
+            "collector": self.collector.state_dict() if self.collector is not None else None,
+            "solver": self.solver.state_dict() if self.solver is not None else None,
+        }
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        with atomic_file(folder / STATE_FILE.format(rank=self.rank)) as tmp:
+            torch.save(saved, tmp)
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.phase == "collect":
+            logger.warning("TWA: training ended before the TWA phase began; the weights are not a TWA solution")
+            return
+        loader = kwargs.get("train_dataloader")
+        if loader is not None and recompute_norm_statistics(kwargs["model"], loader, self.norm_batches):
+            logger.info("TWA: batch-norm statistics recomputed for the TWA weights")
+        self._timings()
+
+    # ---- phases ------------------------------------------------------------------------------------------
+    def _collect(self, step: int, model: torch.nn.Module) -> None:
+        began = time.perf_counter()
+        if self.config.snapshot_dir:
+            if self.rank == 0:
+                save_snapshot(self.config.snapshot_dir, step, trainable_state(model))
+        else:
+            self.collector.add(self.view.vector())
+        self.collected_steps.append(step)
+        spent = time.perf_counter() - began
+        self.report["collect_overhead_seconds"] = self.report.get("collect_overhead_seconds", 0.0) + spent
+
+    def _begin_twa(self, model: torch.nn.Module) -> None:
+        self._marks["build"] = time.perf_counter()
+        if self.config.snapshot_dir:
+            barrier()  # the main process has written every snapshot
+            folders = [Path(self.config.snapshot_dir) / f"snapshot-{s}" for s in self.collected_steps]
+            add_from_folder(self.collector, folders)
+        elif self.config.checkpoints_from:
+            add_from_folder(self.collector, self.config.checkpoints_from)
+        self.solver = self.collector.build(total_steps=self.config.steps)
+        self.solver.start(self.collector.average)
+        self.report.update(checkpoints=self.collector.count, basis_memory_mb=self.solver.memory_mb)
+        if self.config.form == "subspace":
+            self.report.update(basis_rank=self.solver.basis.size, dropped=self.solver.basis.dropped)
+        self.collector = None  # raw checkpoints and running sums are no longer needed
+        self.phase = "twa"
+        self._marks["twa"] = time.perf_counter()
+        logger.info("TWA: phase begins with %s", self.report)
+
+    def _restore(self, folder: Path) -> None:
+        file = folder / STATE_FILE.format(rank=self.rank)
+        if not file.is_file():
+            raise TWAError(
+                f"{file} is missing: resume TWA from a checkpoint saved by a run with twa=True "
+                "(in the same output_dir, with the same number of processes)"
+            )
+        saved = torch.load(file, weights_only=True)
+        self.phase, self.collected_steps = saved["phase"], list(saved["collected_steps"])
+        if saved["collector"] is not None:
+            self.collector.load_state_dict(saved["collector"])
+        else:
+            self.collector = None
+        if saved["solver"] is not None:
+            self.solver = solver_from_state(self.view, self.config, saved["solver"], self.config.steps)
+        logger.info("TWA: resumed in phase %r from %s", self.phase, file)
+
+    def _timings(self) -> None:
+        marks, now = self._marks, time.perf_counter()
+        if "build" in marks:
+            self.report["collect_seconds"] = marks["build"] - marks["begin"]
+            self.report["build_seconds"] = marks.get("twa", now) - marks["build"]
+        self.report["twa_seconds"] = marks.get("done", now) - marks.get("twa", marks["begin"])

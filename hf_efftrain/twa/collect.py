@@ -1,0 +1,113 @@
+"""Gathering checkpoints for TWA: in memory as they come, or from a folder of saved checkpoints.
+
+A :class:`Collector` receives θ at each collection step and keeps only what the chosen form needs, split
+over processes: the subspace form orthogonalizes on arrival (raw checkpoints are never kept), the
+layer-wise form keeps each raw checkpoint on its owning process until the centre is known. Both keep the
+running average, where TWA starts. ``build()`` turns what was gathered into a ready solver. Example::
+
+    collector = Collector(view, config)
+    collector.add(view.vector())                     # at each collection step, on every process
+    solver = collector.build(total_steps=config.steps)
+    solver.start(collector.average)
+
+:func:`add_from_folder` feeds a collector from ``checkpoint-N``/``snapshot-N`` folders (Trainer, PEFT
+adapter or our snapshots), one checkpoint in memory at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from hf_efftrain.errors import TWAError
+from hf_efftrain.trajectory import Trajectory
+from hf_efftrain.twa.basis import SubspaceBasis
+from hf_efftrain.twa.config import TWAConfig
+from hf_efftrain.twa.distributed import owner_of, process_position
+from hf_efftrain.twa.flat import TrainableView
+from hf_efftrain.twa.layerwise import LayerwiseBasis
+from hf_efftrain.twa.optimize import LayerwiseTWA, SubspaceTWA
+
+Solver = SubspaceTWA | LayerwiseTWA
+
+
+class Collector:
+    """What TWA keeps of the checkpoints seen so far (this process's share), and their running average."""
+
+    def __init__(self, view: TrainableView, config: TWAConfig) -> None:
+        self.view, self.config = view, config
+        self.rank, self.world = process_position()
+        self.count = 0
+        self.total = torch.zeros(view.dim, device=view.device)
+        self.basis = SubspaceBasis(view.dim, view.device, config.rank_tol) if config.form == "subspace" else None
+        self.raw_rows: dict[int, torch.Tensor] = {}
+
+    @property
+    def average(self) -> torch.Tensor:
+        """The plain (SWA) average of the checkpoints added."""
+        if self.count == 0:
+            raise TWAError("no checkpoint was collected: TWA needs at least one (check twa_start and twa_every)")
+        return self.total / self.count
+
+    def add(self, theta: torch.Tensor) -> None:
+        """Take in one checkpoint (call it on every process with the same θ)."""
+        theta = theta.to(self.view.device, torch.float32)
+        self.total += theta
+        if self.basis is not None:
+            self.basis.add(theta)
+        elif owner_of(self.count, self.world) == self.rank:
+            self.raw_rows[self.count] = theta.clone()
+        self.count += 1
+
+    def build(self, total_steps: int) -> Solver:
+        """The solver of the configured form over what was collected (releases the raw checkpoints)."""
+        c = self.config
+        if self.basis is not None:
+            return SubspaceTWA(self.view, self.basis, c.lr, c.momentum, c.weight_decay, c.schedule, total_steps)
+        raw_rows, self.raw_rows = self.raw_rows, {}  # handed over: the basis frees them as it encodes
+        basis = LayerwiseBasis(self.average, raw_rows, self.view.sizes, c.bits)
+        return LayerwiseTWA(self.view, basis, c.lr, c.weight_decay, c.schedule, total_steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "total": self.total,
+            "basis": self.basis.state_dict() if self.basis is not None else None,
+            "raw_rows": self.raw_rows,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
+        self.total = state["total"].to(self.view.device)
+        if self.basis is not None:
+            self.basis.load_state_dict(state["basis"])
+        self.raw_rows = {int(k): v.to(self.view.device) for k, v in state["raw_rows"].items()}
+
+
+def solver_from_state(view: TrainableView, config: TWAConfig, state: dict[str, Any], total_steps: int) -> Solver:
+    """Rebuild a solver saved with ``solver.state_dict()`` (used when a run resumes inside the TWA phase)."""
+    c = config
+    if state["form"] == "subspace":
+        basis = SubspaceBasis(view.dim, view.device, c.rank_tol)
+        solver: Solver = SubspaceTWA(view, basis, c.lr, c.momentum, c.weight_decay, c.schedule, total_steps)
+    else:
+        basis = LayerwiseBasis.from_state(state["basis"], view.sizes)
+        solver = LayerwiseTWA(view, basis, c.lr, c.weight_decay, c.schedule, total_steps)
+    solver.load_state_dict(state)
+    return solver
+
+
+def add_from_folder(collector: Collector, source: str | os.PathLike | Iterable[str | os.PathLike]) -> int:
+    """Feed every checkpoint of a trajectory folder (or list of folders) to ``collector``; returns how many."""
+    trajectory = Trajectory(source)
+    for index in range(len(trajectory)):
+        collector.add(collector.view.vector_from_state(trajectory.load(index)))
+    return len(trajectory)
+
+
+def count_checkpoints(source: str | os.PathLike) -> int:
+    """Number of checkpoints in a trajectory folder (headers only)."""
+    return len(Trajectory(source))

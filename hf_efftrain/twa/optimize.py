@@ -1,0 +1,144 @@
+"""One TWA step for each form: read the model's gradient, move inside the span, leave ``.grad`` empty.
+
+* :class:`SubspaceTWA` (ICLR form): g ← Pᵀ(P g) is written back to ``.grad`` and an ordinary SGD
+  (momentum, weight decay) steps the model's parameters. Starting in the span, momentum and decay stay in it.
+* :class:`LayerwiseTWA` (journal form): AdamW on the coefficients X, then θ = c + Σ X P̃.
+
+Both own their optimizer and learning-rate schedule and clear ``.grad`` afterwards, so that a surrounding
+``Trainer`` optimizer (which skips parameters without gradient) does not move the weights again. Example::
+
+    solver = SubspaceTWA(view, basis, lr=0.05, momentum=0.9, total_steps=20)
+    solver.start(average)             # θ ← plain average of the checkpoints
+    loss.backward(); solver.step()    # one TWA step
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from hf_efftrain.twa.basis import SubspaceBasis
+from hf_efftrain.twa.flat import TrainableView
+from hf_efftrain.twa.layerwise import LayerwiseBasis
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Multiplier of the TWA learning rate at ``step`` of ``total``: cosine to 0, step decay (×0.1 at 50% and 75%)."""
+    progress = min(step / max(total, 1), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "step":
+        return 1.0 if progress < 0.5 else 0.1 if progress < 0.75 else 0.01
+    return 1.0
+
+
+class _Scheduled:
+    """Shared bookkeeping: the optimizer, its schedule and the number of steps taken."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, schedule: str, total_steps: int) -> None:
+        self.optimizer = optimizer
+        self.base_lr, self.schedule, self.total_steps = lr, schedule, total_steps
+        self.steps_done = 0
+        self._set_lr()
+
+    def _set_lr(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_lr * lr_factor(self.schedule, self.steps_done, self.total_steps)
+
+    def _advance(self) -> None:
+        self.optimizer.step()
+        self.steps_done += 1
+        self._set_lr()
+
+    def _common_state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "steps_done": self.steps_done}
+
+    def _load_common(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps_done = int(state["steps_done"])
+        self._set_lr()
+
+
+class SubspaceTWA(_Scheduled):
+    """Projected-gradient SGD in the span of an orthonormal :class:`SubspaceBasis`."""
+
+    def __init__(
+        self,
+        view: TrainableView,
+        basis: SubspaceBasis,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        schedule: str = "cosine",
+        total_steps: int = 1,
+    ) -> None:
+        self.view, self.basis = view, basis
+        optimizer = torch.optim.SGD(view.params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        super().__init__(optimizer, lr, schedule, total_steps)
+
+    def start(self, average: torch.Tensor) -> None:
+        """θ ← the plain average of the checkpoints (a point of the span)."""
+        self.view.assign(average)
+
+    def step(self) -> None:
+        self.view.set_grads(self.basis.project(self.view.grad_vector()))
+        self._advance()
+        self.view.clear_grads()
+
+    @property
+    def memory_mb(self) -> float:
+        return self.basis.memory_mb
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"form": "subspace", "basis": self.basis.state_dict(), **self._common_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.basis.load_state_dict(state["basis"])
+        self._load_common(state)
+
+
+class LayerwiseTWA(_Scheduled):
+    """AdamW on the layer-wise coefficients X of a :class:`LayerwiseBasis` (X = 0 is the plain average)."""
+
+    def __init__(
+        self,
+        view: TrainableView,
+        basis: LayerwiseBasis,
+        lr: float,
+        weight_decay: float = 0.0,
+        schedule: str = "cosine",
+        total_steps: int = 1,
+    ) -> None:
+        self.view, self.basis = view, basis
+        self.coefficients = torch.zeros(basis.local_rows, basis.blocks, device=view.device, requires_grad=True)
+        optimizer = torch.optim.AdamW([self.coefficients], lr=lr, weight_decay=weight_decay)
+        super().__init__(optimizer, lr, schedule, total_steps)
+
+    def start(self, average: torch.Tensor | None = None) -> None:
+        """θ ← c, the centre of the basis (X = 0)."""
+        self.view.assign(self.basis.centre)
+
+    def step(self) -> None:
+        self.coefficients.grad = self.basis.coefficient_grad(self.view.grad_vector())
+        self._advance()
+        self.view.assign(self.basis.weights(self.coefficients.detach()))
+        self.view.clear_grads()
+
+    @property
+    def memory_mb(self) -> float:
+        return self.basis.memory_mb
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "form": "layerwise",
+            "basis": self.basis.state_dict(),
+            "coefficients": self.coefficients.detach().clone(),
+            **self._common_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.coefficients.copy_(state["coefficients"])
+        self._load_common(state)
