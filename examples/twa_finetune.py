@@ -11,19 +11,13 @@ With several processes each one stores only its share of the basis (see docs/twa
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, HfArgumentParser
+from transformers import HfArgumentParser
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune import DEMO_DEFAULTS, ScriptArguments  # noqa: E402  (the shared demo's arguments)
-
-from hf_efftrain import EfficientTrainer, EfficientTrainingArguments  # noqa: E402
-from hf_efftrain.data import minilm_path  # noqa: E402
-from hf_efftrain.tasks import accuracy_metric, load_splits, tokenize_classification  # noqa: E402
-from hf_efftrain.twa import TWACallback  # noqa: E402
+from hf_efftrain import EfficientTrainingArguments
+from hf_efftrain.finetune import DEMO_DEFAULTS, ClassificationArguments, build_classification_trainer, report_metrics
+from hf_efftrain.twa import TWACallback
 
 TWA_DEFAULTS = {
     **DEMO_DEFAULTS,
@@ -37,34 +31,17 @@ TWA_DEFAULTS = {
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ScriptArguments, EfficientTrainingArguments))
+    parser = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments))
     parser.set_defaults(**TWA_DEFAULTS)
     script, args = parser.parse_args_into_dataclasses(args=argv)
-    model_dir = str(minilm_path()) if script.model_name_or_path == "minilm" else script.model_name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    splits = tokenize_classification(load_splits(script.dataset_name, seed=args.seed), tokenizer, script.max_length)
-    evaluation = splits[script.eval_split]
-    if script.max_eval_samples:
-        evaluation = evaluation.select(range(min(script.max_eval_samples, len(evaluation))))
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
-    trainer = EfficientTrainer(
-        model=model,
-        args=args,
-        train_dataset=splits["train"],
-        eval_dataset=evaluation,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=accuracy_metric,
-    )
+    trainer = build_classification_trainer(script, args)
     trainer.train()
     trainer.save_model()  # the TWA solution, saved like any model
     metrics = trainer.evaluate()
     twa = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TWACallback)), None)
     if twa is not None:
         metrics.update({f"twa_{k}": v for k, v in twa.report.items()})
-    if trainer.is_world_process_zero():
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, indent=2))
-    return metrics
+    return report_metrics(trainer, metrics)
 
 
 if __name__ == "__main__":

@@ -20,3 +20,12 @@ def tiny_classification_data() -> Dataset:
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 96, (64, 8), generator=gen)
     return Dataset.from_dict({"input_ids": ids.tolist(), "labels": (ids[:, 0] % 2).tolist()})
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: extra threads only add contention on a shared CPU (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,14 +12,7 @@ from hf_efftrain.cli import main
 from hf_efftrain.data import minilm_path
 from hf_efftrain.trajectory import Trajectory, save_snapshot
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads only add contention on a shared CPU (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bert(tokenizer, seed: int, hidden: int = 16) -> BertForSequenceClassification:

@@ -26,14 +26,7 @@ from hf_efftrain.transfer import (
 )
 from hf_efftrain.transfer.matching import objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads only add contention on a shared CPU (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batches(model, steps: int) -> list[list[dict]]:

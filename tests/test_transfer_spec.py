@@ -14,14 +14,7 @@ from hf_efftrain.errors import PermutationSpecError
 from hf_efftrain.testing import tiny_inputs, tiny_model
 from hf_efftrain.transfer import AttentionGroup, FreeGroup, SpecBuilder, permutation_spec, sequential_spec
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads only add contention on a shared CPU (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CASES = [
