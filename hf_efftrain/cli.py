@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from hf_efftrain import __version__
+from hf_efftrain.cmd.cli import cmd_app
 from hf_efftrain.errors import HfEfftrainError
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 trajectory_app = typer.Typer(help="Inspect checkpoint sequences (Trainer checkpoint-N/ or snapshot-N/ folders).")
 app.add_typer(trajectory_app, name="trajectory")
+app.add_typer(cmd_app, name="cmd")
 
 
 def _version(value: bool) -> None:

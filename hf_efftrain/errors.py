@@ -37,3 +37,11 @@ class TrajectoryMismatchError(CheckpointError):
 
 class MissingAssetError(HfEfftrainError, ImportError):
     """An offline data or weights package is not installed; the message names the pip line."""
+
+
+class CMDFitError(HfEfftrainError):
+    """CMD cannot be fitted to this trajectory (too few checkpoints or moving parameters) or its result is unusable."""
+
+
+class CMDNotReadyError(CMDFitError):
+    """Online CMD weights were asked for before the warm-up snapshots were collected and the modes frozen."""

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from hf_efftrain.cmd.callback import CMDCallback
+from hf_efftrain.cmd.config import CMDArguments
 from hf_efftrain.trajectory import SnapshotCallback
 
 
 @dataclass
-class EfficientTrainingArguments(TrainingArguments):
+class EfficientTrainingArguments(CMDArguments, TrainingArguments):
     """``TrainingArguments`` plus the switches of hf_efftrain's methods (readable by ``HfArgumentParser``)."""
 
     snapshot_every: int = field(
@@ -35,6 +37,7 @@ class EfficientTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.snapshot_every < 0:
             raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        self._validate_cmd()
 
     @property
     def resolved_snapshot_dir(self) -> Path:
@@ -49,6 +52,8 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
     callbacks: list[TrainerCallback] = []
     if args.snapshot_every:
         callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
+    if args.cmd_online or args.cmd_embed_every:
+        callbacks.append(CMDCallback.from_args(args))
     return callbacks
 
 
