@@ -46,20 +46,19 @@ class _Totals:
         self.mode_count, self.mode_moving = np.zeros(self.modes, np.int64), np.zeros(self.modes, np.int64)
         self.mode_corr, self.mode_error, self.mode_displacement = (np.zeros(self.modes) for _ in range(3))
 
-    def add(self, name: str, block: np.ndarray, fit: BlockFit) -> None:
-        moved = (block - block[:1]) ** 2
+    def add(self, name: str, fit: BlockFit) -> None:
         self.error += fit.squared_error
-        self.norm += (block**2).sum(axis=1)
-        self.displacement += moved.sum(axis=1)
+        self.norm += fit.squared_norm
+        self.displacement += fit.displacement
         self.mode_count += np.bincount(fit.labels, minlength=self.modes)
         self.mode_moving += np.bincount(fit.labels, weights=fit.correlation > 0, minlength=self.modes).astype(np.int64)
         self.mode_corr += np.bincount(fit.labels, weights=fit.correlation, minlength=self.modes)
         self.mode_error += np.bincount(fit.labels, weights=fit.parameter_error, minlength=self.modes)
-        self.mode_displacement += np.bincount(fit.labels, weights=moved.sum(axis=0), minlength=self.modes)
+        self.mode_displacement += np.bincount(fit.labels, weights=fit.parameter_displacement, minlength=self.modes)
         entry = self.per_tensor.setdefault(name, {"mode_counts": np.zeros(self.modes, np.int64), "e": 0.0, "d": 0.0})
         entry["mode_counts"] += np.bincount(fit.labels, minlength=self.modes)
         entry["e"] += float(fit.parameter_error.sum())
-        entry["d"] += float(moved.sum())
+        entry["d"] += float(fit.parameter_displacement.sum())
 
     def as_stats(self) -> dict:
         ratio = _safe_ratio
@@ -136,7 +135,7 @@ def fit_cmd(
         a[chunk.name][window] = torch.from_numpy(fit.a)
         b[chunk.name][window] = torch.from_numpy(fit.b)
         labels[chunk.name][window] = torch.from_numpy(fit.labels.astype(np.uint8))
-        totals.add(chunk.name, block, fit)
+        totals.add(chunk.name, fit)
     order = np.argsort(clusters.labels, kind="stable")
     return CMDResult(
         steps=traj.steps,
