@@ -63,11 +63,13 @@ def layer_of(name: str) -> str:
 
 
 def layer_membership(result: CMDResult) -> dict[str, np.ndarray]:
-    """Share of each layer's parameters in each mode, layers in first-seen order."""
+    """Share of each layer's parameters in each mode (last entry: constant parameters), layers in first-seen order."""
     counts: dict[str, np.ndarray] = {}
     for name, info in result.stats["per_tensor"].items():
+        row = np.append(np.asarray(info["mode_counts"], dtype=np.float64), info.get("constant", 0))
+        row[0] -= row[-1]  # constant parameters are labelled 0: count them apart
         layer = layer_of(name)
-        counts[layer] = counts.get(layer, 0) + np.asarray(info["mode_counts"], dtype=np.float64)
+        counts[layer] = counts.get(layer, 0) + row
     return {layer: c / max(1.0, c.sum()) for layer, c in counts.items()}
 
 
@@ -77,13 +79,15 @@ def plot_layer_membership(result: CMDResult, path: Path) -> Path:
     layers = list(shares)
     figure, axis = plt.subplots(figsize=(7, 0.3 * len(layers) + 1.5))
     left = np.zeros(len(layers))
-    for mode in range(result.num_modes):
+    for mode in range(result.num_modes + 1):
         width = np.array([shares[layer][mode] for layer in layers])
-        axis.barh(layers, width, left=left, label=f"mode {mode}")
+        constant = mode == result.num_modes
+        style = {"color": "lightgrey", "label": "constant"} if constant else {"label": f"mode {mode}"}
+        axis.barh(layers, width, left=left, **style)
         left += width
     axis.invert_yaxis()
     axis.set(xlabel="share of the layer's parameters", title="Mode membership per layer", xlim=(0, 1))
-    axis.legend(fontsize=7, loc="lower right")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _save(figure, path)
 
 

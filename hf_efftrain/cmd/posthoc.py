@@ -55,8 +55,11 @@ class _Totals:
         self.mode_corr += np.bincount(fit.labels, weights=fit.correlation, minlength=self.modes)
         self.mode_error += np.bincount(fit.labels, weights=fit.parameter_error, minlength=self.modes)
         self.mode_displacement += np.bincount(fit.labels, weights=fit.parameter_displacement, minlength=self.modes)
-        entry = self.per_tensor.setdefault(name, {"mode_counts": np.zeros(self.modes, np.int64), "e": 0.0, "d": 0.0})
+        entry = self.per_tensor.setdefault(
+            name, {"mode_counts": np.zeros(self.modes, np.int64), "constant": 0, "e": 0.0, "d": 0.0}
+        )
         entry["mode_counts"] += np.bincount(fit.labels, minlength=self.modes)
+        entry["constant"] += int((fit.correlation == 0).sum())  # constant parameters carry label 0
         entry["e"] += float(fit.parameter_error.sum())
         entry["d"] += float(fit.parameter_displacement.sum())
 
@@ -83,6 +86,7 @@ class _Totals:
             "per_tensor": {
                 name: {
                     "mode_counts": entry["mode_counts"].tolist(),
+                    "constant": entry["constant"],
                     "relative_displacement_error": ratio(entry["e"], entry["d"]),
                 }
                 for name, entry in self.per_tensor.items()
