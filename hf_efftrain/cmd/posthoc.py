@@ -21,6 +21,7 @@ from hf_efftrain.cmd.fit import BlockFit, fit_block
 from hf_efftrain.cmd.modes import cluster_modes, moving_columns
 from hf_efftrain.cmd.result import CMDResult
 from hf_efftrain.cmd.sampling import gather_candidates, sample_candidates
+from hf_efftrain.cmd.stream import iter_blocks
 from hf_efftrain.errors import CMDFitError
 from hf_efftrain.trajectory import Trajectory
 
@@ -130,7 +131,7 @@ def fit_cmd(
     a = {n: torch.empty(math.prod(s), dtype=torch.float32) for n, s in traj.shapes.items()}
     b = {n: torch.empty_like(t) for n, t in a.items()}
     labels = {n: torch.empty(t.numel(), dtype=torch.uint8) for n, t in a.items()}
-    for chunk in traj.iter_chunks(max_elements=max_elements):
+    for chunk in iter_blocks(traj, max_elements=max_elements):
         shape = traj.shapes[chunk.name]
         row_size = math.prod(shape[1:]) if shape else 1
         window = slice(chunk.rows.start * row_size, chunk.rows.stop * row_size)
