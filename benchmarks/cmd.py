@@ -155,6 +155,30 @@ def train(task: SentimentTask, out: Path, opts, ema: bool = True, **cmd_args) ->
     return model, cmd, average, clock
 
 
+def step_cost(task: SentimentTask, opts, frozen: set[str], repeats: int = 4) -> dict[str, float]:
+    """Median seconds of one forward + backward + AdamW step on the same fixed batches, with everything trained
+    vs with the embedded tensors frozen (what embedded CMD leaves to compute), interleaved so load hits both."""
+    rows = task.splits["train"]
+    size = opts.batch_size
+    batches = [task.collator([rows[i] for i in range(j * size, (j + 1) * size)]) for j in range(2)]
+    runs = {}
+    for key in ("all_trained", "embedded_frozen"):
+        model = task.model(opts.seed).train()
+        for name, param in model.named_parameters():
+            param.requires_grad_(key == "all_trained" or name not in frozen)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
+        runs[key] = (model, optimizer, [])
+    for _ in range(repeats):
+        for model, optimizer, seconds in runs.values():
+            for batch in batches:
+                start = time.perf_counter()
+                model(**batch).loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                seconds.append(time.perf_counter() - start)
+    return {key: statistics.median(seconds) for key, (_, _, seconds) in runs.items()}
+
+
 @torch.no_grad()
 def accuracy_with(task: SentimentTask, model, weights: dict[str, torch.Tensor], split: str) -> float:
     """Accuracy of ``model`` with ``weights`` copied in (the model is left holding them)."""
@@ -255,6 +279,7 @@ def benchmark(opts, work: Path, started: float) -> None:
     )
     embedded_report = embedded_cmd.report(embedded_model)
     embedded_accuracy = task.accuracy(embedded_model, "final")
+    embedded_step = step_cost(task, opts, set(embedded_cmd.embedding.a))
     del embedded_model, embedded_cmd
     posthoc, rows = posthoc_section(task, model, work / "plain" / "snapshots", work, opts)
     naive = run_worker("naive", work / "plain" / "snapshots", 10, opts.candidates)
@@ -280,6 +305,7 @@ def benchmark(opts, work: Path, started: float) -> None:
         "naive_relative_reconstruction_error_M10": naive["relative_reconstruction_error"],
         "embedded_accuracy": embedded_accuracy,
         "embedded_compute": {k: v for k, v in embedded_report.items() if k != "embedding_history"},
+        "embedded_step_seconds_fixed_batches": embedded_step,
         "seconds_per_step_second_half": {
             "plain_with_online_cmd": tail(clock_a.seconds),
             "embedded": tail(clock_b.seconds),

@@ -56,6 +56,7 @@ class Embedding:
         self.b: dict[str, torch.Tensor] = {}
         self.previous: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.total_parameters = 0
+        self._index: dict[str, torch.Tensor] = {}  # int64 labels of the embedded tensors, built lazily
 
     def candidates(self, online: OnlineCMD) -> list[str]:
         """Tensors that may still be embedded: tracked, not yet embedded, holding no reference parameter."""
@@ -97,15 +98,18 @@ class Embedding:
 
     @torch.no_grad()
     def apply(self, online: OnlineCMD, model: nn.Module) -> None:
-        """Set every embedded tensor to a·r'(t) + b at the current reference values."""
+        """Set every embedded tensor to a·r'(t) + b at the current reference values (float32, one fused op)."""
         if not self.a:
             return
         params = dict(model.named_parameters())
-        r = online.reference_values(params)
+        r = online.reference_values(params).float()
         for name, a in self.a.items():
-            rl = r[online.labels[name].long()].to(params[name].device)
-            value = a.to(params[name].device).double() * rl + self.b[name].to(params[name].device).double()
-            params[name].copy_(value.to(params[name].dtype))
+            param = params[name]
+            index = self._index.get(name)
+            if index is None:  # cached: converting the uint8 labels every step would cost more than the update
+                index = self._index[name] = online.labels[name].long().to(param.device)
+            value = torch.addcmul(self.b[name].to(param.device), a.to(param.device), r.to(param.device)[index])
+            param.copy_(value.to(param.dtype))
 
     def report(self, model: nn.Module) -> dict[str, float | int]:
         """Fraction embedded and the work it saves (FLOP estimate: a Linear costs 6·params per token to train)."""

@@ -1,8 +1,9 @@
 """Post-hoc CMD over a saved trajectory, streaming over parameter blocks so memory does not grow with T·N.
 
-Two passes over the checkpoints, each holding one ``[T, n]`` block at a time (``max_elements`` numbers):
-the first gathers the K candidates, the second assigns and fits every parameter and accumulates the
-reconstruction error. Peak memory ≈ one block + K×K correlation + the 2N coefficients being produced.
+Two passes over the checkpoints, each holding one ``[T, n]`` block at a time (``max_elements`` numbers, read
+with :func:`~hf_efftrain.cmd.stream.iter_blocks`, the same blocks as ``Trajectory.iter_chunks`` but without
+memory maps): the first gathers the K candidates, the second assigns and fits every parameter and accumulates
+the reconstruction error. Peak memory ≈ a few blocks + K×K correlation + the 2N coefficients being produced.
 Example::
 
     result = fit_cmd(Trajectory("runs/demo/snapshots"), modes=5)
