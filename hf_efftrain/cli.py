@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from hf_efftrain import __version__
+from hf_efftrain.cmd.cli import cmd_app
 from hf_efftrain.errors import HfEfftrainError
 from hf_efftrain.growth.cli import growth_app
 from hf_efftrain.mat import cli as mat_cli
@@ -30,6 +31,7 @@ app.add_typer(growth_app)  # top-level `grow` and `lag` commands
 app.add_typer(mat_cli.app, name="mat")
 app.command("transfer")(transfer_command)
 app.add_typer(twa_app, name="twa")
+app.add_typer(cmd_app, name="cmd")
 
 
 def _version(value: bool) -> None:

@@ -61,3 +61,11 @@ class TWAError(HfEfftrainError):
 
 class BasisMemoryError(TWAError, MemoryError):
     """The TWA basis would not fit in the memory available; the message gives the amount it needs."""
+
+
+class CMDFitError(HfEfftrainError):
+    """CMD cannot be fitted to this trajectory (too few checkpoints or moving parameters) or its result is unusable."""
+
+
+class CMDNotReadyError(CMDFitError):
+    """Online CMD weights were asked for before the warm-up snapshots were collected and the modes frozen."""

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from hf_efftrain.cmd.callback import CMDCallback
+from hf_efftrain.cmd.config import CMDArguments
 from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
@@ -25,7 +27,7 @@ from hf_efftrain.twa.callback import TWACallback
 
 
 @dataclass
-class EfficientTrainingArguments(MATArguments, TWAArguments, GrowthArguments, TrainingArguments):
+class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, GrowthArguments, TrainingArguments):
     """``TrainingArguments`` plus the switches of hf_efftrain's methods (readable by ``HfArgumentParser``)."""
 
     snapshot_every: int = field(
@@ -43,6 +45,7 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, GrowthArguments, Tr
         self._validate_growth()
         self._validate_mat()
         self._validate_twa()
+        self._validate_cmd()
 
     @property
     def resolved_snapshot_dir(self) -> Path:
@@ -65,6 +68,8 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
         callbacks.append(MATCallback(args.mat_config()))
     if args.twa:
         callbacks.append(TWACallback(args.twa_config()))
+    if args.cmd_online or args.cmd_embed_every:
+        callbacks.append(CMDCallback.from_args(args))
     return callbacks
 
 

@@ -1,0 +1,231 @@
+"""``CMDCallback``: schedules online and embedded CMD during ``Trainer.train`` and makes them resumable.
+
+Every ``every`` optimizer steps it takes a snapshot. The first ``warmup`` snapshots go to
+``<output_dir>/cmd_warmup/`` and are then fitted post-hoc (streaming) to freeze the modes; later snapshots
+update the running least-squares sums in O(N). With ``embed_every`` > 0, every ``embed_every`` snapshots the
+least-moving tensors are embedded (see :mod:`hf_efftrain.cmd.embedded`). State is written into each
+``checkpoint-N/`` (``cmd_state.safetensors`` + ``cmd_state.json``) and read back on resume. The online state
+lives on the main process only; embedded CMD needs a single process. Example::
+
+    callback = CMDCallback("runs/demo", every=5, warmup=10, modes=5)
+    trainer.add_callback(callback)
+    trainer.train()
+    with callback.swapped(trainer.model):               # evaluate θ̂ like an EMA
+        metrics = trainer.evaluate(metric_key_prefix="eval_cmd")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from hf_efftrain.atomic import atomic_directory, write_json, write_safetensors
+from hf_efftrain.cmd.embedded import Embedding, embed_tensors
+from hf_efftrain.cmd.online import OnlineCMD
+from hf_efftrain.cmd.posthoc import fit_cmd
+from hf_efftrain.errors import CMDNotReadyError
+from hf_efftrain.trajectory import CHECKPOINT_PATTERN, Trajectory, save_snapshot, trainable_state
+
+logger = logging.getLogger("hf_efftrain.cmd")
+STATE_TENSORS, STATE_JSON = "cmd_state.safetensors", "cmd_state.json"
+
+
+class CMDCallback(TrainerCallback):
+    """Online CMD weights alongside training, optionally embedding converged tensors (see module docstring)."""
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        every: int = 10,
+        warmup: int = 20,
+        modes: int = 5,
+        candidates: int = 1000,
+        seed: int = 0,
+        embed_every: int = 0,
+        embed_fraction: float = 0.1,
+        embed_max: float = 0.5,
+        save_model: bool = True,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.every, self.warmup, self.modes, self.candidates, self.seed = every, warmup, modes, candidates, seed
+        self.embed_every, self.embed_fraction, self.embed_max = embed_every, embed_fraction, embed_max
+        self.save_model = save_model
+        self._reset()
+
+    @classmethod
+    def from_args(cls, args) -> CMDCallback:
+        """Build from :class:`~hf_efftrain.cmd.config.CMDArguments` fields of the training arguments."""
+        return cls(
+            args.output_dir,
+            every=args.cmd_every,
+            warmup=args.cmd_warmup,
+            modes=args.cmd_modes,
+            candidates=args.cmd_candidates,
+            seed=args.cmd_seed,
+            embed_every=args.cmd_embed_every,
+            embed_fraction=args.cmd_embed_fraction,
+            embed_max=args.cmd_embed_max,
+            save_model=args.cmd_save_model,
+        )
+
+    def _reset(self) -> None:
+        self.snapshots = 0
+        self.online: OnlineCMD | None = None
+        self.embedding = Embedding()
+        self.history: list[dict] = []  # one entry per embedding step
+
+    @property
+    def warmup_dir(self) -> Path:
+        return self.output_dir / "cmd_warmup"
+
+    @property
+    def ready(self) -> bool:
+        """True once the warm-up is over and the modes are frozen."""
+        return self.online is not None
+
+    # ---- events ------------------------------------------------------------------------------------------
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._reset()
+        if state.global_step > 0:
+            self._restore(args, state, kwargs.get("model"), kwargs.get("optimizer"))
+        elif state.is_world_process_zero and self.warmup_dir.exists():
+            shutil.rmtree(self.warmup_dir)  # a fresh run must not reuse an old run's warm-up
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        model = kwargs["model"]
+        if self.online is not None:
+            self.embedding.apply(self.online, model)  # embedded tensors follow their references
+        if state.global_step % self.every == 0 and state.is_world_process_zero:
+            self._snapshot(state.global_step, model, kwargs.get("optimizer"))
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if state.is_world_process_zero:
+            self._write_state(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if not state.is_world_process_zero or self.online is None:
+            return
+        model = kwargs["model"]
+        write_json(self.output_dir / "cmd_report.json", self.report(model))
+        if self.save_model:
+            with self.swapped(model), atomic_directory(self.output_dir / "cmd_model") as tmp:
+                model.save_pretrained(tmp)
+                processing_class = kwargs.get("processing_class")
+                if processing_class is not None:
+                    processing_class.save_pretrained(tmp)
+
+    # ---- the work ----------------------------------------------------------------------------------------
+    def _snapshot(self, step: int, model: nn.Module, optimizer) -> None:
+        self.snapshots += 1
+        if self.online is None:
+            save_snapshot(self.warmup_dir, step, trainable_state(model))
+            if self.snapshots >= self.warmup:
+                self._freeze_modes()
+            return
+        self.online.update(dict(model.named_parameters()))
+        since = self.snapshots - self.warmup
+        if self.embed_every and since % self.embed_every == 0:
+            self._embed(step, model, optimizer)
+
+    def _freeze_modes(self) -> None:
+        result = fit_cmd(Trajectory(self.warmup_dir), self.modes, self.candidates, self.seed)
+        self.online = OnlineCMD.from_result(result)
+        logger.info("CMD: %d modes frozen after %d warm-up snapshots", self.online.num_modes, self.snapshots)
+        if self.embed_every:
+            self.embedding.remember(self.online)
+
+    def _embed(self, step: int, model: nn.Module, optimizer) -> None:
+        params = dict(model.named_parameters())
+        chosen = self.embedding.choose(self.online, params, self.embed_fraction, self.embed_max)
+        self.embedding.embed(chosen, self.online, model, optimizer)
+        self.embedding.apply(self.online, model)
+        self.embedding.remember(self.online)
+        report = self.embedding.report(model)
+        self.history.append({"step": step, "newly_embedded": len(chosen), **report})
+        logger.info("CMD: step %d, embedded %.1f%% of the parameters", step, 100 * report["embedded_fraction"])
+
+    # ---- CMD weights, like an EMA ------------------------------------------------------------------------
+    def cmd_weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """θ̂(t) = a·r(t) + b for every tracked tensor, at the model's current reference values."""
+        if self.online is None:
+            raise CMDNotReadyError(
+                f"CMD weights exist only after {self.warmup} warm-up snapshots ({self.snapshots} taken so far)"
+            )
+        return self.online.weights(dict(model.named_parameters()))
+
+    @contextmanager
+    def swapped(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Temporarily load the CMD weights into ``model`` (e.g. to evaluate or save them), then restore."""
+        weights = self.cmd_weights(model)
+        params = dict(model.named_parameters())
+        originals = {name: params[name].detach().clone() for name in weights}
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for name, value in originals.items():
+                    params[name].copy_(value)
+
+    def report(self, model: nn.Module) -> dict:
+        """Snapshots taken, modes, and (embedded CMD) the fraction embedded and the work saved."""
+        out = {"snapshots": self.snapshots, "modes": self.online.num_modes if self.online else None}
+        out.update(self.embedding.report(model))
+        out["embedding_history"] = self.history
+        return out
+
+    # ---- resume ------------------------------------------------------------------------------------------
+    def _write_state(self, folder: Path) -> None:
+        tensors = {}
+        if self.online is not None:
+            tensors.update({f"online:{k}": v for k, v in self.online.state_tensors().items()})
+            tensors.update({f"embedding:{k}": v for k, v in self.embedding.state_tensors().items()})
+        meta = {
+            "snapshots": self.snapshots,
+            "reference_ids": [list(r) for r in self.online.reference_ids] if self.online else None,
+            "embedded": sorted(self.embedding.a),
+            "history": self.history,
+        }
+        write_safetensors(folder / STATE_TENSORS, tensors or {"empty": torch.zeros(1)})
+        write_json(folder / STATE_JSON, meta)
+
+    def _restore(self, args: TrainingArguments, state: TrainerState, model: nn.Module, optimizer) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not (folder / STATE_JSON).is_file():
+            last = get_last_checkpoint(args.output_dir)
+            folder = Path(last) if last else folder
+        if not (folder / STATE_JSON).is_file():
+            logger.warning("CMD: no %s in %s; CMD restarts its warm-up from here", STATE_JSON, folder)
+            return
+        meta = json.loads((folder / STATE_JSON).read_text())
+        tensors = load_file(str(folder / STATE_TENSORS))
+        self.snapshots, self.history = meta["snapshots"], meta["history"]
+        if meta["reference_ids"] is not None:
+            part = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+            ids = [(n, int(i)) for n, i in meta["reference_ids"]]
+            self.online = OnlineCMD.from_state(part("online:"), ids, meta["embedded"])
+            self.embedding = Embedding.from_state(part("embedding:"))
+            embed_tensors(model, meta["embedded"], optimizer)
+        if state.is_world_process_zero:
+            self._drop_warmup_after(state.global_step)
+
+    def _drop_warmup_after(self, step: int) -> None:
+        """Warm-up snapshots newer than the checkpoint belong to the killed run's future: remove them."""
+        if not self.warmup_dir.is_dir():
+            return
+        for child in self.warmup_dir.iterdir():
+            match = CHECKPOINT_PATTERN.match(child.name)
+            if match and int(match.group(2)) > step:
+                shutil.rmtree(child)

@@ -1,0 +1,87 @@
+"""``hf-efftrain cmd``: fit CMD to a trajectory folder, summarize it, and export reconstructed models.
+
+Example::
+
+    hf-efftrain cmd fit runs/demo/snapshots runs/cmd --modes 5
+    hf-efftrain cmd reconstruct runs/cmd --step 120 --save runs/cmd/step-120
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+cmd_app = typer.Typer(help="Correlation mode decomposition (CMD) of a checkpoint sequence.", no_args_is_help=True)
+
+
+def _table(rows: list[dict]) -> str:
+    columns = list(rows[0]) if rows else []
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    widths = [max(len(c), *(len(cell(r[c])) for r in rows)) for c in columns]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(cell(r[c]).ljust(w) for c, w in zip(columns, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+@cmd_app.command("fit")
+def fit(
+    trajectory: Path = typer.Argument(..., help="Folder of checkpoint-N/ or snapshot-N/ folders."),
+    out: Path = typer.Argument(..., help="Folder for cmd.safetensors, cmd.json, summary.md and plots."),
+    modes: int = typer.Option(5, "--modes", "-m", help="Number of modes M (1..255)."),
+    candidates: int = typer.Option(1000, help="Reference candidates K clustered (memory grows as K²)."),
+    seed: int = typer.Option(0, help="Seed of the candidate sampling."),
+    chunk_elements: int = typer.Option(2**22, help="Numbers read per block (T included); bounds memory."),
+    base_model: str | None = typer.Option(None, help="from_pretrained folder to rebuild models (default: found)."),
+    plots: bool = typer.Option(True, help="Write the four PNG figures into OUT/plots."),
+) -> None:
+    """Fit post-hoc CMD, save the result, print the per-mode summary."""
+    from hf_efftrain.atomic import write_text
+    from hf_efftrain.cmd.export import find_base_model
+    from hf_efftrain.cmd.plots import plot_all
+    from hf_efftrain.cmd.posthoc import fit_cmd
+    from hf_efftrain.trajectory import Trajectory
+
+    traj = Trajectory(trajectory)
+    base = base_model or find_base_model(trajectory, [c.folder for c in traj.checkpoints])
+    result = fit_cmd(traj, modes=modes, candidates=candidates, seed=seed, max_elements=chunk_elements, base_model=base)
+    result.save(out)
+    table = _table(result.summary_rows())
+    write_text(out / "summary.md", result.summary_markdown())
+    if plots:
+        plot_all(result, out / "plots")
+    typer.echo(table)
+    typer.echo(
+        f"relative reconstruction error {result.stats['relative_reconstruction_error']:.3g} "
+        f"(of the displacement from step {result.steps[0]}: {result.stats['relative_displacement_error']:.3g}); "
+        f"saved to {out}"
+    )
+
+
+@cmd_app.command("summary")
+def summary(out: Path = typer.Argument(..., help="Folder written by `cmd fit`.")) -> None:
+    """Print the per-mode table of a saved CMD result."""
+    from hf_efftrain.cmd.result import CMDResult
+
+    result = CMDResult.load(out)
+    typer.echo(_table(result.summary_rows()))
+
+
+@cmd_app.command("reconstruct")
+def reconstruct(
+    out: Path = typer.Argument(..., help="Folder written by `cmd fit`."),
+    step: float = typer.Option(..., help="Training step t (any value within the fitted range)."),
+    save: Path = typer.Option(..., help="Folder for the reconstructed model (from_pretrained-able)."),
+    base_model: str | None = typer.Option(None, help="Override the base model folder recorded by `cmd fit`."),
+) -> None:
+    """Rebuild θ̂(t) = a·r(t) + b and save it as a loadable model folder."""
+    from hf_efftrain.cmd.export import export_model
+    from hf_efftrain.cmd.result import CMDResult
+    from hf_efftrain.errors import CMDFitError
+
+    result = CMDResult.load(out)
+    base = base_model or result.meta.get("base_model")
+    if not base:
+        raise CMDFitError(f"{out} records no base model; pass --base-model with the folder the run started from")
+    export_model(result.reconstruct(step), base, save)
+    typer.echo(f"saved the CMD reconstruction at step {step:g} to {save}")

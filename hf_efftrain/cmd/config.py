@@ -1,0 +1,55 @@
+"""Training arguments of online and embedded CMD (a mixin of ``EfficientTrainingArguments``).
+
+Example (command line, through ``HfArgumentParser``)::
+
+    python examples/cmd_finetune.py --cmd_online --cmd_every 5 --cmd_warmup 10 --cmd_modes 5 --cmd_embed_every 4
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CMDArguments:
+    """Knobs of online CMD (modes frozen after a warm-up, RLS updates) and embedded CMD."""
+
+    cmd_online: bool = field(
+        default=False, metadata={"help": "Track online CMD weights θ̂ = a·r(t) + b alongside training (like an EMA)."}
+    )
+    cmd_every: int = field(default=10, metadata={"help": "Take a CMD snapshot every N optimizer steps."})
+    cmd_warmup: int = field(
+        default=20, metadata={"help": "Snapshots collected (on disk) before the modes are fitted and frozen."}
+    )
+    cmd_modes: int = field(default=5, metadata={"help": "Number of CMD modes M."})
+    cmd_candidates: int = field(default=1000, metadata={"help": "Reference candidates K clustered after warm-up."})
+    cmd_seed: int = field(default=0, metadata={"help": "Seed of the candidate sampling."})
+    cmd_embed_every: int = field(
+        default=0,
+        metadata={"help": "Embedded CMD: every N snapshots after warm-up, embed the least-moving tensors (0: off)."},
+    )
+    cmd_embed_fraction: float = field(
+        default=0.1, metadata={"help": "Share of the not-yet-embedded parameters embedded at each embedding step."}
+    )
+    cmd_embed_max: float = field(default=0.5, metadata={"help": "Upper bound on the share of parameters embedded."})
+    cmd_save_model: bool = field(
+        default=True, metadata={"help": "At the end of training, save the CMD weights to <output_dir>/cmd_model."}
+    )
+
+    def _validate_cmd(self) -> None:
+        """Reject settings that cannot work, with the flag to change."""
+        if not (self.cmd_online or self.cmd_embed_every):
+            return
+        for name in ("cmd_every", "cmd_warmup", "cmd_candidates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cmd_warmup < 3:
+            raise ValueError(f"cmd_warmup must be >= 3 snapshots to correlate trajectories, got {self.cmd_warmup}")
+        if not 1 <= self.cmd_modes <= 255:
+            raise ValueError(f"cmd_modes must be in 1..255, got {self.cmd_modes}")
+        if self.cmd_embed_every < 0:
+            raise ValueError(f"cmd_embed_every must be >= 0, got {self.cmd_embed_every}")
+        if not (0 < self.cmd_embed_fraction <= 1 and 0 < self.cmd_embed_max <= 1):
+            raise ValueError("cmd_embed_fraction and cmd_embed_max must be in (0, 1]")
+        if self.cmd_embed_every and getattr(self, "world_size", 1) > 1:
+            raise ValueError("embedded CMD (cmd_embed_every > 0) runs in a single process only; use one process")

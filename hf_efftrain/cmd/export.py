@@ -1,0 +1,67 @@
+"""Turning CMD weights into a loadable model folder: base model + reconstructed tensors, saved with save_pretrained.
+
+Snapshots hold only the trained tensors, not the config, tokenizer or frozen weights, so the fit records a
+*base model* folder (a Trainer checkpoint, the model's output folder, or any ``from_pretrained`` folder) and
+the export loads it and overwrites the reconstructed tensors. Example::
+
+    export_model({"classifier.bias": ...}, base_model="runs/demo/checkpoint-100", folder="runs/cmd/step-50")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, PreTrainedModel
+
+from hf_efftrain.atomic import atomic_directory
+from hf_efftrain.errors import CMDFitError
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+def find_base_model(trajectory_root: str | os.PathLike, checkpoint_folders: list[Path]) -> str | None:
+    """A folder with a ``config.json`` that can rebuild the model: a checkpoint, the trajectory folder or its parent."""
+    root = Path(trajectory_root)
+    for candidate in [*checkpoint_folders[::-1], root, root.parent]:
+        if (candidate / "config.json").is_file():
+            return str(candidate.resolve())
+    return None
+
+
+def load_base_model(base_model: str | os.PathLike) -> PreTrainedModel:
+    """``from_pretrained`` with the class named in the config's ``architectures`` (falls back to AutoModel)."""
+    if not (Path(base_model) / "config.json").is_file():
+        raise CMDFitError(f"base model {base_model} has no config.json; pass --base-model with a model folder")
+    config = AutoConfig.from_pretrained(base_model)
+    architecture = (config.architectures or [None])[0]
+    model_class = getattr(transformers, architecture, None) if architecture else None
+    return (model_class or transformers.AutoModel).from_pretrained(base_model)
+
+
+def model_with_weights(base_model: str | os.PathLike, weights: dict[str, torch.Tensor]) -> PreTrainedModel:
+    """The base model with ``weights`` copied in; every name must be one of the model's parameters or buffers."""
+    model = load_base_model(base_model)
+    state = model.state_dict()
+    unknown = sorted(set(weights) - set(state))
+    if unknown:
+        raise CMDFitError(
+            f"{len(unknown)} CMD tensors are not in {base_model} (first: {unknown[0]!r}); "
+            "pass the --base-model the trajectory was trained from"
+        )
+    with torch.no_grad():
+        for name, value in weights.items():
+            state[name].copy_(value)
+    return model
+
+
+def export_model(weights: dict[str, torch.Tensor], base_model: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Write a ``from_pretrained``-able folder (weights + config + tokenizer files when the base has them)."""
+    model = model_with_weights(base_model, weights)
+    with atomic_directory(folder) as tmp:
+        model.save_pretrained(tmp)
+        if any((Path(base_model) / f).is_file() for f in TOKENIZER_FILES):
+            transformers.AutoTokenizer.from_pretrained(base_model).save_pretrained(tmp)
+    return Path(folder)

@@ -1,0 +1,91 @@
+"""Online and embedded CMD inside Trainer: CMD weights saved, embedded tensors really stop training, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from cmd_tiny import tiny_trainer
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, TrainerCallback
+
+from hf_efftrain.cmd import CMDCallback
+from hf_efftrain.errors import CMDNotReadyError
+
+CMD = {"cmd_online": True, "cmd_every": 2, "cmd_warmup": 4, "cmd_modes": 3, "cmd_candidates": 200}
+EMBED = {**CMD, "cmd_embed_every": 2, "cmd_embed_fraction": 0.3}
+
+
+def _callback(trainer) -> CMDCallback:
+    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, CMDCallback))
+
+
+def test_online_cmd_weights_are_saved_and_swapped_back(tmp_path):
+    trainer = tiny_trainer(tmp_path, **CMD)
+    callback = _callback(trainer)
+    with pytest.raises(CMDNotReadyError):
+        callback.cmd_weights(trainer.model)
+    trainer.train()
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    weights = callback.cmd_weights(trainer.model)
+    with callback.swapped(trainer.model) as model:
+        assert torch.equal(dict(model.named_parameters())["classifier.weight"], weights["classifier.weight"])
+    assert all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cmd_model")
+    for name, value in saved.named_parameters():
+        torch.testing.assert_close(value, weights[name])
+    assert any(not torch.equal(weights[n], before[n]) for n in weights)
+    assert json.loads((tmp_path / "cmd_report.json").read_text())["snapshots"] == 12
+
+
+class _Spy(TrainerCallback):
+    """Records, per step, the parameters that received a gradient and the embedded values before the step."""
+
+    def __init__(self):
+        self.with_grad: list[set[str]] = []
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.with_grad.append({n for n, p in kwargs["model"].named_parameters() if p.grad is not None})
+
+
+def test_embedded_tensors_get_no_gradient_no_optimizer_state_and_follow_a_r_plus_b(tmp_path):
+    spy = _Spy()
+    trainer = tiny_trainer(tmp_path, callbacks=[spy], **EMBED)
+    trainer.train()
+    callback = _callback(trainer)
+    embedded = set(callback.embedding.a)
+    report = callback.report(trainer.model)
+    assert 0.2 < report["embedded_fraction"] <= 0.5 and report["linear_weight_grad_saved_fraction"] > 0
+    params = dict(trainer.model.named_parameters())
+    assert all(not params[n].requires_grad for n in embedded)
+    assert all(params[n] not in trainer.optimizer.state for n in embedded)
+    first = callback.history[0]["step"]
+    assert not (spy.with_grad[-1] & embedded) and spy.with_grad[first - 1] >= embedded
+    r = callback.online.reference_values(params)
+    for name in embedded:
+        expected = callback.embedding.a[name].double() * r[callback.online.labels[name].long()]
+        torch.testing.assert_close(params[name].double(), expected + callback.embedding.b[name].double())
+
+
+class _Kill(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == 12:
+            raise KeyboardInterrupt("simulated kill")
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_continues_exactly(tmp_path):
+    whole = tiny_trainer(tmp_path / "whole", save_strategy="steps", save_steps=12, **EMBED)
+    whole.train()
+    killed = tiny_trainer(tmp_path / "cut", callbacks=[_Kill()], save_strategy="steps", save_steps=12, **EMBED)
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    assert json.loads((tmp_path / "cut/checkpoint-12/cmd_state.json").read_text())["embedded"]
+    resumed = tiny_trainer(tmp_path / "cut", save_strategy="steps", save_steps=12, **EMBED)
+    resumed.train(resume_from_checkpoint=True)
+    losses = lambda t: [h["loss"] for h in t.state.log_history if "loss" in h and h["step"] > 12]  # noqa: E731
+    assert losses(resumed) == losses(whole) and len(losses(whole)) == 12
+    assert _callback(resumed).embedding.a.keys() == _callback(whole).embedding.a.keys()
+    for name, value in load_file(str(tmp_path / "whole/cmd_model/model.safetensors")).items():
+        torch.testing.assert_close(load_file(str(tmp_path / "cut/cmd_model/model.safetensors"))[name], value)
