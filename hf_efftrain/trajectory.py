@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -57,6 +58,54 @@ class TrajectoryChunk:
     name: str
     rows: slice
     values: torch.Tensor
+
+
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+@dataclass(frozen=True)
+class TensorLocation:
+    """Where one tensor's bytes are: file, absolute byte offset, and what they hold."""
+
+    file: Path
+    begin: int
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def read_safetensors_header(file: Path) -> dict[str, TensorLocation]:
+    """Parse and check a safetensors header without mapping the file; a damaged file names itself."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > size - 8:
+                raise ValueError(f"header of {length} bytes does not fit in a {size}-byte file")
+            header = json.loads(handle.read(length))
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            if info["dtype"] not in SAFETENSORS_DTYPES:
+                raise ValueError(f"tensor {name!r} has unsupported dtype {info['dtype']}")
+            if 8 + length + end > size:
+                raise ValueError(f"tensor {name!r} ends past the end of the file (truncated?)")
+            out[name] = TensorLocation(file, 8 + length + begin, tuple(info["shape"]), info["dtype"])
+        return out
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as err:
+        raise CorruptCheckpointError(f"{file}: cannot read safetensors weights ({err})") from None
 
 
 def weight_files(folder: Path) -> tuple[Path, ...]:
@@ -140,22 +189,16 @@ class Trajectory:
         for checkpoint, header in zip(self.checkpoints[1:], headers[1:], strict=True):
             self._check_matches(checkpoint, header, reference, wanted)
         self.names: list[str] = wanted
-        self.shapes: dict[str, tuple[int, ...]] = {n: reference[n][0] for n in wanted}
-        self.dtypes: dict[str, str] = {n: reference[n][1] for n in wanted}
-        self._file_of: list[dict[str, Path]] = [{n: h[n][2] for n in wanted} for h in headers]
+        self.shapes: dict[str, tuple[int, ...]] = {n: reference[n].shape for n in wanted}
+        self.dtypes: dict[str, str] = {n: reference[n].dtype for n in wanted}
+        self._locations: list[dict[str, TensorLocation]] = [{n: h[n] for n in wanted} for h in headers]
 
     # ---- validation -------------------------------------------------------------------------------------
     @staticmethod
-    def _read_header(checkpoint: Checkpoint) -> dict[str, tuple[tuple[int, ...], str, Path]]:
+    def _read_header(checkpoint: Checkpoint) -> dict[str, TensorLocation]:
         header = {}
         for file in checkpoint.files:
-            try:
-                with safe_open(str(file), framework="pt") as handle:
-                    for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-                        piece = handle.get_slice(name)
-                        header[name] = (tuple(piece.get_shape()), piece.get_dtype(), file)
-            except Exception as err:  # safetensors raises several types for a damaged file
-                raise CorruptCheckpointError(f"{file}: cannot read safetensors weights ({err})") from None
+            header.update(read_safetensors_header(file))
         return header
 
     @staticmethod
@@ -163,10 +206,11 @@ class Trajectory:
         for name in wanted:
             if name not in header:
                 raise TrajectoryMismatchError(f"{checkpoint.folder}: tensor {name!r} is missing")
-            if header[name][:2] != reference[name][:2]:
+            got, expected = header[name], reference[name]
+            if (got.shape, got.dtype) != (expected.shape, expected.dtype):
                 raise TrajectoryMismatchError(
-                    f"{header[name][2]}: tensor {name!r} has shape/dtype {header[name][:2]}, "
-                    f"expected {reference[name][:2]} as in the first checkpoint"
+                    f"{got.file}: tensor {name!r} has shape/dtype {got.shape}/{got.dtype}, "
+                    f"expected {expected.shape}/{expected.dtype} as in the first checkpoint"
                 )
 
     # ---- shape of the trajectory ------------------------------------------------------------------------
@@ -186,12 +230,13 @@ class Trajectory:
     # ---- reading ----------------------------------------------------------------------------------------
     def load(self, index: int) -> dict[str, torch.Tensor]:
         """All selected tensors of checkpoint ``index`` (negative indices count from the end)."""
-        files = self._file_of[index]
+        locations = self._locations[index]
         out = {}
         with ExitStack() as stack:
-            handles = {f: stack.enter_context(safe_open(str(f), framework="pt")) for f in set(files.values())}
+            files = {loc.file for loc in locations.values()}
+            handles = {f: stack.enter_context(safe_open(str(f), framework="pt")) for f in files}
             for name in self.names:
-                out[name] = handles[files[name]].get_tensor(name)
+                out[name] = handles[locations[name].file].get_tensor(name)
         return out
 
     def tensor(self, name: str) -> torch.Tensor:
@@ -205,15 +250,19 @@ class Trajectory:
         """Yield each tensor across time in row blocks of at most ``max_elements`` numbers (T included).
 
         At least one row is always read, so a single huge row can exceed the bound.
-        ``max_elements=None`` yields whole tensors.
+        ``max_elements=None`` yields whole tensors. Values keep the stored dtype.
+
+        Reads use ``pread`` into one fresh buffer per chunk, not memory maps: mapped file pages would count
+        towards the process's resident memory and grow it to the size of the whole trajectory.
         """
         with ExitStack() as stack:
-            handles: dict[Path, object] = {}
+            descriptors: dict[Path, int] = {}
 
-            def handle(file: Path):
-                if file not in handles:
-                    handles[file] = stack.enter_context(safe_open(str(file), framework="pt"))
-                return handles[file]
+            def descriptor(file: Path) -> int:
+                if file not in descriptors:
+                    descriptors[file] = os.open(file, os.O_RDONLY)
+                    stack.callback(os.close, descriptors[file])
+                return descriptors[file]
 
             for name in names if names is not None else self.names:
                 shape = self.shapes[name]
@@ -224,14 +273,24 @@ class Trajectory:
                     step = max(1, min(rows_total, max_elements // max(1, row_size * len(self))))
                 for start in range(0, rows_total, step):
                     stop = min(rows_total, start + step)
-                    values = [self._read_rows(handle(files[name]), name, shape, start, stop) for files in self._file_of]
-                    yield TrajectoryChunk(name, slice(start, stop), torch.stack(values))
+                    values = self._read_rows(descriptor, name, start * row_size, (stop - start) * row_size)
+                    yield TrajectoryChunk(name, slice(start, stop), values)
 
-    @staticmethod
-    def _read_rows(handle, name: str, shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor:
-        if not shape:
-            return handle.get_tensor(name).reshape(1)
-        return handle.get_slice(name)[start:stop].reshape(-1)
+    def _read_rows(self, descriptor, name: str, first: int, count: int) -> torch.Tensor:
+        """Elements ``first:first+count`` of the flattened tensor ``name`` at every step: ``[T, count]``."""
+        dtype = SAFETENSORS_DTYPES[self.dtypes[name]]
+        width = torch.empty((), dtype=dtype).element_size()
+        size = count * width
+        buffer = bytearray(len(self) * size)
+        view = memoryview(buffer)
+        for t, locations in enumerate(self._locations):
+            place = locations[name]
+            got = os.preadv(descriptor(place.file), [view[t * size : (t + 1) * size]], place.begin + first * width)
+            if got != size:
+                raise CorruptCheckpointError(f"{place.file}: tensor {name!r} is cut short (file truncated?)")
+        if not buffer:
+            return torch.empty((len(self), count), dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(len(self), count)
 
 
 # ---- writing ------------------------------------------------------------------------------------------------

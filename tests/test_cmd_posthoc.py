@@ -10,7 +10,6 @@ from cmd_tiny import synthetic_trajectory
 from hf_efftrain.cmd import CMDResult, fit_cmd
 from hf_efftrain.cmd.modes import cluster_modes
 from hf_efftrain.cmd.sampling import sample_candidates
-from hf_efftrain.cmd.stream import iter_blocks
 from hf_efftrain.errors import CMDFitError
 from hf_efftrain.trajectory import Trajectory, save_snapshot
 
@@ -99,20 +98,3 @@ def test_sampling_covers_every_tensor_and_clustering_picks_central_references():
     modes = cluster_modes(values, m=2)
     assert modes.labels.tolist() == [0] * 5 + [1] * 4  # largest mode first
     assert modes.references[1] in (5, 6, 7)  # a pure sine is more central than the mixed column 8
-
-
-def test_pread_blocks_equal_trajectory_chunks_in_every_dtype(tmp_path):
-    gen = torch.Generator().manual_seed(0)
-    for step in range(3):
-        tensors = {
-            "f32": torch.randn(9, 4, generator=gen),
-            "bf16": torch.randn(5, 3, generator=gen).to(torch.bfloat16),
-            "f16": torch.randn(7, generator=gen).half(),
-        }
-        save_snapshot(tmp_path, step, tensors)
-    traj = Trajectory(tmp_path)
-    ours = list(iter_blocks(traj, max_elements=20))
-    theirs = list(traj.iter_chunks(max_elements=20))
-    assert [(c.name, c.rows) for c in ours] == [(c.name, c.rows) for c in theirs] and len(ours) > 3
-    for mine, reference in zip(ours, theirs, strict=True):
-        assert torch.equal(mine.values, reference.values.float())

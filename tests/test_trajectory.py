@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -177,3 +181,48 @@ def test_snapshot_callback_survives_save_total_limit(tmp_path, tiny_classificati
     for name, tensor in final.items():
         assert tensor.equal(dict(model.named_parameters())[name].detach()), name
     assert not traj.load(0)["classifier.weight"].equal(final["classifier.weight"])
+
+
+def test_chunks_keep_every_stored_dtype(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    saved = []
+    for step in range(3):
+        tensors = {
+            "f32": torch.randn(9, 4, generator=gen),
+            "bf16": torch.randn(5, 3, generator=gen).to(torch.bfloat16),
+            "f16": torch.randn(7, generator=gen).half(),
+            "i64": torch.randint(0, 100, (3, 2), generator=gen),
+        }
+        save_snapshot(tmp_path, step, tensors)
+        saved.append(tensors)
+    traj = Trajectory(tmp_path)
+    for name in traj.names:
+        got = torch.cat([c.values for c in traj.iter_chunks(names=[name], max_elements=8)], dim=1)
+        assert got.dtype == saved[0][name].dtype
+        assert got.equal(torch.stack([s[name].reshape(-1) for s in saved])), name
+
+
+RSS_PROBE = """
+import sys, torch
+from hf_efftrain.trajectory import Trajectory
+def peak_mb():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM'):
+            return int(line.split()[1]) / 1024
+traj = Trajectory(sys.argv[1])
+before = peak_mb()
+total = 0.0
+for chunk in traj.iter_chunks(max_elements=2**16):
+    total += float(chunk.values.sum())
+print(peak_mb() - before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_iterating_a_trajectory_does_not_grow_resident_memory(tmp_path):
+    for step in range(24):  # 24 checkpoints x 8 MiB = 192 MiB of weights
+        save_snapshot(tmp_path, step, {"w": torch.full((512, 4096), float(step))})
+    done = subprocess.run([sys.executable, "-c", RSS_PROBE, str(tmp_path)], capture_output=True, text=True, check=True)
+    growth_mb = float(done.stdout.strip().splitlines()[-1])
+    assert growth_mb < 48, f"peak RSS grew by {growth_mb:.0f} MiB while streaming a 192 MiB trajectory"

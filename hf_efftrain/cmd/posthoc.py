@@ -1,9 +1,9 @@
 """Post-hoc CMD over a saved trajectory, streaming over parameter blocks so memory does not grow with T·N.
 
 Two passes over the checkpoints, each holding one ``[T, n]`` block at a time (``max_elements`` numbers, read
-with :func:`~hf_efftrain.cmd.stream.iter_blocks`, the same blocks as ``Trajectory.iter_chunks`` but without
-memory maps): the first gathers the K candidates, the second assigns and fits every parameter and accumulates
-the reconstruction error. Peak memory ≈ a few blocks + K×K correlation + the 2N coefficients being produced.
+with ``Trajectory.iter_chunks``, which uses positional reads, not memory maps): the first gathers the K
+candidates, the second assigns and fits every parameter and accumulates the reconstruction error.
+Peak memory ≈ a few blocks + K×K correlation + the 2N coefficients being produced.
 Example::
 
     result = fit_cmd(Trajectory("runs/demo/snapshots"), modes=5)
@@ -22,7 +22,6 @@ from hf_efftrain.cmd.fit import BlockFit, fit_block
 from hf_efftrain.cmd.modes import cluster_modes, moving_columns
 from hf_efftrain.cmd.result import CMDResult
 from hf_efftrain.cmd.sampling import gather_candidates, sample_candidates
-from hf_efftrain.cmd.stream import iter_blocks
 from hf_efftrain.errors import CMDFitError
 from hf_efftrain.trajectory import Trajectory
 
@@ -132,7 +131,7 @@ def fit_cmd(
     a = {n: torch.empty(math.prod(s), dtype=torch.float32) for n, s in traj.shapes.items()}
     b = {n: torch.empty_like(t) for n, t in a.items()}
     labels = {n: torch.empty(t.numel(), dtype=torch.uint8) for n, t in a.items()}
-    for chunk in iter_blocks(traj, max_elements=max_elements):
+    for chunk in traj.iter_chunks(max_elements=max_elements):
         shape = traj.shapes[chunk.name]
         row_size = math.prod(shape[1:]) if shape else 1
         window = slice(chunk.rows.start * row_size, chunk.rows.stop * row_size)

@@ -15,7 +15,6 @@ import math
 import numpy as np
 import torch
 
-from hf_efftrain.cmd.stream import iter_blocks
 from hf_efftrain.trajectory import Trajectory
 
 
@@ -47,7 +46,7 @@ def gather_candidates(
     """The trajectories of the picked scalars, ``[T, K]`` float64, read chunk by chunk (one checkpoint's worth)."""
     ids: list[tuple[str, int]] = []
     columns: list[np.ndarray] = []
-    for chunk in iter_blocks(traj, names=list(picks), max_elements=max_elements):
+    for chunk in traj.iter_chunks(names=list(picks), max_elements=max_elements):
         shape = traj.shapes[chunk.name]
         row_size = math.prod(shape[1:]) if shape else 1
         start, stop = chunk.rows.start * row_size, chunk.rows.stop * row_size
