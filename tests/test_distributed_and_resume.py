@@ -26,7 +26,7 @@ def _run(args: list[str], launcher: list[str] | None = None) -> None:
 
 @pytest.mark.slow
 def test_two_processes_write_one_snapshot_sequence(tmp_path):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     _run([str(tmp_path), "--max_steps", "4"], launcher=torchrun)
     result = json.loads((tmp_path / "losses.json").read_text())
     assert result["world_size"] == 2
