@@ -79,6 +79,7 @@ def run_seed(task: SentimentTask, seed: int, opts: argparse.Namespace, split: st
         "twa_form": opts.form,
         "twa_lr": opts.twa_lr,
         "twa_momentum": opts.twa_momentum,
+        "twa_trust": opts.twa_trust,
         "twa_bits": opts.bits,
         "twa_schedule": opts.schedule,
     }
@@ -121,6 +122,8 @@ def _twa_facts(steps_run: int, report: dict[str, Any], tap: BaselineTap) -> dict
         "checkpoints": report["checkpoints"],
         "basis_rank": report.get("basis_rank", report["checkpoints"]),
         "basis_memory_mb": report["basis_memory_mb"],
+        "trust_radius": report.get("trust_radius"),
+        "confined_steps": report.get("confined_steps", 0),
         "phase1_seconds": phase1,
         "twa_phase_seconds": twa_time,
         "twa_phase_time_fraction": twa_time / (phase1 + twa_time),
@@ -136,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--form", default="subspace", choices=["subspace", "layerwise"])
     parser.add_argument("--twa-lr", type=float, default=1.0)
     parser.add_argument("--twa-momentum", type=float, default=0.9)
+    parser.add_argument("--twa-trust", type=float, default=1.0, help="trust radius in checkpoint spreads (0 = off)")
     parser.add_argument("--schedule", default="cosine")
     parser.add_argument("--bits", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

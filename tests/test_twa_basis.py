@@ -66,7 +66,8 @@ def test_subspace_twa_finds_the_least_squares_optimum_in_the_span():
     x = torch.randn(64, 12)
     y = x @ torch.randn(12, 1)
     checkpoints = [torch.randn(12) for _ in range(3)]
-    config = TWAConfig(form="subspace", steps=300, lr=0.05, momentum=0.9, schedule="constant")
+    # trust=0: the unconstrained problem (this optimum lies far outside the checkpoints' spread)
+    config = TWAConfig(form="subspace", steps=300, lr=0.05, momentum=0.9, schedule="constant", trust=0)
     solver = train_twa(model, checkpoints, [x], config, loss_fn=lambda m, b: ((m(b) - y) ** 2).mean())
     # closed form: θ = C a with a = argmin ‖X C a − y‖
     span = torch.stack(checkpoints, dim=1)

@@ -37,6 +37,13 @@ class TWAArguments:
     twa_momentum: float = field(default=0.9, metadata={"help": "SGD momentum of the subspace form."})
     twa_weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of the TWA optimizer."})
     twa_schedule: str = field(default="cosine", metadata={"help": "TWA learning-rate schedule: cosine|step|constant."})
+    twa_trust: float = field(
+        default=1.0,
+        metadata={
+            "help": "Keep the TWA weights within this many RMS checkpoint spreads of the plain average, whatever "
+            "twa_lr is (0 = unconstrained)."
+        },
+    )
     twa_bits: int = field(default=0, metadata={"help": "Layer-wise form: store the basis with 1-8 bits (0 = float32)."})
     twa_rank_tol: float = field(
         default=1e-4, metadata={"help": "Drop a checkpoint whose new direction is below this fraction of its norm."}
@@ -64,6 +71,7 @@ class TWAArguments:
             momentum=self.twa_momentum,
             weight_decay=self.twa_weight_decay,
             schedule=self.twa_schedule,
+            trust=self.twa_trust,
             bits=self.twa_bits,
             rank_tol=self.twa_rank_tol,
             max_basis_mb=self.twa_max_basis_mb,

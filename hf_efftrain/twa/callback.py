@@ -139,7 +139,12 @@ class TWACallback(TrainerCallback):
             add_from_folder(self.collector, self.config.checkpoints_from)
         self.solver = self.collector.build(total_steps=self.config.steps)
         self.solver.start(self.collector.average)
-        self.report.update(checkpoints=self.collector.count, basis_memory_mb=self.solver.memory_mb)
+        self.report.update(
+            checkpoints=self.collector.count,
+            basis_memory_mb=self.solver.memory_mb,
+            spread=self.collector.spread,
+            trust_radius=self.solver.radius,
+        )
         if self.config.form == "subspace":
             self.report.update(basis_rank=self.solver.basis.size, dropped=self.solver.basis.dropped)
         self.collector = None  # raw checkpoints and running sums are no longer needed
@@ -170,3 +175,5 @@ class TWACallback(TrainerCallback):
             self.report["collect_seconds"] = marks["build"] - marks["begin"]
             self.report["build_seconds"] = marks.get("twa", now) - marks["build"]
         self.report["twa_seconds"] = marks.get("done", now) - marks.get("twa", marks["begin"])
+        if self.solver is not None:
+            self.report["confined_steps"] = self.solver.confined_steps

@@ -44,6 +44,23 @@ class Collector:
         self.total = torch.zeros(view.dim, device=view.device)
         self.basis = SubspaceBasis(view.dim, view.device, config.rank_tol) if config.form == "subspace" else None
         self.raw_rows: dict[int, torch.Tensor] = {}
+        self.first: torch.Tensor | None = None  # the first checkpoint, reference point of the spread
+        self.sq_offsets = 0.0  # Σᵢ ‖wᵢ − w₁‖² in float64
+
+    @property
+    def spread(self) -> float:
+        """RMS distance of the checkpoints from their average: the unit of the trust region.
+
+        Computed from offsets to the first checkpoint (small numbers), not from ‖wᵢ‖² (huge and nearly equal),
+        so float32 weights lose nothing to cancellation: (1/n) Σ ‖wᵢ − w̄‖² = (1/n) Σ ‖wᵢ − w₁‖² − ‖w̄ − w₁‖².
+        """
+        mean_offset = float((self.average - self.first).double().norm()) ** 2
+        return max(self.sq_offsets / self.count - mean_offset, 0.0) ** 0.5
+
+    def trust_radius(self) -> float | None:
+        """``trust`` × spread, or None (unconstrained) when ``trust`` is 0 or the checkpoints do not differ."""
+        radius = self.config.trust * self.spread
+        return radius if radius > 0 else None
 
     @property
     def average(self) -> torch.Tensor:
@@ -56,6 +73,9 @@ class Collector:
         """Take in one checkpoint (call it on every process with the same θ)."""
         theta = theta.to(self.view.device, torch.float32)
         self.total += theta
+        if self.first is None:
+            self.first = theta.clone()
+        self.sq_offsets += float((theta - self.first).double().norm()) ** 2
         if self.basis is not None:
             self.basis.add(theta)
         elif owner_of(self.count, self.world) == self.rank:
@@ -64,12 +84,12 @@ class Collector:
 
     def build(self, total_steps: int) -> Solver:
         """The solver of the configured form over what was collected (releases the raw checkpoints)."""
-        c = self.config
+        c, radius = self.config, self.trust_radius()
         if self.basis is not None:
-            return SubspaceTWA(self.view, self.basis, c.lr, c.momentum, c.weight_decay, c.schedule, total_steps)
+            return SubspaceTWA(self.view, self.basis, c.lr, c.momentum, c.weight_decay, c.schedule, total_steps, radius)
         raw_rows, self.raw_rows = self.raw_rows, {}  # handed over: the basis frees them as it encodes
         basis = LayerwiseBasis(self.average, raw_rows, self.view.sizes, c.bits)
-        return LayerwiseTWA(self.view, basis, c.lr, c.weight_decay, c.schedule, total_steps)
+        return LayerwiseTWA(self.view, basis, c.lr, c.weight_decay, c.schedule, total_steps, radius)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +97,8 @@ class Collector:
             "total": self.total,
             "basis": self.basis.state_dict() if self.basis is not None else None,
             "raw_rows": self.raw_rows,
+            "first": self.first,
+            "sq_offsets": self.sq_offsets,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -85,6 +107,9 @@ class Collector:
         if self.basis is not None:
             self.basis.load_state_dict(state["basis"])
         self.raw_rows = {int(k): v.to(self.view.device) for k, v in state["raw_rows"].items()}
+        first = state.get("first")
+        self.first = first.to(self.view.device).clone() if first is not None else None
+        self.sq_offsets = float(state.get("sq_offsets", 0.0))
 
 
 def solver_from_state(view: TrainableView, config: TWAConfig, state: dict[str, Any], total_steps: int) -> Solver:

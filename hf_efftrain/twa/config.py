@@ -33,6 +33,7 @@ class TWAConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"
+    trust: float = 1.0
     bits: int = 0
     rank_tol: float = 1e-4
     max_basis_mb: float | None = None
@@ -60,6 +61,11 @@ class TWAConfig:
             raise TWAError(f"twa_steps must be >= 1 (length of the TWA phase), got {self.steps}")
         if self.lr <= 0:
             raise TWAError(f"twa_lr must be > 0, got {self.lr}")
+        if self.trust < 0:
+            raise TWAError(
+                f"twa_trust must be >= 0 (radius in units of the checkpoints' spread; 0 = unconstrained), "
+                f"got {self.trust}"
+            )
         if not 0 <= self.bits <= 8:
             raise TWAError(f"twa_bits must be 0 (no quantization) or 1..8, got {self.bits}")
         if self.bits and self.form != "layerwise":

@@ -5,11 +5,21 @@
 * :class:`LayerwiseTWA` (journal form): AdamW on the coefficients X, then θ = c + Σ X P̃.
 
 Both own their optimizer and learning-rate schedule and clear ``.grad`` afterwards, so that a surrounding
-``Trainer`` optimizer (which skips parameters without gradient) does not move the weights again. Example::
+``Trainer`` optimizer (which skips parameters without gradient) does not move the weights again.
 
-    solver = SubspaceTWA(view, basis, lr=0.05, momentum=0.9, total_steps=20)
+Trust region (``radius``): after every step, θ is pulled back onto the ball of that radius around the plain
+average. Why: TWA's premise is that a better point lies *among* the checkpoints, in the region the run
+explored, yet a learning rate is in units of parameter norm and the right one depends on the model, the
+number of checkpoints and the loss scale: with one too large, the momentum SGD of the subspace form leaves
+that region within a few steps and the loss climbs back to chance. The radius is set in units of the
+checkpoints' own spread (``twa_trust`` × their RMS distance from the average, see ``Collector.spread``),
+so it is scale-free, and it bounds how far TWA can move whatever the learning rate. Both forms are linear
+in their coordinates around the average, so scaling the offset back keeps θ in the span (subspace) or is
+a scaling of the coefficients X (layer-wise). Example::
+
+    solver = SubspaceTWA(view, basis, lr=0.05, momentum=0.9, total_steps=20, radius=2.0)
     solver.start(average)             # θ ← plain average of the checkpoints
-    loss.backward(); solver.step()    # one TWA step
+    loss.backward(); solver.step()    # one TWA step, ‖θ − average‖ ≤ 2.0 afterwards
 """
 
 from __future__ import annotations
@@ -35,13 +45,27 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 class _Scheduled:
-    """Shared bookkeeping: the optimizer, its schedule and the number of steps taken."""
+    """Shared bookkeeping: the optimizer, its schedule, the number of steps taken and the trust region."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, schedule: str, total_steps: int) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, lr: float, schedule: str, total_steps: int, radius: float | None
+    ) -> None:
         self.optimizer = optimizer
         self.base_lr, self.schedule, self.total_steps = lr, schedule, total_steps
+        self.radius = radius if radius else None  # None or 0: unconstrained
         self.steps_done = 0
+        self.confined_steps = 0  # steps whose result was pulled back onto the trust ball
         self._set_lr()
+
+    def _shrink(self, offset: torch.Tensor) -> float:
+        """Factor (≤ 1) that brings ``offset`` (θ − average) inside the trust ball; counts the steps it acts."""
+        if self.radius is None:
+            return 1.0
+        norm = float(offset.norm())
+        if norm <= self.radius:
+            return 1.0
+        self.confined_steps += 1
+        return self.radius / norm
 
     def _set_lr(self) -> None:
         for group in self.optimizer.param_groups:
@@ -53,16 +77,23 @@ class _Scheduled:
         self._set_lr()
 
     def _common_state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "steps_done": self.steps_done}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "steps_done": self.steps_done,
+            "radius": self.radius,
+            "confined_steps": self.confined_steps,
+        }
 
     def _load_common(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps_done = int(state["steps_done"])
+        self.radius = state.get("radius")
+        self.confined_steps = int(state.get("confined_steps", 0))
         self._set_lr()
 
 
 class SubspaceTWA(_Scheduled):
-    """Projected-gradient SGD in the span of an orthonormal :class:`SubspaceBasis`."""
+    """Projected-gradient SGD in the span of an orthonormal :class:`SubspaceBasis`, within ``radius`` of the average."""
 
     def __init__(
         self,
@@ -73,29 +104,39 @@ class SubspaceTWA(_Scheduled):
         weight_decay: float = 0.0,
         schedule: str = "cosine",
         total_steps: int = 1,
+        radius: float | None = None,
     ) -> None:
         self.view, self.basis = view, basis
+        self.centre: torch.Tensor | None = None
         optimizer = torch.optim.SGD(view.params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        super().__init__(optimizer, lr, schedule, total_steps)
+        super().__init__(optimizer, lr, schedule, total_steps, radius)
 
     def start(self, average: torch.Tensor) -> None:
-        """θ ← the plain average of the checkpoints (a point of the span)."""
+        """θ ← the plain average of the checkpoints (a point of the span, and the trust region's centre)."""
+        self.centre = average.detach().float().clone()
         self.view.assign(average)
 
     def step(self) -> None:
         self.view.set_grads(self.basis.project(self.view.grad_vector()))
         self._advance()
         self.view.clear_grads()
+        if self.radius is not None:
+            offset = self.view.vector() - self.centre
+            factor = self._shrink(offset)
+            if factor < 1.0:
+                self.view.assign(self.centre + factor * offset)
 
     @property
     def memory_mb(self) -> float:
         return self.basis.memory_mb
 
     def state_dict(self) -> dict[str, Any]:
-        return {"form": "subspace", "basis": self.basis.state_dict(), **self._common_state()}
+        return {"form": "subspace", "basis": self.basis.state_dict(), "centre": self.centre, **self._common_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.basis.load_state_dict(state["basis"])
+        centre = state.get("centre")
+        self.centre = centre.to(self.view.device).clone() if centre is not None else None
         self._load_common(state)
 
 
@@ -110,11 +151,12 @@ class LayerwiseTWA(_Scheduled):
         weight_decay: float = 0.0,
         schedule: str = "cosine",
         total_steps: int = 1,
+        radius: float | None = None,
     ) -> None:
         self.view, self.basis = view, basis
         self.coefficients = torch.zeros(basis.local_rows, basis.blocks, device=view.device, requires_grad=True)
         optimizer = torch.optim.AdamW([self.coefficients], lr=lr, weight_decay=weight_decay)
-        super().__init__(optimizer, lr, schedule, total_steps)
+        super().__init__(optimizer, lr, schedule, total_steps, radius)
 
     def start(self, average: torch.Tensor | None = None) -> None:
         """θ ← c, the centre of the basis (X = 0)."""
@@ -123,7 +165,13 @@ class LayerwiseTWA(_Scheduled):
     def step(self) -> None:
         self.coefficients.grad = self.basis.coefficient_grad(self.view.grad_vector())
         self._advance()
-        self.view.assign(self.basis.weights(self.coefficients.detach()))
+        theta = self.basis.weights(self.coefficients.detach())
+        factor = self._shrink(theta - self.basis.centre)
+        if factor < 1.0:  # θ − c is linear in X: scaling X scales the offset
+            with torch.no_grad():
+                self.coefficients.mul_(factor)
+            theta = self.basis.centre + factor * (theta - self.basis.centre)
+        self.view.assign(theta)
         self.view.clear_grads()
 
     @property

@@ -53,6 +53,7 @@ def train_twa(
     collector = collect(model, checkpoints, config)
     solver = collector.build(total_steps=config.steps)
     solver.start(collector.average)
+    solver.view.clear_grads()  # gradients left over from earlier training must not leak into the first step
     model.train()
     stream = itertools.cycle(batches)
     for _ in range(config.steps):
