@@ -12,36 +12,20 @@ With ``--snapshot_every K`` the run's trajectory is decomposed post-hoc at the e
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    HfArgumentParser,
-    set_seed,
-)
+from transformers import HfArgumentParser
 
-from hf_efftrain import EfficientTrainer, EfficientTrainingArguments, Trajectory
+from hf_efftrain import EfficientTrainingArguments, Trajectory
 from hf_efftrain.cmd import CMDCallback, fit_cmd
 from hf_efftrain.cmd.plots import plot_all
-from hf_efftrain.data import minilm_path
-from hf_efftrain.tasks import accuracy_metric, load_splits, tokenize_classification
+from hf_efftrain.finetune import DEMO_DEFAULTS, ClassificationArguments, build_classification_trainer, report_metrics
 
-DEMO_DEFAULTS = {
+CMD_DEFAULTS = {
+    **DEMO_DEFAULTS,
     "output_dir": "outputs/cmd_finetune",
     "max_steps": 200,
-    "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 128,
-    "learning_rate": 5e-5,
-    "lr_scheduler_type": "linear",
-    "logging_steps": 20,
-    "save_strategy": "no",
-    "report_to": "none",
-    "seed": 0,
     "cmd_online": True,
     "cmd_every": 4,
     "cmd_warmup": 10,
@@ -49,43 +33,11 @@ DEMO_DEFAULTS = {
 }
 
 
-@dataclass
-class ScriptArguments:
-    model_name_or_path: str = field(
-        default="minilm", metadata={"help": "'minilm' (offline MiniLM-L6), a local folder, or a Hub model id."}
-    )
-    dataset_name: str = field(
-        default="rotten_tomatoes", metadata={"help": "'rotten_tomatoes' (offline copy) or a Hub dataset id."}
-    )
-    max_length: int = field(default=64, metadata={"help": "Truncate reviews to this many tokens."})
-    eval_split: str = field(default="validation", metadata={"help": "Split used for the final evaluation."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many."})
-
-
-def build_trainer(script: ScriptArguments, args: EfficientTrainingArguments) -> EfficientTrainer:
-    model_dir = str(minilm_path()) if script.model_name_or_path == "minilm" else script.model_name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    splits = tokenize_classification(load_splits(script.dataset_name, seed=args.seed), tokenizer, script.max_length)
-    evaluation = splits[script.eval_split]
-    if script.max_eval_samples:
-        evaluation = evaluation.select(range(min(script.max_eval_samples, len(evaluation))))
-    return EfficientTrainer(
-        model=AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2),
-        args=args,
-        train_dataset=splits["train"],
-        eval_dataset=evaluation,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=accuracy_metric,
-    )
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ScriptArguments, EfficientTrainingArguments))
-    parser.set_defaults(**DEMO_DEFAULTS)
+    parser = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments))
+    parser.set_defaults(**CMD_DEFAULTS)
     script, args = parser.parse_args_into_dataclasses(args=argv)
-    set_seed(args.seed)
-    trainer = build_trainer(script, args)
+    trainer = build_classification_trainer(script, args)
     trainer.train()
     metrics = trainer.evaluate()
     callback = next((c for c in trainer.callback_handler.callbacks if isinstance(c, CMDCallback)), None)
@@ -100,9 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         result.save(Path(args.output_dir) / "cmd_posthoc")
         plot_all(result, Path(args.output_dir) / "cmd_posthoc" / "plots")
         metrics["posthoc_relative_displacement_error"] = result.stats["relative_displacement_error"]
-    if trainer.is_world_process_zero():
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, indent=2))
-    return metrics
+    return report_metrics(trainer, metrics)
 
 
 if __name__ == "__main__":
