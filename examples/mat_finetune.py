@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from transformers import HfArgumentParser
-
-from hf_efftrain import EfficientTrainingArguments
-from hf_efftrain.finetune import DEMO_DEFAULTS, ClassificationArguments, build_classification_trainer, report_metrics
+from hf_efftrain.finetune import DEMO_DEFAULTS, build_classification_trainer, parse_classification_args, report_metrics
 
 MAT_DEFAULTS = {
     **DEMO_DEFAULTS,
@@ -28,9 +25,7 @@ MAT_DEFAULTS = {
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments))
-    parser.set_defaults(**MAT_DEFAULTS)
-    script, args = parser.parse_args_into_dataclasses(args=argv)
+    script, args = parse_classification_args(MAT_DEFAULTS, argv)
     trainer = build_classification_trainer(script, args)
     trainer.train()
     return report_metrics(trainer, trainer.evaluate())

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from transformers import HfArgumentParser
-
-from hf_efftrain import EfficientTrainingArguments
-from hf_efftrain.finetune import DEMO_DEFAULTS, ClassificationArguments, build_classification_trainer, report_metrics
+from hf_efftrain.finetune import DEMO_DEFAULTS, build_classification_trainer, parse_classification_args, report_metrics
 from hf_efftrain.twa import TWACallback
 
 TWA_DEFAULTS = {
@@ -31,9 +28,7 @@ TWA_DEFAULTS = {
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments))
-    parser.set_defaults(**TWA_DEFAULTS)
-    script, args = parser.parse_args_into_dataclasses(args=argv)
+    script, args = parse_classification_args(TWA_DEFAULTS, argv)
     trainer = build_classification_trainer(script, args)
     trainer.train()
     trainer.save_model()  # the TWA solution, saved like any model

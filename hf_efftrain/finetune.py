@@ -4,7 +4,7 @@ Every example fine-tunes the same way (offline MiniLM on Rotten Tomatoes by defa
 dataset) and differs only in which methods its ``EfficientTrainingArguments`` switch on; keeping the recipe
 here means one place to fix. Example::
 
-    script, args = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments)).parse_args_into_dataclasses()
+    script, args = parse_classification_args(DEMO_DEFAULTS)
     trainer = build_classification_trainer(script, args)
     trainer.train()
     report_metrics(trainer, trainer.evaluate())
@@ -15,7 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    set_seed,
+)
 
 from hf_efftrain.data import minilm_path
 from hf_efftrain.tasks import accuracy_metric, load_splits, tokenize_classification
@@ -49,6 +55,15 @@ class ClassificationArguments:
     eval_split: str = field(default="validation", metadata={"help": "Split used for the evaluation."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on at most this many."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many."})
+
+
+def parse_classification_args(
+    defaults: dict, argv: list[str] | None = None
+) -> tuple[ClassificationArguments, EfficientTrainingArguments]:
+    """Read the script's and the trainer's flags (``HfArgumentParser``), with an example's own defaults."""
+    parser = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments))
+    parser.set_defaults(**defaults)
+    return parser.parse_args_into_dataclasses(args=argv)
 
 
 def build_classification_trainer(script: ClassificationArguments, args: EfficientTrainingArguments) -> EfficientTrainer:
