@@ -12,6 +12,10 @@ class HfEfftrainError(Exception):
     """Base class of all user-facing errors raised by hf_efftrain."""
 
 
+class ArgumentsError(HfEfftrainError, ValueError):
+    """A training or script argument has an invalid value; the message names the flag."""
+
+
 class UnknownArchitectureError(HfEfftrainError, KeyError):
     """The model family is not in the architecture registry."""
 

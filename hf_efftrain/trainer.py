@@ -18,6 +18,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.cmd.config import CMDArguments
+from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
@@ -41,7 +42,7 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.snapshot_every < 0:
-            raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+            raise ArgumentsError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         self._validate_growth()
         self._validate_mat()
         self._validate_twa()

@@ -17,7 +17,6 @@ lives on the main process only; embedded CMD needs a single process. Example::
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,9 +33,10 @@ from hf_efftrain.cmd.embedded import Embedding, embed_tensors
 from hf_efftrain.cmd.online import OnlineCMD
 from hf_efftrain.cmd.posthoc import fit_cmd
 from hf_efftrain.errors import CMDNotReadyError
+from hf_efftrain.logging import get_logger
 from hf_efftrain.trajectory import CHECKPOINT_PATTERN, Trajectory, save_snapshot, trainable_state
 
-logger = logging.getLogger("hf_efftrain.cmd")
+logger = get_logger("hf_efftrain.cmd")
 STATE_TENSORS, STATE_JSON = "cmd_state.safetensors", "cmd_state.json"
 
 

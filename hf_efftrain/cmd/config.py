@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hf_efftrain.errors import ArgumentsError
+
 
 @dataclass
 class CMDArguments:
@@ -42,14 +44,14 @@ class CMDArguments:
             return
         for name in ("cmd_every", "cmd_warmup", "cmd_candidates"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ArgumentsError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cmd_warmup < 3:
-            raise ValueError(f"cmd_warmup must be >= 3 snapshots to correlate trajectories, got {self.cmd_warmup}")
+            raise ArgumentsError(f"cmd_warmup must be >= 3 snapshots to correlate trajectories, got {self.cmd_warmup}")
         if not 1 <= self.cmd_modes <= 255:
-            raise ValueError(f"cmd_modes must be in 1..255, got {self.cmd_modes}")
+            raise ArgumentsError(f"cmd_modes must be in 1..255, got {self.cmd_modes}")
         if self.cmd_embed_every < 0:
-            raise ValueError(f"cmd_embed_every must be >= 0, got {self.cmd_embed_every}")
+            raise ArgumentsError(f"cmd_embed_every must be >= 0, got {self.cmd_embed_every}")
         if not (0 < self.cmd_embed_fraction <= 1 and 0 < self.cmd_embed_max <= 1):
-            raise ValueError("cmd_embed_fraction and cmd_embed_max must be in (0, 1]")
+            raise ArgumentsError("cmd_embed_fraction and cmd_embed_max must be in (0, 1]")
         if self.cmd_embed_every and getattr(self, "world_size", 1) > 1:
-            raise ValueError("embedded CMD (cmd_embed_every > 0) runs in a single process only; use one process")
+            raise ArgumentsError("embedded CMD (cmd_embed_every > 0) runs in a single process only; use one process")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hf_efftrain.errors import ArgumentsError
+
 
 @dataclass
 class GrowthArguments:
@@ -25,4 +27,4 @@ class GrowthArguments:
 
     def _validate_growth(self) -> None:
         if self.growth_mask_ramp_steps < 0:
-            raise ValueError(f"growth_mask_ramp_steps must be >= 0, got {self.growth_mask_ramp_steps}")
+            raise ArgumentsError(f"growth_mask_ramp_steps must be >= 0, got {self.growth_mask_ramp_steps}")

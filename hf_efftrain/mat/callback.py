@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -24,11 +23,12 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from hf_efftrain.atomic import write_json
+from hf_efftrain.logging import get_logger
 from hf_efftrain.mat.config import MATConfig
 from hf_efftrain.mat.engine import MATEngine
 from hf_efftrain.mat.plot import plot_heatmap
 
-logger = logging.getLogger("hf_efftrain.mat")
+logger = get_logger("hf_efftrain.mat")
 
 
 class MATCallback(TrainerCallback, ExportableState):

@@ -20,11 +20,11 @@ import torch
 import transformers
 from datasets import DatasetDict
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, PreTrainedModel
 
 from hf_efftrain.atomic import atomic_directory, write_json
 from hf_efftrain.errors import TransferMismatchError
+from hf_efftrain.logging import progress_bar
 from hf_efftrain.tasks import load_splits, tokenize_classification, tokenize_lm_blocks
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.transfer.config import TransferConfig
@@ -125,7 +125,7 @@ def run_transfer(
     points = [{"step": 0, "lambda": path.lambdas[0], **evaluator(init)}]
     if save == "all":
         _save_point(model, tokenizer, init, Path(out) / "checkpoint-0")
-    bar = tqdm(total=steps, desc=f"transfer ({config.method})", disable=not progress)
+    bar = progress_bar(total=steps, desc=f"transfer ({config.method})", disable=not progress)
     for result in transfer_trajectory(path, init, spec, gradients, config.method, config.max_sweeps):
         row = {"step": result.step, "lambda": path.lambdas[result.step], **evaluator(result.params)}
         if result.match is not None:

@@ -17,15 +17,15 @@ sum Σ_{i on r} pᵢ (pᵢ·v) and one all-reduce of a D-vector. Example::
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 
+from hf_efftrain.logging import get_logger
 from hf_efftrain.twa.distributed import all_reduce_sum, owner_of, process_position
 from hf_efftrain.twa.memory import tensor_mb
 
-logger = logging.getLogger("hf_efftrain.twa")
+logger = get_logger("hf_efftrain.twa")
 
 
 class SubspaceBasis:

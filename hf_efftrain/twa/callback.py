@@ -18,7 +18,6 @@ reads it back in ``on_train_begin``. Example::
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from hf_efftrain.atomic import atomic_file
 from hf_efftrain.errors import TWAError
+from hf_efftrain.logging import get_logger
 from hf_efftrain.trajectory import save_snapshot, trainable_state
 from hf_efftrain.twa.collect import Collector, Solver, add_from_folder, count_checkpoints, solver_from_state
 from hf_efftrain.twa.config import TWAConfig
@@ -36,7 +36,7 @@ from hf_efftrain.twa.flat import TrainableView
 from hf_efftrain.twa.memory import BasisPlan
 from hf_efftrain.twa.norm import recompute_norm_statistics
 
-logger = logging.getLogger("hf_efftrain.twa")
+logger = get_logger("hf_efftrain.twa")
 STATE_FILE = "twa_state-rank{rank}.pt"
 
 

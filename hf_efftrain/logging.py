@@ -1,0 +1,70 @@
+"""One logger tree, ``hf_efftrain.*``, that follows transformers' verbosity, and progress bars that obey it.
+
+Users already tune transformers' output (``--log_level``/``--log_level_replica`` in ``TrainingArguments``,
+``TRANSFORMERS_VERBOSITY``, ``transformers.logging.set_verbosity_info()``, ``disable_progress_bar()``); the
+Trainer itself silences replicas that way. hf_efftrain's messages obey the same switches instead of adding new
+ones, so a 2-process run prints its method messages once and ``--log_level info`` shows them. Example::
+
+    from hf_efftrain.logging import get_logger, progress_bar
+
+    logger = get_logger(__name__)
+    logger.info("MAT: %d of %d heads active", active, total)
+    for step in progress_bar(range(steps), desc="transfer", disable=args.disable_tqdm):
+        ...
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+from tqdm.auto import tqdm
+from transformers.utils import logging as transformers_logging
+
+ROOT_LOGGER = "hf_efftrain"
+
+
+class _FollowTransformersVerbosity(logging.Filter):
+    """Let a record through when transformers' current verbosity would let its own records through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= transformers_logging.get_verbosity()
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Write to whatever ``sys.stderr`` is now (pytest and notebooks replace it after import)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.setStream(sys.stderr)
+        super().emit(record)
+
+
+def _root_logger() -> logging.Logger:
+    root = logging.getLogger(ROOT_LOGGER)
+    if not any(isinstance(h, _CurrentStderrHandler) for h in root.handlers):
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter("[%(name)s] %(levelname)s: %(message)s"))
+        handler.addFilter(_FollowTransformersVerbosity())
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)  # the handler's filter decides, so a verbosity change applies at once
+        root.propagate = False  # like transformers: no duplicates through the root logger
+    return root
+
+
+def get_logger(name: str = ROOT_LOGGER) -> logging.Logger:
+    """The logger ``name`` (under ``hf_efftrain``), printed to stderr at transformers' verbosity."""
+    _root_logger()
+    if name != ROOT_LOGGER and not name.startswith(ROOT_LOGGER + "."):
+        name = f"{ROOT_LOGGER}.{name}"
+    return logging.getLogger(name)
+
+
+def progress_enabled(disable: bool | None = None) -> bool:
+    """Whether to draw a bar: not when the caller says so (``args.disable_tqdm``) or transformers' bars are off."""
+    return not disable and transformers_logging.is_progress_bar_enabled()
+
+
+def progress_bar(iterable: Iterable | None = None, *, disable: bool | None = None, **kwargs) -> tqdm:
+    """A ``tqdm`` bar drawn only when :func:`progress_enabled`; ``kwargs`` go to ``tqdm`` (``total``, ``desc``)."""
+    return tqdm(iterable, disable=not progress_enabled(disable), **kwargs)
