@@ -11,9 +11,12 @@ method enabled it *is* ``Trainer`` (same losses bit for bit). Example::
 
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_efftrain.cmd.callback import CMDCallback
@@ -74,10 +77,36 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
     return callbacks
 
 
+_LOSS_TAKES_KWARGS = re.compile(r"num_items_in_batch|loss_function\([^)]*\*\*kwargs", re.S)
+
+
+def loss_counts_tokens(model: nn.Module) -> bool:
+    """Whether the model's loss really divides by the ``num_items_in_batch`` the Trainer passes it.
+
+    transformers 5 treats every model whose ``forward`` takes ``**kwargs`` as normalizing its loss by the token
+    count of the whole batch, so it skips the division by gradient-accumulation steps and multiplies the loss by
+    the number of processes. BERT/RoBERTa/DistilBERT/GPT-2 classifiers and BERT's masked LM take ``**kwargs`` but
+    compute a plain mean, so their gradients (and logged losses) come out ``accumulation × processes`` too large.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrappers
+    try:
+        source = inspect.getsource(type(base).forward)
+    except (OSError, TypeError):
+        return True  # no source to read: keep transformers' own decision
+    return bool(_LOSS_TAKES_KWARGS.search(source))
+
+
 class EfficientTrainer(Trainer):
-    """``Trainer`` plus the callbacks of the methods enabled in :class:`EfficientTrainingArguments`."""
+    """``Trainer`` plus the callbacks of the methods enabled in :class:`EfficientTrainingArguments`.
+
+    It also corrects transformers' loss scaling for models whose loss ignores ``num_items_in_batch``
+    (see :func:`loss_counts_tokens`), so gradient accumulation and several processes give the same update as
+    one big batch.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if self.model_accepts_loss_kwargs and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
+            self.model_accepts_loss_kwargs = False
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys
