@@ -12,10 +12,12 @@ method enabled it *is* ``Trainer`` (same losses bit for bit). Example::
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -43,6 +45,8 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     )
 
     def __post_init__(self) -> None:
+        if self.ddp_backend is None and _launched_without_accelerator():
+            self.ddp_backend = "gloo"  # `accelerate launch`/torchrun on a CPU-only machine: DDP over gloo
         super().__post_init__()
         if self.snapshot_every < 0:
             raise ArgumentsError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
@@ -55,6 +59,11 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     def resolved_snapshot_dir(self) -> Path:
         """Where snapshots go."""
         return Path(self.snapshot_dir or Path(self.output_dir) / "snapshots")
+
+
+def _launched_without_accelerator() -> bool:
+    """Several processes were launched but there is no GPU (so NCCL cannot work)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
