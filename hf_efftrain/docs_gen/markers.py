@@ -1,5 +1,5 @@
 """Expand the docs' generation markers: ``<!-- cli-reference -->``, ``<!-- api-reference -->``,
-``<!-- arguments: module.Class -->`` and ``<!-- benchmark: name -->``.
+``<!-- arguments: module.Class -->`` and ``<!-- benchmark: name -->``, each alone on its line.
 
 A marker is an HTML comment, so a page still reads sensibly on GitHub where nothing expands it. Any other
 HTML comment is left alone; a marker whose generator fails stops the build with the page and the reason.
@@ -13,7 +13,11 @@ from pathlib import Path
 
 from hf_efftrain.errors import HfEfftrainError
 
-MARKER = re.compile(r"<!--\s*(cli-reference|api-reference|arguments|benchmark)\s*(?::\s*([\w.+-]+))?\s*-->")
+# A marker stands alone on its line, so one quoted in prose or in code (`<!-- benchmark: name -->`) stays as is.
+MARKER = re.compile(
+    r"^[ \t]*<!--\s*(cli-reference|api-reference|arguments|benchmark)\s*(?::\s*([\w.+-]+))?\s*-->[ \t]*$",
+    re.MULTILINE,
+)
 
 
 class DocsGenerationError(HfEfftrainError):
