@@ -19,7 +19,7 @@ from hf_efftrain.docs_gen.markers import expand_markers  # noqa: E402
 from hf_efftrain.errors import HfEfftrainError  # noqa: E402
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (mkdocs' signature)
+def on_page_markdown(markdown: str, page, config, files) -> str:
     """Replace the markers of one page; a generator error aborts the build with the page and the reason."""
     root = Path(config.config_file_path).resolve().parent
     try:
