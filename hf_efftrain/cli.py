@@ -5,14 +5,13 @@ User errors (:class:`HfEfftrainError`) print one line on stderr and exit with co
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from hf_efftrain import __version__
 from hf_efftrain.cmd.cli import cmd_app
-from hf_efftrain.errors import HfEfftrainError
+from hf_efftrain.entrypoint import run_main
 from hf_efftrain.growth.cli import growth_app
 from hf_efftrain.mat import cli as mat_cli
 from hf_efftrain.transfer.cli import transfer as transfer_command
@@ -64,11 +63,7 @@ def trajectory_info(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: typer handles usage errors (exit 2); user errors become one line, exit 2."""
-    try:
-        app(args=argv)
-    except HfEfftrainError as err:
-        typer.echo(f"hf-efftrain: error: {err}", err=True)
-        sys.exit(2)
+    run_main(lambda args: app(args=args), argv, prog="hf-efftrain")
 
 
 if __name__ == "__main__":

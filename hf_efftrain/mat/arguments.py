@@ -2,7 +2,7 @@
 
 Example (command line through ``HfArgumentParser``)::
 
-    python examples/mat_finetune.py --mat --mat_every 10 --mat_warmup_steps 30 --mat_granularity heads+ffn
+    python examples/finetune.py --mat --mat_every 10 --mat_warmup_steps 30 --mat_granularity heads+ffn
 """
 
 from __future__ import annotations

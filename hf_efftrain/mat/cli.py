@@ -2,8 +2,8 @@
 
 Example::
 
-    hf-efftrain mat summary outputs/mat_finetune
-    hf-efftrain mat heatmap outputs/mat_finetune --out heat.png
+    hf-efftrain mat summary outputs/finetune
+    hf-efftrain mat heatmap outputs/finetune --out heat.png
 """
 
 from __future__ import annotations
