@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click errors: "Error: ..." on one line, no box drawing in logs
 )
 trajectory_app = typer.Typer(help="Inspect checkpoint sequences (Trainer checkpoint-N/ or snapshot-N/ folders).")
 app.add_typer(trajectory_app, name="trajectory")
@@ -39,11 +40,26 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+VERBOSITY = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
 @app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbosity: str | None = typer.Option(
+        None, "--verbosity", help="debug, info, warning or error (default: transformers' own, i.e. warning)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Draw progress bars."),
 ) -> None:
     """Cheaper training and fine-tuning for Hugging Face Transformers."""
+    from transformers.utils import logging as transformers_logging
+
+    if verbosity is not None:
+        if verbosity not in VERBOSITY:
+            raise typer.BadParameter(f"choose one of {', '.join(VERBOSITY)}", param_hint="--verbosity")
+        transformers_logging.set_verbosity(VERBOSITY[verbosity])  # hf_efftrain's logger follows it
+    if not progress:
+        transformers_logging.disable_progress_bar()  # hf_efftrain's bars follow it
 
 
 @trajectory_app.command("info")
