@@ -64,7 +64,7 @@ def root(
 
 @trajectory_app.command("info")
 def trajectory_info(
-    folder: Path = typer.Argument(..., help="Folder holding checkpoint-N/ or snapshot-N/."),
+    folder: Path = typer.Argument(..., metavar="FOLDER", help="Folder holding checkpoint-N/ or snapshot-N/."),
 ) -> None:
     """List the checkpoints of a trajectory: steps, tensors, parameters, size on disk."""
     from hf_efftrain.trajectory import Trajectory
