@@ -36,7 +36,7 @@ class _CurrentStderrHandler(logging.StreamHandler):
     """Write to whatever ``sys.stderr`` is now (pytest and notebooks replace it after import)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
+        self.stream = sys.stderr  # not setStream: it flushes the old stream, which may be closed by now
         super().emit(record)
 
 

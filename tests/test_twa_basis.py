@@ -6,13 +6,12 @@ the span, a wrong coefficient gradient, a solver that does not find the best poi
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 from torch import nn
 
 from hf_efftrain.errors import BasisMemoryError, TWAError
+from hf_efftrain.logging import get_logger
 from hf_efftrain.twa import (
     BasisPlan,
     LayerwiseBasis,
@@ -54,8 +53,12 @@ def test_dependent_checkpoint_is_dropped_with_a_warning(caplog):
     basis = SubspaceBasis(dim=4000, rank_tol=1e-4)
     basis.add(a)
     basis.add(b)
-    with caplog.at_level(logging.WARNING, logger="hf_efftrain.twa"):
+    logger = get_logger("hf_efftrain.twa")  # hf_efftrain's loggers do not propagate (like transformers')
+    logger.addHandler(caplog.handler)
+    try:
         kept = basis.add(0.25 * a + 0.75 * b)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert not kept and basis.size == 2 and basis.dropped == 1
     assert "dropped" in caplog.text
 
