@@ -10,6 +10,7 @@ traceback. Example::
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,11 +23,28 @@ from hf_efftrain.errors import ArgumentsError, HfEfftrainError
 def run_main(main: Callable[[list[str]], Any], argv: list[str] | None = None, prog: str | None = None) -> Any:
     """Call ``main(argv)``; on :class:`HfEfftrainError` print ``<prog>: error: <message>`` and exit 2."""
     try:
-        return main(sys.argv[1:] if argv is None else argv)
+        result = main(sys.argv[1:] if argv is None else argv)
     except HfEfftrainError as err:
         message = " ".join(str(err).split())  # one line, whatever the message holds
         print(f"{prog or sys.argv[0]}: error: {message}", file=sys.stderr)
         sys.exit(2)
+    close_process_group()
+    return result
+
+
+def close_process_group() -> None:
+    """Destroy the ``torch.distributed`` group a run opened, so gloo's threads stop before the interpreter does.
+
+    Left to interpreter exit, a gloo group can abort a rank (``terminate called without an active exception``)
+    and turn a finished two-process run into a failed launch. Call it once the trainer is out of scope: a live
+    DDP reducer still holds the group, and destroying the group under it hangs.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        gc.collect()  # frees trainers kept alive only by reference cycles, and their DDP reducers
+        dist.destroy_process_group()
 
 
 def parse_arguments(types: tuple[type, ...], defaults: dict, argv: list[str] | None = None) -> tuple:

@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _mat_train_utils import tiny_args, tiny_bert, tiny_classification_data  # noqa: E402
 
 from hf_efftrain import EfficientTrainer  # noqa: E402
+from hf_efftrain.entrypoint import close_process_group  # noqa: E402
 from hf_efftrain.mat import MATCallback  # noqa: E402
 
 
@@ -28,3 +29,4 @@ def main(out_dir: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    close_process_group()

@@ -77,7 +77,7 @@ def test_cli_reference_lists_every_option_of_a_command_with_default_and_help(cli
     ctx = root.context_class(root, info_name="hf-efftrain")
     command = root.get_command(ctx, "transfer")
     section = _section(cli_markdown, "## `hf-efftrain transfer`")
-    assert "hf-efftrain transfer [OPTIONS] {source} {target} {out}" in section
+    assert "hf-efftrain transfer [OPTIONS] {SOURCE} {TARGET} {OUT}" in section
     rows = _rows(section)
     params = [p for p in command.get_params(ctx) if p.name != "help"]
     assert len(params) >= 10

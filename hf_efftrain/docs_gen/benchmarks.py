@@ -244,7 +244,28 @@ def _transfer(r: Result) -> str:
     return table(headers, rows) + "\n\nPer seed pair (source → target):\n\n" + table(pair_headers, pair_rows)
 
 
+_COMBINED_ARM_KEYS = ["steps_ratio", "train_time_ratio"]
+
+
+def _combined(r: Result) -> str:
+    rows = [
+        [
+            arm["arm"],
+            f"{fmt(arm['accuracy'], 4)} ± {fmt(arm['accuracy_std'], 4)}",
+            *(fmt(arm[k]) for k in _COMBINED_ARM_KEYS),
+            pct(arm["projection_backward_flops_saved"], 1),
+        ]
+        for arm in r.get("arms")
+    ]
+    headers = ["arm", f"accuracy (mean ± std, seeds {', '.join(map(str, r.get('seeds')))})", "steps ratio"]
+    headers += ["train-time ratio", "projection backward FLOPs saved"]
+    keys = ["mat_twa_accuracy_delta", "mat_twa_steps_ratio", "mat_twa_train_time_ratio"]
+    figures = table(["figure", "measured"], [[code(k), fmt(r.get(k), 4)] for k in keys])
+    return "\n\n".join([table(headers, rows), figures])
+
+
 RENDERERS: dict[str, Callable[[Result], str]] = {
+    "combined": _combined,
     "baseline_finetune": _baseline,
     "mat": _mat,
     "growth": _growth,
