@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from _twa_support import toy_dataset
+
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.testing import tiny_model
-from tests._twa_support import toy_dataset
 
 ALL_METHODS = {
     "mat": True,
