@@ -57,17 +57,19 @@ def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[int], lis
 
 def training_curves(log_history: list[dict[str, Any]], path: Path) -> Path | None:
     """Training loss and eval loss over steps; eval metrics in a second panel when there are any."""
-    train, evaluation = _series(log_history, "loss"), _series(log_history, "eval_loss")
-    metrics = eval_metric_names(log_history)
-    if not train[0] and not evaluation[0] and not metrics:
+    train = _series(log_history, "loss")
+    names = eval_metric_names(log_history)
+    losses = ["eval_loss"] * any("eval_loss" in e for e in log_history) + [n for n in names if n.endswith("_loss")]
+    metrics = [n for n in names if not n.endswith("_loss")]  # other eval losses share the loss panel's scale
+    if not train[0] and not losses and not metrics:
         return None
     panels = 2 if metrics else 1
     figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.6), squeeze=False)
     loss_axis = axes[0][0]
     if train[0]:
         loss_axis.plot(*train, label="train loss", linewidth=1.2)
-    if evaluation[0]:
-        loss_axis.plot(*evaluation, "o-", label="eval loss")
+    for name in losses:
+        loss_axis.plot(*_series(log_history, name), "o-", label=name.replace("_", " "))
     loss_axis.set(xlabel="step", ylabel="loss", title="Loss")
     loss_axis.legend(fontsize=8)
     loss_axis.grid(alpha=0.3)
