@@ -193,11 +193,11 @@ def twa_layerwise_matrix(twa: dict[str, Any], path: Path) -> Path | None:
     names = twa.get("tensor_names") or [str(i) for i in range(final.shape[1])]
     _, labels = basis_labels(twa, final.shape[0])
     limit = float(np.abs(final).max()) or 1.0
-    figure, axis = plt.subplots(figsize=(min(24, max(6, 0.16 * len(names) + 3)), max(2.5, 0.3 * len(labels) + 1.5)))
+    figure, axis = plt.subplots(figsize=(min(28, max(6, 0.2 * len(names) + 3)), max(2.5, 0.3 * len(labels) + 1.5)))
     image = axis.imshow(final, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     figure.colorbar(image, ax=axis, label="coefficient X")
     stride = max(1, len(names) // 60)
-    axis.set_xticks(range(0, len(names), stride), names[::stride], fontsize=5, rotation=90)
+    axis.set_xticks(range(0, len(names), stride), names[::stride], fontsize=6, rotation=90)
     axis.set_yticks(range(len(labels)), labels, fontsize=7)
     axis.set(ylabel="checkpoint (step)", title="TWA (layer-wise): final coefficient per checkpoint and tensor")
     return save_figure(figure, path)
