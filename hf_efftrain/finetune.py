@@ -7,7 +7,7 @@ here means one place to fix. Example::
     script, args = parse_classification_args(DEMO_DEFAULTS)
     trainer = build_classification_trainer(script, args)
     trainer.train()
-    report_metrics(trainer, trainer.evaluate())
+    report_metrics(trainer, finish_run(trainer))
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    HfArgumentParser,
-    set_seed,
-)
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
 
+from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.data import minilm_path
+from hf_efftrain.entrypoint import parse_arguments
+from hf_efftrain.mat.callback import MATCallback
 from hf_efftrain.tasks import accuracy_metric, load_splits, tokenize_classification
 from hf_efftrain.trainer import EfficientTrainer, EfficientTrainingArguments
+from hf_efftrain.twa.callback import TWACallback
 
 DEMO_DEFAULTS = {
     "output_dir": "outputs/finetune",
@@ -61,9 +59,7 @@ def parse_classification_args(
     defaults: dict, argv: list[str] | None = None
 ) -> tuple[ClassificationArguments, EfficientTrainingArguments]:
     """Read the script's and the trainer's flags (``HfArgumentParser``), with an example's own defaults."""
-    parser = HfArgumentParser((ClassificationArguments, EfficientTrainingArguments))
-    parser.set_defaults(**defaults)
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parse_arguments((ClassificationArguments, EfficientTrainingArguments), defaults, argv)
 
 
 def build_classification_trainer(script: ClassificationArguments, args: EfficientTrainingArguments) -> EfficientTrainer:
@@ -86,6 +82,33 @@ def build_classification_trainer(script: ClassificationArguments, args: Efficien
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=accuracy_metric,
     )
+
+
+def finish_run(trainer: EfficientTrainer) -> dict:
+    """Save the final model (the TWA solution when TWA ran), evaluate it and add each method's own figures."""
+    trainer.save_model()
+    metrics = trainer.evaluate()
+    for callback in trainer.callback_handler.callbacks:
+        metrics.update(_method_figures(trainer, callback))
+    return metrics
+
+
+def _method_figures(trainer: EfficientTrainer, callback) -> dict:
+    if isinstance(callback, TWACallback):
+        return {f"twa_{k}": v for k, v in callback.report.items()}
+    if isinstance(callback, MATCallback) and callback.engine is not None:
+        engine = callback.engine
+        return {
+            "mat_active_fraction": float(engine.active.float().mean()),
+            "mat_projection_backward_flops_saved": engine.counter.saved_fraction,
+            "mat_measurements": engine.measurements,
+        }
+    if isinstance(callback, CMDCallback) and callback.ready and trainer.args.world_size == 1:
+        with callback.swapped(trainer.model):  # CMD weights evaluated like an EMA, then the last weights return
+            figures = trainer.evaluate(metric_key_prefix="eval_cmd")
+        report = callback.report(trainer.model)
+        return {**figures, **{f"cmd_{k}": v for k, v in report.items() if k != "embedding_history"}}
+    return {}
 
 
 def report_metrics(trainer: EfficientTrainer, metrics: dict) -> dict:

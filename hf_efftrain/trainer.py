@@ -11,9 +11,14 @@ method enabled it *is* ``Trainer`` (same losses bit for bit). Example::
 
 from __future__ import annotations
 
+import inspect
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_efftrain.cmd.callback import CMDCallback
@@ -40,6 +45,8 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     )
 
     def __post_init__(self) -> None:
+        if self.ddp_backend is None and _launched_without_accelerator():
+            self.ddp_backend = "gloo"  # `accelerate launch`/torchrun on a CPU-only machine: DDP over gloo
         super().__post_init__()
         if self.snapshot_every < 0:
             raise ArgumentsError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
@@ -54,6 +61,11 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
         return Path(self.snapshot_dir or Path(self.output_dir) / "snapshots")
 
 
+def _launched_without_accelerator() -> bool:
+    """Several processes were launched but there is no GPU (so NCCL cannot work)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
     """The callbacks that the enabled methods need, in the order they must run."""
     if not isinstance(args, EfficientTrainingArguments):
@@ -63,21 +75,52 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
         callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
     if args.growth_mask_ramp_steps:
         callbacks.append(MaskRampCallback(args.growth_mask_ramp_steps))
+    mat = twa = None
     if args.mat:
         from hf_efftrain.mat.callback import MATCallback
 
-        callbacks.append(MATCallback(args.mat_config()))
+        mat = MATCallback(args.mat_config())
+        callbacks.append(mat)
     if args.twa:
-        callbacks.append(TWACallback(args.twa_config()))
+        twa = TWACallback(args.twa_config())
+        callbacks.append(twa)
+    if mat is not None and twa is not None:
+        twa.on_twa_phase.append(mat.release)  # TWA's projected gradients need every head's gradient
     if args.cmd_online or args.cmd_embed_every:
         callbacks.append(CMDCallback.from_args(args))
     return callbacks
 
 
+_LOSS_TAKES_KWARGS = re.compile(r"num_items_in_batch|loss_function\([^)]*\*\*kwargs", re.S)
+
+
+def loss_counts_tokens(model: nn.Module) -> bool:
+    """Whether the model's loss really divides by the ``num_items_in_batch`` the Trainer passes it.
+
+    transformers 5 treats every model whose ``forward`` takes ``**kwargs`` as normalizing its loss by the token
+    count of the whole batch, so it skips the division by gradient-accumulation steps and multiplies the loss by
+    the number of processes. BERT/RoBERTa/DistilBERT/GPT-2 classifiers and BERT's masked LM take ``**kwargs`` but
+    compute a plain mean, so their gradients (and logged losses) come out ``accumulation × processes`` too large.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrappers
+    try:
+        source = inspect.getsource(type(base).forward)
+    except (OSError, TypeError):
+        return True  # no source to read: keep transformers' own decision
+    return bool(_LOSS_TAKES_KWARGS.search(source))
+
+
 class EfficientTrainer(Trainer):
-    """``Trainer`` plus the callbacks of the methods enabled in :class:`EfficientTrainingArguments`."""
+    """``Trainer`` plus the callbacks of the methods enabled in :class:`EfficientTrainingArguments`.
+
+    It also corrects transformers' loss scaling for models whose loss ignores ``num_items_in_batch``
+    (see :func:`loss_counts_tokens`), so gradient accumulation and several processes give the same update as
+    one big batch.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if self.model_accepts_loss_kwargs and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
+            self.model_accepts_loss_kwargs = False
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,12 @@ def test_docs_build_strict(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "site" / "index.html").is_file()
+    pages = {p.parent.name: p.read_text() for p in (tmp_path / "site").glob("*/index.html")}
+    assert {"api", "cli", "faq", "mat", "growth", "twa", "cmd", "transfer"} <= set(pages)
+    for name, html in pages.items():  # every generation marker was expanded by the hook
+        assert not re.search(r"<!--\s*(cli-reference|api-reference|arguments|benchmark)", html), name
+    assert "hf-efftrain cmd reconstruct" in pages["cli"] and "hf_efftrain.twa.train_twa" in pages["api"]
+    assert "Generated from <code>benchmarks/results/mat.json</code>" in pages["mat"]
 
 
 def test_readme_quick_start_has_exactly_the_two_commands():

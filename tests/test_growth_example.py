@@ -1,11 +1,9 @@
-"""examples/grow_and_pretrain.py on a tiny BERT sharing MiniLM's tokenizer: in-process and under torchrun."""
+"""examples/grow_and_pretrain.py on a tiny BERT sharing MiniLM's tokenizer: in-process and under accelerate launch."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
 from hf_efftrain.data import minilm_path
+from tests._examples_support import launch, load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "grow_and_pretrain.py"
@@ -56,14 +55,24 @@ def test_grow_and_pretrain_saves_model_recipe_lag_and_card(single_run):
 
 
 @pytest.mark.slow
-def test_grow_and_pretrain_under_torchrun_scores_like_one_process(single_run, tmp_path):
+@pytest.mark.parametrize("config", ["single", "two"])
+def test_grow_and_pretrain_under_accelerate_scores_like_in_process(config, single_run, tmp_path):
     source, single_out, _ = single_run
-    out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(EXAMPLE)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command + _argv(source, out), env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    ddp = json.loads((out / "lag" / "lag_report.json").read_text())["losses"]
+    out = tmp_path / "launched"
+    launch(config, "grow_and_pretrain.py", _argv(source, out))
+    launched = json.loads((out / "lag" / "lag_report.json").read_text())["losses"]
     one = json.loads((single_out / "lag" / "lag_report.json").read_text())["losses"]
     for name in ("copy_all", "interleave"):  # same weights and held-out set at step 0, whatever the process count
-        assert ddp[name]["0"] == pytest.approx(one[name]["0"], abs=1e-4)
+        assert launched[name]["0"] == pytest.approx(one[name]["0"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_grown_model_fine_tunes_with_mat(single_run, tmp_path):
+    _, grown, _ = single_run
+    argv = ["--model_name_or_path", str(grown), "--output_dir", str(tmp_path), "--max_steps", "4", "--mat", "true"]
+    argv += ["--mat_every", "2", "--mat_warmup_steps", "2", "--mat_probe_size", "4", "--max_length", "16"]
+    argv += ["--per_device_train_batch_size", "4", "--max_train_samples", "32", "--max_eval_samples", "16"]
+    metrics = load_example("finetune").main(argv + ["--disable_tqdm", "true", "--use_cpu", "true"])
+    history = json.loads((tmp_path / "mat_history.json").read_text())
+    assert len(history["units"]) == 4 * 2  # every head of the 4 grown layers is a MAT unit
+    assert len(history["history"]) == 2 and 0 < metrics["mat_active_fraction"] <= 1

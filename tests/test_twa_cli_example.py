@@ -1,4 +1,4 @@
-"""The ``hf-efftrain twa memory`` command and the TWA example script."""
+"""The ``hf-efftrain twa memory`` command, and TWA through the fine-tuning example on the real MiniLM."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def test_memory_command_on_a_missing_folder_is_a_one_line_error(tmp_path, capsys
 
 @pytest.mark.slow
 def test_twa_example_runs_on_real_minilm(tmp_path):
-    command = [sys.executable, "examples/twa_finetune.py", "--output_dir", str(tmp_path), "--disable_tqdm", "true"]
+    command = [sys.executable, "examples/finetune.py", "--twa", "true", "--output_dir", str(tmp_path)]
+    command += ["--disable_tqdm", "true", "--max_length", "32"]
     command += ["--max_steps", "6", "--twa_start", "3", "--twa_every", "1", "--twa_steps", "2"]
     command += ["--max_eval_samples", "32", "--per_device_train_batch_size", "8", "--logging_steps", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -26,8 +26,10 @@ def _table(rows: list[dict]) -> str:
 
 @cmd_app.command("fit")
 def fit(
-    trajectory: Path = typer.Argument(..., help="Folder of checkpoint-N/ or snapshot-N/ folders."),
-    out: Path = typer.Argument(..., help="Folder for cmd.safetensors, cmd.json, summary.md and plots."),
+    trajectory: Path = typer.Argument(
+        ..., metavar="TRAJECTORY", help="Folder of checkpoint-N/ or snapshot-N/ folders."
+    ),
+    out: Path = typer.Argument(..., metavar="OUT", help="Folder for cmd.safetensors, cmd.json, summary.md and plots."),
     modes: int = typer.Option(5, "--modes", "-m", help="Number of modes M (1..255)."),
     candidates: int = typer.Option(1000, help="Reference candidates K clustered (memory grows as K²)."),
     seed: int = typer.Option(0, help="Seed of the candidate sampling."),
@@ -59,7 +61,7 @@ def fit(
 
 
 @cmd_app.command("summary")
-def summary(out: Path = typer.Argument(..., help="Folder written by `cmd fit`.")) -> None:
+def summary(out: Path = typer.Argument(..., metavar="OUT", help="Folder written by `cmd fit`.")) -> None:
     """Print the per-mode table of a saved CMD result."""
     from hf_efftrain.cmd.result import CMDResult
 
@@ -69,7 +71,7 @@ def summary(out: Path = typer.Argument(..., help="Folder written by `cmd fit`.")
 
 @cmd_app.command("reconstruct")
 def reconstruct(
-    out: Path = typer.Argument(..., help="Folder written by `cmd fit`."),
+    out: Path = typer.Argument(..., metavar="OUT", help="Folder written by `cmd fit`."),
     step: float = typer.Option(..., help="Training step t (any value within the fitted range)."),
     save: Path = typer.Option(..., help="Folder for the reconstructed model (from_pretrained-able)."),
     base_model: str | None = typer.Option(None, help="Override the base model folder recorded by `cmd fit`."),

@@ -2,7 +2,7 @@
 
 Example (command line, through ``HfArgumentParser``)::
 
-    python examples/cmd_finetune.py --cmd_online --cmd_every 5 --cmd_warmup 10 --cmd_modes 5 --cmd_embed_every 4
+    python examples/finetune.py --cmd_online --cmd_every 5 --cmd_warmup 10 --cmd_modes 5 --cmd_embed_every 4
 """
 
 from __future__ import annotations

@@ -18,8 +18,10 @@ growth_app = typer.Typer(help="Model growth from recipes, ranked by LAG.")
 
 @growth_app.command("grow")
 def grow(
-    recipe: Path = typer.Argument(..., help="Growth recipe (.yaml/.yml/.json)."),
-    output_dir: Path = typer.Argument(..., help="Folder for the grown model, tokenizer and recipe."),
+    recipe: Path = typer.Argument(..., metavar="RECIPE", help="Growth recipe (.yaml/.yml/.json)."),
+    output_dir: Path = typer.Argument(
+        ..., metavar="OUTPUT_DIR", help="Folder for the grown model, tokenizer and recipe."
+    ),
     push_to_hub: str | None = typer.Option(None, "--push-to-hub", help="Also upload to this Hub repo id."),
     lag_report: Path | None = typer.Option(None, "--lag-report", help="A `hf-efftrain lag` output for the card."),
     private: bool = typer.Option(False, "--private", help="Create the Hub repo as private."),
@@ -40,7 +42,7 @@ def grow(
 
 @growth_app.command("lag")
 def lag(
-    recipes: list[Path] = typer.Argument(..., help="Two or more growth recipes (the candidates)."),
+    recipes: list[Path] = typer.Argument(..., metavar="RECIPES", help="Two or more growth recipes (the candidates)."),
     lag_steps: int = typer.Option(20, "--lag-steps", help="Training steps after growth before ranking."),
     output: Path = typer.Option(Path("lag_report"), "--output", help="Folder for lag_report.{json,md} and the plot."),
     dataset: str = typer.Option("wikipedia", "--dataset", help="Offline 'wikipedia' or a datasets name."),

@@ -2,13 +2,15 @@
 
 Example (command line through ``HfArgumentParser``)::
 
-    python examples/mat_finetune.py --mat --mat_every 10 --mat_warmup_steps 30 --mat_granularity heads+ffn
+    python examples/finetune.py --mat --mat_every 10 --mat_warmup_steps 30 --mat_granularity heads+ffn
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 
+from hf_efftrain.errors import MATConfigError
 from hf_efftrain.mat.config import MATConfig
 
 
@@ -55,6 +57,11 @@ class MATArguments:
         ).validate()
 
     def _validate_mat(self) -> None:
-        """Fail at argument parsing, not at step 1000."""
-        if self.mat:
+        """Fail at argument parsing, not at step 1000, naming the flag (``--mat_every``) rather than the knob."""
+        if not self.mat:
+            return
+        try:
             self.mat_config()
+        except MATConfigError as err:
+            knobs = "|".join(f.name for f in fields(MATConfig))
+            raise MATConfigError(re.sub(rf"\b({knobs})\b", r"--mat_\1", str(err), count=1)) from None

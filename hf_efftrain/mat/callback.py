@@ -41,10 +41,18 @@ class MATCallback(TrainerCallback, ExportableState):
         self._batch: dict[str, torch.Tensor] | None = None
         self._capture = None
         self._pending: dict[str, float] = {}
+        self.released = False
+
+    def release(self) -> None:
+        """Train every head from now on and stop measuring (e.g. when TWA's phase needs whole gradients)."""
+        self.released = True
+        if self.engine is not None:
+            self.engine.apply_gates(torch.ones_like(self.engine.active))
+            logger.info("MAT: released, all %d modules train from here", len(self.engine.active))
 
     # ---- ExportableState ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        attributes = self.engine.state_dict() if self.engine is not None else {}
+        attributes = {**self.engine.state_dict(), "released": self.released} if self.engine is not None else {}
         return {"args": {"config": self.config.to_dict(), "log_lambdas": self.log_lambdas}, "attributes": attributes}
 
     # ---- events ---------------------------------------------------------------------------------------------
@@ -57,6 +65,8 @@ class MATCallback(TrainerCallback, ExportableState):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
         if state.global_step > 0 and isinstance(saved, dict) and saved.get("attributes"):
             self.engine.load_state_dict(saved["attributes"])
+            if saved["attributes"].get("released"):
+                self.release()
             logger.info(
                 "MAT: resumed at step %d with %d active modules", state.global_step, int(self.engine.active.sum())
             )
@@ -67,7 +77,7 @@ class MATCallback(TrainerCallback, ExportableState):
             self._batch = kwargs
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.engine is None:
+        if self.engine is None or self.released:
             return
         if self.engine.after_step(state.global_step, self._batch):
             self._pending = self._figures()

@@ -2,8 +2,8 @@
 
 Example::
 
-    hf-efftrain mat summary outputs/mat_finetune
-    hf-efftrain mat heatmap outputs/mat_finetune --out heat.png
+    hf-efftrain mat summary outputs/finetune
+    hf-efftrain mat heatmap outputs/finetune --out heat.png
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _history(run_dir: Path) -> dict:
 
 
 @app.command("summary")
-def summary(run_dir: Path = typer.Argument(..., help="output_dir of a finished MAT run.")) -> None:
+def summary(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="output_dir of a finished MAT run.")) -> None:
     """Per layer: share of measurements in which each module was active; measurement count and time."""
     data = _history(run_dir)
     history, units = data["history"], data["units"]
@@ -40,7 +40,7 @@ def summary(run_dir: Path = typer.Argument(..., help="output_dir of a finished M
 
 @app.command("heatmap")
 def heatmap(
-    run_dir: Path = typer.Argument(..., help="output_dir of a finished MAT run."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="output_dir of a finished MAT run."),
     out: Path | None = typer.Option(None, help="PNG to write (default: RUN_DIR/mat_heatmap.png)."),
 ) -> None:
     """Redraw the λmax / gates heat map (layers × heads over steps)."""

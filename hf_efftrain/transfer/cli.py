@@ -14,9 +14,15 @@ from hf_efftrain.transfer.config import METHODS, SPACINGS, TransferConfig
 
 
 def transfer(
-    source: Path = typer.Argument(..., help="Source trajectory: folder of checkpoint-N/ or snapshot-N/."),
-    target: Path = typer.Argument(..., help="Target initialization: a save_pretrained folder (config, tokenizer)."),
-    out: Path = typer.Argument(..., help="Output folder: checkpoint-s/ model folders and transfer_report.json."),
+    source: Path = typer.Argument(
+        ..., metavar="SOURCE", help="Source trajectory: folder of checkpoint-N/ or snapshot-N/."
+    ),
+    target: Path = typer.Argument(
+        ..., metavar="TARGET", help="Target initialization: a save_pretrained folder (config, tokenizer)."
+    ),
+    out: Path = typer.Argument(
+        ..., metavar="OUT", help="Output folder: checkpoint-s/ model folders and transfer_report.json."
+    ),
     steps: int = typer.Option(10, "--steps", help="Number of transferred points T (interpolated spacings)."),
     method: str = typer.Option("fgmt", "--method", help=f"One of {', '.join(METHODS)}."),
     spacing: str = typer.Option("cosine", "--spacing", help=f"One of {', '.join(SPACINGS)}."),

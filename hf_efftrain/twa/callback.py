@@ -21,6 +21,7 @@ reads it back in ``on_train_begin``. Example::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class TWACallback(TrainerCallback):
     """Collect checkpoints, then run a short TWA phase whose solution becomes the final weights.
 
     ``report`` holds what happened: checkpoints used, basis rank and memory per process, phase timings.
+    ``on_twa_phase`` functions are called when the TWA phase begins (or resumes): methods that skip gradient
+    work (MAT) hand back every parameter there, since the projected gradient needs the whole gradient.
     """
 
     def __init__(self, config: TWAConfig | None = None, norm_batches: int | None = 100, **knobs: Any) -> None:
@@ -59,6 +62,7 @@ class TWACallback(TrainerCallback):
         self.collector: Collector | None = None
         self.solver: Solver | None = None
         self.rank, self.world = process_position()
+        self.on_twa_phase: list[Callable[[], None]] = []
 
     # ---- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
@@ -160,6 +164,11 @@ class TWACallback(TrainerCallback):
         self.phase = "twa"
         self._marks["twa"] = time.perf_counter()
         logger.info("TWA: phase begins with %s", self.report)
+        self._announce_phase()
+
+    def _announce_phase(self) -> None:
+        for listener in self.on_twa_phase:
+            listener()
 
     def _restore(self, folder: Path) -> None:
         file = folder / STATE_FILE.format(rank=self.rank)
@@ -180,6 +189,8 @@ class TWACallback(TrainerCallback):
         if saved["solver"] is not None:
             self.solver = solver_from_state(self.view, self.config, saved["solver"], self.config.steps)
         logger.info("TWA: resumed in phase %r from %s", self.phase, file)
+        if self.phase != "collect":
+            self._announce_phase()
 
     def _rows(self) -> int:
         """Checkpoints in the TWA basis (all processes together)."""

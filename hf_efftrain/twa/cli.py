@@ -18,7 +18,7 @@ twa_app = typer.Typer(help="Trainable weight averaging (TWA): basis memory for a
 
 @twa_app.command("memory")
 def memory(
-    folder: Path = typer.Argument(..., help="Folder holding checkpoint-N/ or snapshot-N/."),
+    folder: Path = typer.Argument(..., metavar="FOLDER", help="Folder holding checkpoint-N/ or snapshot-N/."),
     world_size: int = typer.Option(1, "--world-size", min=1, help="Processes sharing the basis."),
     bits: int = typer.Option(0, "--bits", min=0, max=8, help="Layer-wise form: bits per stored value (0 = float32)."),
 ) -> None:

@@ -1,0 +1,134 @@
+"""Analyze the trajectory any run saved: CMD modes of its checkpoints, and its transfer onto a new initialization.
+
+Point it at a run's ``--output_dir`` (its ``snapshots/`` from ``--snapshot_every``, or Trainer's
+``checkpoint-N/`` folders) or at any folder of ``snapshot-N``/``checkpoint-N``. It writes, next to the run:
+
+* ``cmd_posthoc/``: the correlation modes (``cmd.json`` + tensors, reloadable with ``CMDResult.load``) and plots;
+* ``transfer/``: the trajectory moved onto ``--target_init`` by gradient matching (FGMT), a loadable model
+  folder per saved point and ``transfer_report.json`` (accuracy of the init and of the transferred point).
+
+Without ``--target_init`` the target is the run's architecture re-initialized with ``--target_seed``: a
+demonstration; the useful case is another pretrained checkpoint of the same architecture. With several
+processes the two analyses run side by side (CMD on the first, transfer on the second)::
+
+    python examples/finetune.py --snapshot_every 10 --max_steps 100 --output_dir outputs/finetune
+    python examples/analyze_trajectory.py --run_dir outputs/finetune
+    accelerate launch --config_file examples/accelerate/two_processes.yaml examples/analyze_trajectory.py \\
+        --run_dir outputs/finetune --modes 3 --transfer_steps 5
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoTokenizer
+
+from hf_efftrain.cmd import fit_cmd
+from hf_efftrain.cmd.plots import plot_all
+from hf_efftrain.entrypoint import parse_arguments, run_main
+from hf_efftrain.errors import ArgumentsError
+from hf_efftrain.trajectory import Trajectory
+from hf_efftrain.transfer import TransferConfig
+from hf_efftrain.transfer.tool import run_transfer
+
+
+@dataclass
+class AnalysisArguments:
+    run_dir: str = field(
+        metadata={"help": "A run's output_dir, its snapshots/ folder, or any checkpoint-N folder set."}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "Folder with the run's config and tokenizer (default: run_dir)."}
+    )
+    output_dir: str | None = field(default=None, metadata={"help": "Where results go (default: run_dir)."})
+    analyses: list[str] = field(default_factory=lambda: ["cmd", "transfer"], metadata={"help": "cmd and/or transfer."})
+    modes: int = field(default=5, metadata={"help": "CMD: number of correlation modes."})
+    candidates: int = field(default=1000, metadata={"help": "CMD: sampled parameters the modes are chosen from."})
+    target_init: str | None = field(
+        default=None, metadata={"help": "Transfer: save_pretrained folder of the new initialization."}
+    )
+    target_seed: int = field(default=1, metadata={"help": "Transfer: seed of the re-initialized target."})
+    transfer_method: str = field(default="fgmt", metadata={"help": "Transfer: fgmt, gmt or naive."})
+    transfer_steps: int = field(default=10, metadata={"help": "Transfer: transferred points T."})
+    transfer_batch_size: int = field(default=32, metadata={"help": "Transfer: examples per gradient mini-batch."})
+    dataset: str = field(default="rotten_tomatoes", metadata={"help": "Transfer: data the gradients are taken on."})
+    max_length: int = field(default=64, metadata={"help": "Transfer: tokens per example."})
+    eval_samples: int = field(default=500, metadata={"help": "Transfer: validation examples scored per point."})
+    seed: int = field(default=0, metadata={"help": "Seed of CMD's sampling and of the transfer's batches."})
+    quiet: bool = field(default=False, metadata={"help": "No progress bars."})
+
+
+def trajectory_folder(run_dir: Path) -> Path:
+    """The run's ``snapshots/`` when it has one, else the folder itself (``checkpoint-N``/``snapshot-N``)."""
+    if not run_dir.is_dir():
+        raise ArgumentsError(f"--run_dir {run_dir} is not a folder")
+    return run_dir / "snapshots" if (run_dir / "snapshots").is_dir() else run_dir
+
+
+def base_folder(script: AnalysisArguments) -> Path:
+    folder = Path(script.base_model or script.run_dir)
+    if not (folder / "config.json").is_file():
+        raise ArgumentsError(f"{folder} has no config.json: pass --base_model, the folder the run saved its model to")
+    return folder
+
+
+def run_cmd(script: AnalysisArguments, traj: Trajectory, out: Path) -> dict:
+    result = fit_cmd(traj, modes=script.modes, candidates=script.candidates, seed=script.seed,
+                     base_model=str(base_folder(script)))  # fmt: skip
+    result.save(out / "cmd_posthoc")
+    plot_all(result, out / "cmd_posthoc" / "plots")
+    stats = {k: v for k, v in result.stats.items() if isinstance(v, int | float)}
+    return {"cmd_modes": result.num_modes, **{f"cmd_{k}": v for k, v in stats.items()}}
+
+
+def target_folder(script: AnalysisArguments, out: Path) -> Path:
+    """``--target_init``, or the run's architecture re-initialized with ``--target_seed`` (saved once)."""
+    if script.target_init:
+        return Path(script.target_init)
+    base, folder = base_folder(script), out / "target-init"
+    config = AutoConfig.from_pretrained(base)
+    model_class = getattr(transformers, (config.architectures or [""])[0], None)
+    if model_class is None:
+        raise ArgumentsError(f"{base}/config.json names no transformers model class; pass --target_init")
+    torch.manual_seed(script.target_seed)
+    model_class(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return folder
+
+
+def run_transfer_analysis(script: AnalysisArguments, out: Path) -> dict:
+    config = TransferConfig(method=script.transfer_method, steps=script.transfer_steps,
+                            batch_size=script.transfer_batch_size, seed=script.seed)  # fmt: skip
+    source, target = trajectory_folder(Path(script.run_dir)), target_folder(script, out)
+    report = run_transfer(source, target, out / "transfer", config, script.dataset, script.max_length,
+                          script.eval_samples, progress=not script.quiet)  # fmt: skip
+    init, last = report["points"][0], report["points"][-1]
+    return {**{f"transfer_init_{k}": v for k, v in init.items()}, **{f"transfer_final_{k}": v for k, v in last.items()}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    (script,) = parse_arguments((AnalysisArguments,), {}, argv)
+    unknown = set(script.analyses) - {"cmd", "transfer"}
+    if unknown or not script.analyses:
+        raise ArgumentsError(f"--analyses takes cmd and/or transfer, got {script.analyses}")
+    out = Path(script.output_dir or script.run_dir)
+    traj = Trajectory(trajectory_folder(Path(script.run_dir)))  # validates every checkpoint up front
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    mine = [name for i, name in enumerate(script.analyses) if i % world == rank]
+    summary: dict = {"checkpoints": len(traj), "steps": traj.steps}
+    if "cmd" in mine:
+        summary.update(run_cmd(script, traj, out))
+    if "transfer" in mine:
+        summary.update(run_transfer_analysis(script, out))
+    if mine:
+        print(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(main, prog="analyze_trajectory.py")

@@ -1,0 +1,254 @@
+"""Benchmark tables generated from ``benchmarks/results/<name>.json``, so the docs show the measured figures.
+
+Each result has its own contract keys, so each has a small renderer that picks the key figures; all of them end
+with the provenance of the run (command, device, date, budget note). A missing key, a missing or corrupt file
+fails the docs build with the file and the key named. Example::
+
+    print(benchmark_tables("mat", Path("benchmarks/results")))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hf_efftrain.docs_gen.markdown import cell, code, table
+from hf_efftrain.docs_gen.markers import DocsGenerationError
+
+_MISSING = object()
+
+
+class Result:
+    """A loaded result file whose keys are read by dotted path (``"arms.0.mat_accuracy"``) with clear errors."""
+
+    def __init__(self, name: str, path: Path, data: dict[str, Any]) -> None:
+        self.name, self.path, self.data = name, path, data
+
+    def get(self, dotted: str) -> Any:
+        value: Any = self.data
+        for key in dotted.split("."):
+            if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            elif isinstance(value, dict) and key in value:
+                value = value[key]
+            else:
+                raise DocsGenerationError(
+                    f"benchmark result {self.path} has no key {dotted!r}, which the docs table needs: "
+                    f"re-run `python -m benchmarks.{self.name}` or update hf_efftrain/docs_gen/benchmarks.py"
+                )
+        return value
+
+
+def load_result(name: str, results_dir: Path) -> Result:
+    """Read ``results_dir/<name>.json``; a missing, unreadable or non-object file raises DocsGenerationError."""
+    path = Path(results_dir) / f"{name}.json"
+    if not path.is_file():
+        raise DocsGenerationError(f"benchmark result {path} is missing: run `python -m benchmarks.{name}` first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DocsGenerationError(f"benchmark result {path} is corrupt ({err}): restore it from git or re-run") from err
+    if not isinstance(data, dict):
+        raise DocsGenerationError(f"benchmark result {path} must hold a JSON object, not {type(data).__name__}")
+    return Result(name, path, data)
+
+
+def benchmark_tables(name: str, results_dir: Path) -> str:
+    """The Markdown tables of result ``name`` followed by its provenance (the ``<!-- benchmark: name -->`` marker)."""
+    if name not in RENDERERS:
+        raise DocsGenerationError(f"no benchmark table is defined for {name!r}; known: {', '.join(sorted(RENDERERS))}")
+    result = load_result(name, results_dir)
+    return RENDERERS[name](result) + "\n\n" + provenance(result)
+
+
+def provenance(result: Result) -> str:
+    """Where the figures come from: the file, the exact command, device, date and budget note if any."""
+    lines = [
+        f"*Generated from `benchmarks/results/{result.name}.json`* — measured {result.get('date')} on "
+        f"{result.get('device')}, with:",
+        "",
+        "```bash",
+        result.get("command"),
+        "```",
+    ]
+    if "budget_note" in result.data:
+        lines += ["", f"**Budget note (from the result file).** {result.get('budget_note')}"]
+    return "\n".join(lines)
+
+
+def fmt(value: Any, digits: int = 3, missing: str = "–") -> str:
+    """A number rounded for reading (``None`` = not reached/not measured, shown as ``missing``)."""
+    if value is None:
+        return missing
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 10**-digits or value == 0 else f"{value:.2e}"
+    return cell(value)
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    """A fraction as a percentage (``0.7533`` → ``75.33%``)."""
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def targets_table(result: Result, key: str) -> str:
+    """The result's own verdict on its issue's targets (a dict of booleans)."""
+    rows = [[code(target), "**yes**" if met else "**no**"] for target, met in result.get(key).items()]
+    return table(["target", "met"], rows)
+
+
+def _baseline(r: Result) -> str:
+    per_seed = ", ".join(f"{fmt(s['accuracy'], 4)} (seed {s['seed']})" for s in r.get("per_seed"))
+    row = [r.get("steps"), f"{fmt(r.get('accuracy'))} ± {fmt(r.get('accuracy_std'))}", per_seed]
+    row += [fmt(r.get("seconds_per_step"), 2), cell(r.get("eval_split"))]
+    return table(["steps", "accuracy (mean ± std)", "per seed", "seconds per step", "evaluated on"], [row])
+
+
+_NOT_EVERY_SEED = "not reached in every seed"
+
+
+def _mat(r: Result) -> str:
+    rows = []
+    for i, arm in enumerate(r.get("arms")):
+        per_seed = ", ".join(
+            fmt(v, 2, "not reached") for v in r.get(f"arms.{i}.time_to_baseline_accuracy_ratio_per_seed")
+        )
+        rows.append(
+            [
+                code(arm["arm"]) + (" (default)" if arm["arm"] == r.get("default_arm") else ""),
+                pct(r.get(f"arms.{i}.baseline_accuracy")),
+                pct(r.get(f"arms.{i}.mat_accuracy")),
+                f"{fmt(r.get(f'arms.{i}.time_to_baseline_accuracy_ratio'), 2, _NOT_EVERY_SEED)} ({per_seed})",
+                fmt(r.get(f"arms.{i}.backward_flops_ratio")),
+                f"{fmt(r.get(f'arms.{i}.step_time_ratio'))} / {fmt(r.get(f'arms.{i}.step_time_ratio_interleaved'))}",
+                pct(r.get(f"arms.{i}.measurement_overhead")),
+                pct(r.get(f"arms.{i}.active_head_fraction"), 1),
+            ]
+        )
+    headers = ["arm", "baseline acc.", "MAT acc.", "time to baseline acc. (ratio; per seed)", "backward FLOPs ratio"]
+    headers += ["step time ratio (runs / interleaved)", "measurement overhead", "active heads"]
+    return table(headers, rows) + "\n\nTargets (default arm):\n\n" + targets_table(r, "targets")
+
+
+def _growth(r: Result) -> str:
+    lag, steps = r.get("budget.lag_steps"), r.get("budget.steps")
+    candidates = r.get("candidates")
+    rows = []
+    for name in sorted(candidates, key=lambda n: r.get(f"candidates.{n}.final_heldout_loss")):
+        rows.append(
+            [
+                code(name),
+                fmt(r.get(f"candidates.{name}.loss_step_0")),
+                fmt(r.get(f"candidates.{name}.loss_at_lags.{lag}")),
+                fmt(r.get(f"candidates.{name}.final_heldout_loss")),
+            ]
+        )
+    losses = table(["candidate", "held-out loss, step 0", f"step {lag} (LAG)", f"step {steps} (final)"], rows)
+    keys = ["lag_pick", "best_final", "lag_pick_final_gap", "spearman_lag_vs_final", "spearman_init_vs_final"]
+    keys += ["lag_cost_fraction", "steps_to_scratch_final_ratio"]
+    figures = table(["figure", "measured"], [[code(k), _growth_figure(r, k)] for k in keys])
+    return "\n\n".join([losses, figures, "Targets:", targets_table(r, "targets_met")])
+
+
+def _growth_figure(r: Result, key: str) -> str:
+    return pct(r.get(key)) + " of the best final loss" if key == "lag_pick_final_gap" else fmt(r.get(key))
+
+
+def _twa(r: Result) -> str:
+    arms = [("full", f"(a) full fine-tune, {r.get('settings.steps')} steps"), ("twa", "(b) TWA")]
+    arms += [("swa", "(c) SWA over the same checkpoints"), ("last", "(d) last checkpoint before the TWA phase")]
+    rows = [[label, f"{fmt(r.get(f'{k}_accuracy'), 4)} ± {fmt(r.get(f'{k}_accuracy_std'), 4)}"] for k, label in arms]
+    means = table(["arm", f"accuracy (mean ± std, seeds {', '.join(map(str, r.get('settings.seeds')))})"], rows)
+    seed_keys = ["full_accuracy", "twa_accuracy", "swa_accuracy", "last_accuracy", "confined_steps", "trust_radius"]
+    seed_rows = [[s["seed"], *(fmt(s[k], 4) for k in seed_keys)] for s in r.get("per_seed")]
+    per_seed = table(
+        ["seed", "full", "TWA", "SWA", "last", "TWA steps on the trust boundary", "trust radius"], seed_rows
+    )
+    keys = ["twa_total_steps_ratio", "twa_phase_time_fraction", "basis_memory_mb"]
+    figures = table(["figure", "measured"], [[code(k), fmt(r.get(k))] for k in keys])
+    return "\n\n".join([means, "Per seed:", per_seed, figures, "Targets:", targets_table(r, "targets")])
+
+
+def _cmd(r: Result) -> str:
+    modes = sorted(r.get("relative_reconstruction_error"), key=int)
+    steps = sorted(r.get(f"accuracy_gap_per_checkpoint.{modes[0]}"), key=int)
+    rows = [
+        [m, fmt(r.get(f"relative_reconstruction_error.{m}")), fmt(r.get(f"relative_displacement_error.{m}"))]
+        + [fmt(r.get(f"accuracy_gap.{m}"), 2)]
+        + [fmt(r.get(f"accuracy_gap_per_checkpoint.{m}.{s}"), 2) for s in steps]
+        for m in modes
+    ]
+    headers = ["M", "relative_reconstruction_error", "relative_displacement_error", "accuracy_gap (points, max)"]
+    fits = table(headers + [f"gap at step {s}" for s in steps], rows)
+    ratio = r.get("fit_peak_rss_mb") / r.get("naive_peak_rss_mb")
+    figures = [
+        [
+            "`fit_peak_rss_mb` / `naive_peak_rss_mb`",
+            f"{fmt(r.get('fit_peak_rss_mb'), 0)} MB / {fmt(r.get('naive_peak_rss_mb'), 0)} MB (ratio {fmt(ratio)})",
+        ],
+        ["`fit_seconds` / naive seconds", f"{fmt(r.get('fit_seconds'), 1)} s / {fmt(r.get('naive_seconds'), 1)} s"],
+        [
+            "`last_accuracy` / `online_cmd_accuracy` / `ema_accuracy`",
+            " / ".join(fmt(r.get(k)) for k in ("last_accuracy", "online_cmd_accuracy", "ema_accuracy")),
+        ],
+        [
+            "`embedded_fraction` / `embedded_accuracy_delta`",
+            f"{fmt(r.get('embedded_fraction'))} / {fmt(r.get('embedded_accuracy_delta'))}",
+        ],
+        [
+            "Linear weight-gradient work skipped (embedded run)",
+            pct(r.get("embedded_compute.linear_weight_grad_saved_fraction"), 1),
+        ],
+        [
+            "fwd+bwd+AdamW step on fixed batches: all trained → embedded frozen",
+            " → ".join(
+                f"{fmt(r.get(f'embedded_step_seconds_fixed_batches.{k}'))} s"
+                for k in ("all_trained", "embedded_frozen")
+            ),
+        ],
+    ]
+    return "\n\n".join([fits, table(["figure", "measured"], figures), "Targets:", targets_table(r, "targets")])
+
+
+_TRANSFER_KEYS = ["source_final_accuracy", "target_init_accuracy", "naive_accuracy", "transferred_accuracy"]
+_TRANSFER_STEPS = ["steps_to_source_accuracy_from_transfer", "steps_to_source_accuracy_from_init"]
+
+
+def _transfer(r: Result) -> str:
+    scenarios = [k for k in r.data if k.startswith("scenario_")]
+    rows = [
+        [
+            code(s),
+            *(fmt(r.get(f"{s}.{k}")) for k in _TRANSFER_KEYS),
+            *(fmt(r.get(f"{s}.{k}"), 1) for k in _TRANSFER_STEPS),
+        ]
+        + [fmt(r.get(f"{s}.transfer_seconds"), 1)]
+        for s in scenarios
+    ]
+    headers = ["scenario (mean of pairs)", "source final acc.", "target init acc.", "naive acc.", "transferred acc."]
+    headers += ["steps to source acc. from transfer", "from init", "transfer seconds"]
+    pair_rows = []
+    for s in scenarios:
+        for i, pair in enumerate(r.get(f"per_pair.{s}")):
+            values = [fmt(r.get(f"per_pair.{s}.{i}.{k}")) for k in _TRANSFER_KEYS]
+            steps = [
+                fmt(pair.get(f"steps_to_source_accuracy_from_{k}"), 0, "not reached")
+                for k in ("transfer", "naive", "init")
+            ]
+            pair_rows.append([code(s), f"{pair['seed_source']} → {pair['seed_target']}", *values, *steps])
+    pair_headers = ["scenario", "pair", "source acc.", "init acc.", "naive acc.", "transferred acc."]
+    pair_headers += ["steps from transfer", "steps from naive", "steps from init"]
+    return table(headers, rows) + "\n\nPer seed pair (source → target):\n\n" + table(pair_headers, pair_rows)
+
+
+RENDERERS: dict[str, Callable[[Result], str]] = {
+    "baseline_finetune": _baseline,
+    "mat": _mat,
+    "growth": _growth,
+    "twa": _twa,
+    "cmd": _cmd,
+    "transfer": _transfer,
+}

@@ -1,0 +1,45 @@
+"""Run a script's ``main`` so that user errors end it with one line and exit code 2, not a traceback.
+
+Used by the ``hf-efftrain`` command and the example scripts (also under ``accelerate launch``, where each
+process prints the line once). Anything that is not an :class:`HfEfftrainError` is a bug and keeps its
+traceback. Example::
+
+    if __name__ == "__main__":
+        run_main(main, prog="finetune.py")
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from transformers import HfArgumentParser
+
+from hf_efftrain.errors import ArgumentsError, HfEfftrainError
+
+
+def run_main(main: Callable[[list[str]], Any], argv: list[str] | None = None, prog: str | None = None) -> Any:
+    """Call ``main(argv)``; on :class:`HfEfftrainError` print ``<prog>: error: <message>`` and exit 2."""
+    try:
+        return main(sys.argv[1:] if argv is None else argv)
+    except HfEfftrainError as err:
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"{prog or sys.argv[0]}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_arguments(types: tuple[type, ...], defaults: dict, argv: list[str] | None = None) -> tuple:
+    """``HfArgumentParser`` over ``types`` with a script's defaults; invalid values become :class:`ArgumentsError`.
+
+    ``TrainingArguments`` checks its values with ``ValueError`` in ``__post_init__``: turning those into one
+    line (``--eval_strategy steps`` without an evaluation set, ...) is what makes a typo cheap to fix.
+    """
+    parser = HfArgumentParser(types)
+    parser.set_defaults(**defaults)
+    try:
+        return tuple(parser.parse_args_into_dataclasses(args=argv))
+    except HfEfftrainError:
+        raise
+    except ValueError as err:
+        raise ArgumentsError(f"invalid arguments: {err}") from None
