@@ -12,7 +12,7 @@ import typer
 
 
 def report(
-    run_dir: Path = typer.Argument(..., help="A training run's output_dir (trainer_state.json, mat/twa/cmd files)."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A training run's output_dir."),
     fmt: str = typer.Option("html", "--format", help="Page format: html or markdown."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default: RUN_DIR/report); replaced whole."),
 ) -> None:
