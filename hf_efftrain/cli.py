@@ -14,6 +14,7 @@ from hf_efftrain.cmd.cli import cmd_app
 from hf_efftrain.entrypoint import run_main
 from hf_efftrain.growth.cli import growth_app
 from hf_efftrain.mat import cli as mat_cli
+from hf_efftrain.report.cli import report as report_command
 from hf_efftrain.transfer.cli import transfer as transfer_command
 from hf_efftrain.twa.cli import twa_app
 
@@ -32,6 +33,7 @@ app.add_typer(mat_cli.app, name="mat")
 app.command("transfer")(transfer_command)
 app.add_typer(twa_app, name="twa")
 app.add_typer(cmd_app, name="cmd")
+app.command("report")(report_command)
 
 
 def _version(value: bool) -> None:

@@ -73,3 +73,7 @@ class CMDFitError(HfEfftrainError):
 
 class CMDNotReadyError(CMDFitError):
     """Online CMD weights were asked for before the warm-up snapshots were collected and the modes frozen."""
+
+
+class ReportError(HfEfftrainError):
+    """A run folder cannot be reported on: it is missing, holds nothing a report shows, or a file in it is corrupt."""

@@ -112,7 +112,8 @@ def _method_figures(trainer: EfficientTrainer, callback) -> dict:
 
 
 def report_metrics(trainer: EfficientTrainer, metrics: dict) -> dict:
-    """Print the metrics as JSON once (main process only) and return them."""
+    """Print the metrics as JSON once (main process only), save ``trainer_state.json`` and return the metrics."""
+    trainer.save_state()  # the log history (losses, eval, method figures) `hf-efftrain report` plots
     if trainer.is_world_process_zero():
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, indent=2))
     return metrics

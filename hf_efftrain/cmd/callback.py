@@ -1,7 +1,8 @@
 """``CMDCallback``: schedules online and embedded CMD during ``Trainer.train`` and makes them resumable.
 
 Every ``every`` optimizer steps it takes a snapshot. The first ``warmup`` snapshots go to
-``<output_dir>/cmd_warmup/`` and are then fitted post-hoc (streaming) to freeze the modes; later snapshots
+``<output_dir>/cmd_warmup/`` and are then fitted post-hoc (streaming) to freeze the modes (their profiles and
+statistics go to ``<output_dir>/cmd_modes.json``); later snapshots
 update the running least-squares sums in O(N). With ``embed_every`` > 0, every ``embed_every`` snapshots the
 least-moving tensors are embedded (see :mod:`hf_efftrain.cmd.embedded`). State is written into each
 ``checkpoint-N/`` (``cmd_state.safetensors`` + ``cmd_state.json``) and read back on resume. The online state
@@ -38,6 +39,7 @@ from hf_efftrain.trajectory import CHECKPOINT_PATTERN, Trajectory, save_snapshot
 
 logger = get_logger("hf_efftrain.cmd")
 STATE_TENSORS, STATE_JSON = "cmd_state.safetensors", "cmd_state.json"
+MODES_JSON = "cmd_modes.json"
 
 
 class CMDCallback(TrainerCallback):
@@ -100,6 +102,7 @@ class CMDCallback(TrainerCallback):
             self._restore(args, state, kwargs.get("model"), kwargs.get("optimizer"))
         elif state.is_world_process_zero and self.warmup_dir.exists():
             shutil.rmtree(self.warmup_dir)  # a fresh run must not reuse an old run's warm-up
+            (self.output_dir / MODES_JSON).unlink(missing_ok=True)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         model = kwargs["model"]
@@ -140,6 +143,7 @@ class CMDCallback(TrainerCallback):
     def _freeze_modes(self) -> None:
         result = fit_cmd(Trajectory(self.warmup_dir), self.modes, self.candidates, self.seed)
         self.online = OnlineCMD.from_result(result)
+        write_json(self.output_dir / MODES_JSON, result.modes_record())  # for `hf-efftrain report`
         logger.info("CMD: %d modes frozen after %d warm-up snapshots", self.online.num_modes, self.snapshots)
         if self.embed_every:
             self.embedding.remember(self.online)

@@ -39,7 +39,7 @@ def plot_mode_profiles(result: CMDResult, path: Path) -> Path:
         name, index = result.reference_ids[mode]
         axis.plot(result.steps, scaled, label=f"mode {mode}: {name}[{index}]")
     axis.set(xlabel="step", ylabel="reference (min-max scaled)", title="CMD mode profiles")
-    axis.legend(fontsize=7, loc="best")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: long tensor names hid the curves
     return _save(figure, path)
 
 
@@ -96,11 +96,9 @@ def plot_reconstruction_error(result: CMDResult, path: Path) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4))
     as_array = lambda values: np.array([np.nan if v is None else v for v in values])  # noqa: E731
     axis.plot(result.steps, as_array(result.stats["relative_error_per_step"]), label="‖θ̂−θ‖ / ‖θ‖")
-    axis.plot(
-        result.steps,
-        as_array(result.stats["relative_displacement_error_per_step"]),
-        label="‖θ̂−θ‖ / ‖θ−θ(0)‖",
-    )
+    displacement = as_array(result.stats["relative_displacement_error_per_step"])
+    displacement[:1] = np.nan  # 0/0 at the first step (θ(0) itself): an arbitrary huge number would flatten the rest
+    axis.plot(result.steps, displacement, label="‖θ̂−θ‖ / ‖θ−θ(0)‖")
     axis.set(xlabel="step", ylabel="relative error", yscale="log", title="CMD reconstruction error")
     axis.legend()
     return _save(figure, path)

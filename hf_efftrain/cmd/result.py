@@ -99,6 +99,34 @@ class CMDResult:
         return "\n".join(lines) + "\n"
 
     # ---- persistence --------------------------------------------------------------------------------------
+    def modes_record(self) -> dict[str, Any]:
+        """The small part of the result (steps, references, statistics; no per-parameter tensors), as JSON data.
+
+        Online CMD writes it as ``cmd_modes.json`` when it freezes its modes, so reports can plot them.
+        """
+        return {
+            "format": RESULT_FORMAT,
+            "steps": self.steps,
+            "reference_ids": [list(r) for r in self.reference_ids],
+            "references": self.references.tolist(),
+            "stats": self.stats,
+        }
+
+    @classmethod
+    def from_modes_record(cls, record: dict[str, Any]) -> CMDResult:
+        """A result holding only what :meth:`modes_record` kept (enough for the mode, membership and error plots)."""
+        return cls(
+            steps=list(record["steps"]),
+            references=np.asarray(record["references"], dtype=np.float64).reshape(len(record["reference_ids"]), -1),
+            reference_ids=[(n, int(i)) for n, i in record["reference_ids"]],
+            a={},
+            b={},
+            labels={},
+            dtypes={},
+            stats=record["stats"],
+        )
+
+    # ---- persistence --------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``cmd.safetensors`` and ``cmd.json`` into ``folder`` (each atomically)."""
         folder = Path(folder)

@@ -25,6 +25,7 @@ PACKAGES = (
     "hf_efftrain.twa",
     "hf_efftrain.cmd",
     "hf_efftrain.transfer",
+    "hf_efftrain.report",
 )
 TRAINING_ARGUMENTS_DOCS = "https://huggingface.co/docs/transformers/main_classes/trainer#transformers.TrainingArguments"
 

@@ -7,7 +7,9 @@ Timeline of a run with ``max_steps = N``, ``twa_start = s``, ``twa_every = k``, 
 * steps sN+1 … sN+T: the Trainer computes gradients as usual, but its optimizer step is replaced by the
   TWA step (see :mod:`optimize`: the TWA solver steps and clears ``.grad``, so the Trainer's optimizer
   skips every parameter);
-* after step sN+T training stops: the model holds the TWA solution and is saved/evaluated/pushed as usual.
+* after step sN+T training stops: the model holds the TWA solution and is saved/evaluated/pushed as usual;
+  ``<output_dir>/twa_history.json`` records the collected steps, the report and the coefficients at every TWA step
+  (see :mod:`history`; ``hf-efftrain report`` plots them).
 
 Resume: at every Trainer save, each process writes its share of the TWA state (collected basis rows or the
 solver with its optimizer) to ``checkpoint-N/twa_state-rank{r}.pt``; ``train(resume_from_checkpoint=...)``
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from hf_efftrain.atomic import atomic_file
+from hf_efftrain.atomic import atomic_file, write_json
 from hf_efftrain.errors import TWAError
 from hf_efftrain.logging import get_logger
 from hf_efftrain.trajectory import save_snapshot, trainable_state
@@ -34,6 +36,7 @@ from hf_efftrain.twa.collect import Collector, Solver, add_from_folder, count_ch
 from hf_efftrain.twa.config import TWAConfig
 from hf_efftrain.twa.distributed import barrier, process_position
 from hf_efftrain.twa.flat import TrainableView
+from hf_efftrain.twa.history import coefficient_matrix, step_coefficients
 from hf_efftrain.twa.memory import BasisPlan
 from hf_efftrain.twa.norm import recompute_norm_statistics
 
@@ -55,6 +58,7 @@ class TWACallback(TrainerCallback):
         self.phase = "collect"  # collect -> twa -> done
         self.collected_steps: list[int] = []
         self.report: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []  # coefficients after each TWA step
         self.collector: Collector | None = None
         self.solver: Solver | None = None
         self.rank, self.world = process_position()
@@ -100,11 +104,15 @@ class TWACallback(TrainerCallback):
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.phase == "twa":
             self.solver.step()
+            coefficients = step_coefficients(self.solver, self._rows())
+            self.history.append({"step": state.global_step + 1, "coefficients": coefficients})
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         saved = {
             "phase": self.phase,
             "collected_steps": self.collected_steps,
+            "history": self.history,
+            "checkpoints": self.report.get("checkpoints"),
             "collector": self.collector.state_dict() if self.collector is not None else None,
             "solver": self.solver.state_dict() if self.solver is not None else None,
         }
@@ -120,6 +128,7 @@ class TWACallback(TrainerCallback):
         if loader is not None and recompute_norm_statistics(kwargs["model"], loader, self.norm_batches):
             logger.info("TWA: batch-norm statistics recomputed for the TWA weights")
         self._timings()
+        self._write_history(args, state)
 
     # ---- phases ------------------------------------------------------------------------------------------
     def _collect(self, step: int, model: torch.nn.Module) -> None:
@@ -170,6 +179,9 @@ class TWACallback(TrainerCallback):
             )
         saved = torch.load(file, weights_only=True)
         self.phase, self.collected_steps = saved["phase"], list(saved["collected_steps"])
+        self.history = list(saved.get("history", []))
+        if saved.get("checkpoints") is not None:
+            self.report["checkpoints"] = saved["checkpoints"]
         if saved["collector"] is not None:
             self.collector.load_state_dict(saved["collector"])
         else:
@@ -179,6 +191,26 @@ class TWACallback(TrainerCallback):
         logger.info("TWA: resumed in phase %r from %s", self.phase, file)
         if self.phase != "collect":
             self._announce_phase()
+
+    def _rows(self) -> int:
+        """Checkpoints in the TWA basis (all processes together)."""
+        return int(self.report.get("checkpoints") or len(self.collected_steps))
+
+    def _write_history(self, args: TrainingArguments, state: TrainerState) -> None:
+        """``twa_history.json`` on the main process (the gathering itself is collective: every process calls it)."""
+        final = coefficient_matrix(self.solver, self._rows()) if self.solver is not None else None
+        if not state.is_world_process_zero or final is None:
+            return
+        record = {
+            "form": self.config.form,
+            "collected_steps": self.collected_steps,
+            "report": self.report,
+            "history": self.history,
+            "final_coefficients": final.tolist(),
+        }
+        if final.dim() == 2:
+            record["tensor_names"] = self.view.names
+        write_json(Path(args.output_dir) / "twa_history.json", record)
 
     def _timings(self) -> None:
         marks, now = self._marks, time.perf_counter()
