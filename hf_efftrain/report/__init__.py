@@ -5,7 +5,7 @@ Modules: :mod:`collect` (find and load a run's files), :mod:`figures` (matplotli
 :mod:`build` (the atomic report folder), :mod:`cli` (``hf-efftrain report``). Example::
 
     from hf_efftrain.report import build_report
-    build_report("outputs/mat_finetune", fmt="markdown")     # outputs/mat_finetune/report/report.md
+    build_report("outputs/finetune", fmt="markdown")     # outputs/finetune/report/report.md
 """
 
 from __future__ import annotations

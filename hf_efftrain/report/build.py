@@ -4,7 +4,7 @@ The folder is written atomically: figures and page go to a temporary sibling tha
 when everything succeeded, so an error (a corrupt JSON file, a failing plot) never leaves half a report and
 never destroys the previous one. Example::
 
-    page = build_report("outputs/mat_finetune")                   # outputs/mat_finetune/report/report.html
+    page = build_report("outputs/finetune")                   # outputs/finetune/report/report.html
     page = build_report("outputs/run", fmt="markdown", out_dir="docs/run")
 """
 

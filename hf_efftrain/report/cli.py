@@ -1,6 +1,6 @@
 """``hf-efftrain report RUN_DIR``: the run's report page, printed as a path. Example::
 
-hf-efftrain report outputs/mat_finetune                  # -> outputs/mat_finetune/report/report.html
+hf-efftrain report outputs/finetune                  # -> outputs/finetune/report/report.html
 hf-efftrain report outputs/run --format markdown --out /tmp/run_report
 """
 

@@ -5,7 +5,7 @@ that was killed or never saved its final state, from its last ``checkpoint-N``; 
 the checkpoint's ``stateful_callbacks`` when ``mat_history.json`` (written at train end) is missing. Every
 artifact is optional; a corrupt JSON file is an error that names the file. Example::
 
-    run = collect_run("outputs/mat_finetune")
+    run = collect_run("outputs/finetune")
     run.mat["history"][-1]["active"]          # gates at the last λmax measurement
 """
 

@@ -175,12 +175,15 @@ def twa_coefficient_trajectory(twa: dict[str, Any], path: Path) -> Path | None:
     _, labels = basis_labels(twa, values.shape[1])
     figure, axis = plt.subplots(figsize=(7, 3.6))
     for column, label in enumerate(labels):
-        axis.plot(steps, values[:, column], marker="." if len(steps) < 40 else None, label=label)
+        # 10 colours, then a new line style and marker each 10: p0 and p10 must not look alike
+        style, marker = [("-", "."), ("--", "x"), (":", "^"), ("-.", "s")][(column // 10) % 4]
+        marker = marker if len(steps) < 40 else None
+        axis.plot(steps, values[:, column], style, color=f"C{column % 10}", marker=marker, label=label)
     axis.axhline(0, color="black", linewidth=0.6)
     ylabel = "mean coefficient X" if twa.get("form") == "layerwise" else "coordinate of θ − average"
     axis.set(xlabel="training step", ylabel=ylabel, title="TWA: coefficients over the TWA phase")
     columns = math.ceil(len(labels) / 16)
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=columns)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=columns, handlelength=3)
     axis.grid(alpha=0.3)
     return save_figure(figure, path)
 
