@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny training data and a quiet, offline environment."""
+"""Shared fixtures: tiny training data, the ``hf-efftrain`` command in-process, a quiet, offline environment."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -29,3 +30,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def run_cli(capsys) -> Callable[[list[str]], tuple[int, str, str]]:
+    """Run ``hf-efftrain ARGS`` in-process; returns its exit code, stdout and stderr."""
+    from hf_efftrain.cli import main
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as done:
+            main(args)
+        captured = capsys.readouterr()
+        return done.value.code, captured.out, captured.err
+
+    return run

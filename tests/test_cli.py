@@ -5,39 +5,30 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
 from hf_efftrain import __version__
-from hf_efftrain.cli import main
 
 
-def _run(args, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(args)
-    captured = capsys.readouterr()
-    return done.value.code, captured.out, captured.err
-
-
-def test_version_and_help(capsys):
-    code, out, _ = _run(["--version"], capsys)
+def test_version_and_help(run_cli):
+    code, out, _ = run_cli(["--version"])
     assert code == 0 and out.strip() == f"hf-efftrain {__version__}"
-    code, out, _ = _run(["trajectory", "info", "--help"], capsys)
+    code, out, _ = run_cli(["trajectory", "info", "--help"])
     assert code == 0 and "checkpoint" in out
 
 
-def test_missing_folder_is_one_line_exit_2(capsys, tmp_path):
-    code, _, err = _run(["trajectory", "info", str(tmp_path / "missing")], capsys)
+def test_missing_folder_is_one_line_exit_2(run_cli, tmp_path):
+    code, _, err = run_cli(["trajectory", "info", str(tmp_path / "missing")])
     assert code == 2
     assert err.strip().count("\n") == 0 and "does not exist" in err and "Traceback" not in err
 
 
-def test_info_lists_checkpoints(capsys, tmp_path):
+def test_info_lists_checkpoints(run_cli, tmp_path):
     for step in (10, 2):
         (tmp_path / f"checkpoint-{step}").mkdir()
         save_file({"w": torch.zeros(3, 2)}, str(tmp_path / f"checkpoint-{step}" / "model.safetensors"))
-    code, out, _ = _run(["trajectory", "info", str(tmp_path)], capsys)
+    code, out, _ = run_cli(["trajectory", "info", str(tmp_path)])
     assert code == 0 and "steps: 2, 10" in out and "parameters per checkpoint: 6" in out
 
 

@@ -8,15 +8,6 @@ import sys
 
 import pytest
 
-from hf_efftrain.cli import main
-
-
-def _run(args, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(args)
-    captured = capsys.readouterr()
-    return done.value.code, captured.out, captured.err
-
 
 def _mat_only_run(folder):
     """A run folder as MAT leaves it (two measurements of 4 heads), without training anything."""
@@ -30,9 +21,9 @@ def _mat_only_run(folder):
 
 
 @pytest.mark.parametrize(("fmt", "page"), [("html", "report.html"), ("markdown", "report.md")])
-def test_prints_the_page_path(tmp_path, capsys, fmt, page):
+def test_prints_the_page_path(tmp_path, run_cli, fmt, page):
     _mat_only_run(tmp_path / "run")
-    code, out, err = _run(["report", str(tmp_path / "run"), "--format", fmt, "--out", str(tmp_path / "r")], capsys)
+    code, out, err = run_cli(["report", str(tmp_path / "run"), "--format", fmt, "--out", str(tmp_path / "r")])
     assert code in (0, None) and out.strip() == str(tmp_path / "r" / page)
     text = (tmp_path / "r" / page).read_text()
     assert "| active modules | 2 / 4 |" in text or "<td>active modules</td><td>2 / 4</td>" in text
@@ -48,14 +39,14 @@ def test_prints_the_page_path(tmp_path, capsys, fmt, page):
         ("format", "unknown report format 'pdf'"),
     ],
 )
-def test_user_errors_are_one_line_exit_2(tmp_path, capsys, setup, message):
+def test_user_errors_are_one_line_exit_2(tmp_path, run_cli, setup, message):
     run = tmp_path / "run"
     if setup != "missing":
         run.mkdir()
     if setup == "corrupt":
         (run / "trainer_state.json").write_text("{not json")
     args = ["report", str(run)] + (["--format", "pdf"] if setup == "format" else [])
-    code, out, err = _run(args, capsys)
+    code, out, err = run_cli(args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert not (run / "report").exists() and not any(p.name.startswith(".") for p in tmp_path.rglob("*"))

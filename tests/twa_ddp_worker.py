@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _twa_support import losses, toy_trainer  # noqa: E402
 
+from hf_efftrain.entrypoint import close_process_group  # noqa: E402
 from hf_efftrain.testing import tiny_inputs, tiny_model  # noqa: E402
 from hf_efftrain.twa import TrainableView, TWACallback, TWAConfig, train_twa  # noqa: E402
 
@@ -65,9 +66,7 @@ def main(out_dir: str) -> None:
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     result = {"world": world, "functional": functional(), "trainer": trainer_run(world)}
     torch.save(result, Path(out_dir) / f"result-rank{rank}.pt")
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+    close_process_group()
 
 
 if __name__ == "__main__":

@@ -126,7 +126,6 @@ class CMDResult:
             stats=record["stats"],
         )
 
-    # ---- persistence --------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``cmd.safetensors`` and ``cmd.json`` into ``folder`` (each atomically)."""
         folder = Path(folder)

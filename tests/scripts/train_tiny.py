@@ -6,7 +6,6 @@ torchrun --nproc_per_node 2 tests/scripts/train_tiny.py OUT_DIR [--max_steps N] 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 
@@ -15,6 +14,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
+from hf_efftrain.entrypoint import close_process_group
 from hf_efftrain.testing import tiny_model
 
 
@@ -69,13 +69,8 @@ def main() -> None:
     if trainer.is_world_process_zero():
         with open(os.path.join(opts.out, "losses.json"), "w") as handle:
             json.dump({"world_size": trainer.args.world_size, "losses": log.losses}, handle)
-    if torch.distributed.is_initialized():
-        # Free the DDP wrapper (its reducer holds the gloo group) before destroying the group: the other
-        # order hangs in the group's destructor, and leaving the group open can abort the process at exit.
-        torch.distributed.barrier()
-        del trainer
-        gc.collect()
-        torch.distributed.destroy_process_group()
+    del trainer  # frees the DDP reducer, which holds the gloo group, before the group is destroyed
+    close_process_group()
 
 
 if __name__ == "__main__":
