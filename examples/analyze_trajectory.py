@@ -32,6 +32,7 @@ from hf_efftrain.cmd import fit_cmd
 from hf_efftrain.cmd.plots import plot_all
 from hf_efftrain.entrypoint import parse_arguments, run_main
 from hf_efftrain.errors import ArgumentsError
+from hf_efftrain.outputs import check_output, output_directory
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.transfer import TransferConfig
 from hf_efftrain.transfer.tool import run_transfer
@@ -61,6 +62,9 @@ class AnalysisArguments:
     eval_samples: int = field(default=500, metadata={"help": "Transfer: validation examples scored per point."})
     seed: int = field(default=0, metadata={"help": "Seed of CMD's sampling and of the transfer's batches."})
     quiet: bool = field(default=False, metadata={"help": "No progress bars."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace earlier cmd_posthoc/ and transfer/ results in the output folder."}
+    )
 
 
 def trajectory_folder(run_dir: Path) -> Path:
@@ -78,10 +82,15 @@ def base_folder(script: AnalysisArguments) -> Path:
 
 
 def run_cmd(script: AnalysisArguments, traj: Trajectory, out: Path) -> dict:
+    inputs = [trajectory_folder(Path(script.run_dir)), base_folder(script)]
+    folder = check_output(
+        out / "cmd_posthoc", "cmd fit", inputs, script.overwrite_output_dir, flag="--overwrite_output_dir"
+    )
     result = fit_cmd(traj, modes=script.modes, candidates=script.candidates, seed=script.seed,
                      base_model=str(base_folder(script)))  # fmt: skip
-    result.save(out / "cmd_posthoc")
-    plot_all(result, out / "cmd_posthoc" / "plots")
+    with output_directory(folder, "cmd fit") as tmp:
+        result.save(tmp)
+        plot_all(result, tmp / "plots")
     stats = {k: v for k, v in result.stats.items() if isinstance(v, int | float)}
     return {"cmd_modes": result.num_modes, **{f"cmd_{k}": v for k, v in stats.items()}}
 
@@ -106,7 +115,8 @@ def run_transfer_analysis(script: AnalysisArguments, out: Path) -> dict:
                             batch_size=script.transfer_batch_size, seed=script.seed)  # fmt: skip
     source, target = trajectory_folder(Path(script.run_dir)), target_folder(script, out)
     report = run_transfer(source, target, out / "transfer", config, script.dataset, script.max_length,
-                          script.eval_samples, progress=not script.quiet)  # fmt: skip
+                          script.eval_samples, progress=not script.quiet,
+                          overwrite=script.overwrite_output_dir, overwrite_flag="--overwrite_output_dir")  # fmt: skip
     init, last = report["points"][0], report["points"][-1]
     return {**{f"transfer_init_{k}": v for k, v in init.items()}, **{f"transfer_final_{k}": v for k, v in last.items()}}
 

@@ -24,10 +24,12 @@ from hf_efftrain.finetune import (
     parse_classification_args,
     report_metrics,
 )
+from hf_efftrain.run_folder import claim_run_folder
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     script, args = parse_classification_args(DEMO_DEFAULTS, argv)
+    claim_run_folder(args, "finetune.py", script.overwrite_output_dir)  # before any loading: refusals cost nothing
     trainer = build_classification_trainer(script, args)
     trainer.train()
     return report_metrics(trainer, finish_run(trainer))

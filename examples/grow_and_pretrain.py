@@ -30,6 +30,7 @@ from hf_efftrain.growth.hub import push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe
+from hf_efftrain.run_folder import RunFolderArguments, claim_run_folder
 from hf_efftrain.tasks import tokenize_lm_blocks
 
 DEFAULTS = {
@@ -51,7 +52,7 @@ STRATEGY_PARAMS = {"top_k": {"k": 2}, "middle": {"block": 2}}
 
 
 @dataclass
-class GrowArguments:
+class GrowArguments(RunFolderArguments):
     source: str = field(default="minilm", metadata={"help": "'minilm' (offline MiniLM-L6) or a local model folder."})
     target_layers: int = field(default=12, metadata={"help": "Depth of the grown model."})
     strategies: list[str] = field(
@@ -85,6 +86,7 @@ def wikipedia_blocks(tokenizer, grow: GrowArguments, seed: int) -> DatasetDict:
 
 def main(argv: list[str] | None = None) -> dict:
     grow, args = parse_arguments((GrowArguments, EfficientTrainingArguments), DEFAULTS, argv)
+    claim_run_folder(args, "grow_and_pretrain.py", grow.overwrite_output_dir)
     source = str(minilm_path()) if grow.source == "minilm" else grow.source
     tokenizer = AutoTokenizer.from_pretrained(source)
     blocks = wikipedia_blocks(tokenizer, grow, args.seed)

@@ -23,6 +23,10 @@ class UnknownArchitectureError(HfEfftrainError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class OutputError(HfEfftrainError, ValueError):
+    """An output location cannot be written without losing data: it holds other files, or is an input."""
+
+
 class CheckpointError(HfEfftrainError):
     """A checkpoint is missing, unreadable or does not match the others."""
 

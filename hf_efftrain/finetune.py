@@ -21,6 +21,7 @@ from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.data import minilm_path
 from hf_efftrain.entrypoint import parse_arguments
 from hf_efftrain.mat.callback import MATCallback
+from hf_efftrain.run_folder import RunFolderArguments
 from hf_efftrain.tasks import accuracy_metric, load_splits, tokenize_classification
 from hf_efftrain.trainer import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.twa.callback import TWACallback
@@ -40,7 +41,7 @@ DEMO_DEFAULTS = {
 
 
 @dataclass
-class ClassificationArguments:
+class ClassificationArguments(RunFolderArguments):
     """What to fine-tune on what (the ``TrainingArguments`` say how)."""
 
     model_name_or_path: str = field(

@@ -15,6 +15,7 @@ from _report_support import tiny_run
 from PIL import Image
 
 from hf_efftrain.errors import ReportError
+from hf_efftrain.outputs import MANIFEST_FILE
 from hf_efftrain.report import build_report
 from hf_efftrain.report.page import Page, Section, Table, Text, cell
 from hf_efftrain.report.render import render
@@ -58,7 +59,8 @@ def test_report_of_a_run_with_every_method(run_dir, tmp_path, fmt):
     expected |= {"twa_final.png", "twa_trajectory.png", "cmd_online_profiles.png", "cmd_online_sizes.png"}
     expected |= {"cmd_online_membership.png", "cmd_online_error.png"}
     assert names == expected
-    assert {p.name for p in page.parent.iterdir()} == names | {page.name}  # nothing else left in the folder
+    written = {p.name for p in page.parent.iterdir()}
+    assert written == names | {page.name, MANIFEST_FILE}  # nothing else left in the folder
     text = page.read_text()
     for title in ("MAT (modular adaptive training)", "TWA (trainable weight averaging)", "CMD (correlation mode"):
         assert title in text

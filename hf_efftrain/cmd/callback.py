@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -33,7 +35,7 @@ from hf_efftrain.atomic import atomic_directory, write_json, write_safetensors
 from hf_efftrain.cmd.embedded import Embedding, embed_tensors
 from hf_efftrain.cmd.online import OnlineCMD
 from hf_efftrain.cmd.posthoc import fit_cmd
-from hf_efftrain.errors import CMDNotReadyError
+from hf_efftrain.errors import CMDFitError, CMDNotReadyError
 from hf_efftrain.logging import get_logger
 from hf_efftrain.trajectory import CHECKPOINT_PATTERN, Trajectory, save_snapshot, trainable_state
 
@@ -202,7 +204,8 @@ class CMDCallback(TrainerCallback):
             "embedded": sorted(self.embedding.a),
             "history": self.history,
         }
-        write_safetensors(folder / STATE_TENSORS, tensors or {"empty": torch.zeros(1)})
+        meta["state_id"] = uuid.uuid4().hex  # pairs the two files: a kill between the writes is detected on resume
+        write_safetensors(folder / STATE_TENSORS, tensors or {"empty": torch.zeros(1)}, {"state_id": meta["state_id"]})
         write_json(folder / STATE_JSON, meta)
 
     def _restore(self, args: TrainingArguments, state: TrainerState, model: nn.Module, optimizer) -> None:
@@ -210,11 +213,7 @@ class CMDCallback(TrainerCallback):
         if not (folder / STATE_JSON).is_file():
             last = get_last_checkpoint(args.output_dir)
             folder = Path(last) if last else folder
-        if not (folder / STATE_JSON).is_file():
-            logger.warning("CMD: no %s in %s; CMD restarts its warm-up from here", STATE_JSON, folder)
-            return
-        meta = json.loads((folder / STATE_JSON).read_text())
-        tensors = load_file(str(folder / STATE_TENSORS))
+        meta, tensors = read_state(folder)
         self.snapshots, self.history = meta["snapshots"], meta["history"]
         if meta["reference_ids"] is not None:
             part = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
@@ -233,3 +232,30 @@ class CMDCallback(TrainerCallback):
             match = CHECKPOINT_PATTERN.match(child.name)
             if match and int(match.group(2)) > step:
                 shutil.rmtree(child)
+
+
+def read_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The CMD state saved in a checkpoint, both files from the same save; one clear error otherwise."""
+    json_path, tensor_path = folder / STATE_JSON, folder / STATE_TENSORS
+    if not json_path.is_file() or not tensor_path.is_file():
+        raise CMDFitError(
+            f"{folder} has no CMD state ({STATE_JSON} + {STATE_TENSORS}): resume CMD from a checkpoint saved by a "
+            "run with cmd_online or cmd_embed_every (in the same output_dir)"
+        )
+    try:
+        meta = json.loads(json_path.read_text())
+        with safe_open(str(tensor_path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(tensor_path))
+    except Exception as err:  # json or safetensors parse errors of several types
+        raise CMDFitError(
+            f"{folder}: unreadable CMD state ({type(err).__name__}); resume from an earlier checkpoint"
+        ) from None
+    required = {"snapshots", "history", "reference_ids", "embedded"}
+    if not isinstance(meta, dict) or not required <= set(meta):
+        raise CMDFitError(f"{json_path} is not a CMD state file; resume from an earlier checkpoint")
+    if meta.get("state_id") != header.get("state_id"):
+        raise CMDFitError(
+            f"{folder}: the two CMD state files come from different saves; resume from another checkpoint"
+        )
+    return meta, tensors

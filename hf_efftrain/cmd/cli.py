@@ -36,22 +36,25 @@ def fit(
     chunk_elements: int = typer.Option(2**22, help="Numbers read per block (T included); bounds memory."),
     base_model: str | None = typer.Option(None, help="from_pretrained folder to rebuild models (default: found)."),
     plots: bool = typer.Option(True, help="Write the four PNG figures into OUT/plots."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `cmd fit` output in OUT."),
 ) -> None:
-    """Fit post-hoc CMD, save the result, print the per-mode summary."""
-    from hf_efftrain.atomic import write_text
+    """Fit post-hoc CMD, save the result, print the per-mode summary. OUT is written whole or not at all."""
     from hf_efftrain.cmd.export import find_base_model
     from hf_efftrain.cmd.plots import plot_all
     from hf_efftrain.cmd.posthoc import fit_cmd
+    from hf_efftrain.outputs import check_output, output_directory
     from hf_efftrain.trajectory import Trajectory
 
+    check_output(out, "cmd fit", inputs=[trajectory, base_model], overwrite=overwrite)
     traj = Trajectory(trajectory)
     base = base_model or find_base_model(trajectory, [c.folder for c in traj.checkpoints])
     result = fit_cmd(traj, modes=modes, candidates=candidates, seed=seed, max_elements=chunk_elements, base_model=base)
-    result.save(out)
+    with output_directory(out, "cmd fit") as tmp:
+        result.save(tmp)
+        (tmp / "summary.md").write_text(result.summary_markdown(), encoding="utf-8")
+        if plots:
+            plot_all(result, tmp / "plots")
     table = _table(result.summary_rows())
-    write_text(out / "summary.md", result.summary_markdown())
-    if plots:
-        plot_all(result, out / "plots")
     typer.echo(table)
     typer.echo(
         f"relative reconstruction error {result.stats['relative_reconstruction_error']:.3g} "
@@ -75,15 +78,19 @@ def reconstruct(
     step: float = typer.Option(..., help="Training step t (any value within the fitted range)."),
     save: Path = typer.Option(..., help="Folder for the reconstructed model (from_pretrained-able)."),
     base_model: str | None = typer.Option(None, help="Override the base model folder recorded by `cmd fit`."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `cmd reconstruct` output in SAVE."),
 ) -> None:
-    """Rebuild θ̂(t) = a·r(t) + b and save it as a loadable model folder."""
+    """Rebuild θ̂(t) = a·r(t) + b and save it as a loadable model folder (written whole or not at all)."""
     from hf_efftrain.cmd.export import export_model
     from hf_efftrain.cmd.result import CMDResult
     from hf_efftrain.errors import CMDFitError
+    from hf_efftrain.outputs import check_output
 
+    check_output(save, "cmd reconstruct", inputs=[out, base_model], overwrite=overwrite)
     result = CMDResult.load(out)
     base = base_model or result.meta.get("base_model")
     if not base:
         raise CMDFitError(f"{out} records no base model; pass --base-model with the folder the run started from")
+    check_output(save, "cmd reconstruct", inputs=[out, base], overwrite=overwrite)
     export_model(result.reconstruct(step), base, save)
     typer.echo(f"saved the CMD reconstruction at step {step:g} to {save}")

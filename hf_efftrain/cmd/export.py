@@ -16,8 +16,8 @@ import torch
 import transformers
 from transformers import AutoConfig, PreTrainedModel
 
-from hf_efftrain.atomic import atomic_directory
 from hf_efftrain.errors import CMDFitError
+from hf_efftrain.outputs import output_directory
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
@@ -58,9 +58,12 @@ def model_with_weights(base_model: str | os.PathLike, weights: dict[str, torch.T
 
 
 def export_model(weights: dict[str, torch.Tensor], base_model: str | os.PathLike, folder: str | os.PathLike) -> Path:
-    """Write a ``from_pretrained``-able folder (weights + config + tokenizer files when the base has them)."""
+    """Write a ``from_pretrained``-able folder (weights + config + tokenizer files when the base has them).
+
+    The folder is replaced whole; callers check it first with :func:`hf_efftrain.outputs.check_output`.
+    """
     model = model_with_weights(base_model, weights)
-    with atomic_directory(folder) as tmp:
+    with output_directory(folder, "cmd reconstruct") as tmp:
         model.save_pretrained(tmp)
         if any((Path(base_model) / f).is_file() for f in TOKENIZER_FILES):
             transformers.AutoTokenizer.from_pretrained(base_model).save_pretrained(tmp)

@@ -1,7 +1,9 @@
 """The outcome of a CMD fit: M reference trajectories, (a, b, mode) per parameter, and fit statistics.
 
 Storage is 2N coefficients + M×T references + one byte per parameter, instead of N×T. Saved as
-``cmd.safetensors`` (tensors) + ``cmd.json`` (steps, reference names, statistics), loadable later. Example::
+``cmd.safetensors`` (tensors) + ``cmd.json`` (steps, reference names, statistics), loadable later. Both carry
+the same ``result_id``: a pair from two different fits (a write killed between the two files) is refused on
+load instead of mixing new tensors with old metadata. Example::
 
     result = CMDResult.load("runs/cmd")
     weights = result.reconstruct(step=120)       # {name: tensor} = a·r(120) + b, any step in the fitted range
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from hf_efftrain.atomic import write_json, write_safetensors
@@ -136,9 +140,11 @@ class CMDResult:
             tensors[f"a.{name}"] = self.a[name]
             tensors[f"b.{name}"] = self.b[name]
             tensors[f"label.{name}"] = self.labels[name]
-        write_safetensors(folder / TENSORS_FILE, tensors, {"format": RESULT_FORMAT})
+        result_id = uuid.uuid4().hex
+        write_safetensors(folder / TENSORS_FILE, tensors, {"format": RESULT_FORMAT, "result_id": result_id})
         meta = {
             "format": RESULT_FORMAT,
+            "result_id": result_id,
             "steps": self.steps,
             "names": self.names,
             "dtypes": self.dtypes,
@@ -158,11 +164,26 @@ class CMDResult:
             raise CMDFitError(f"{folder} holds no CMD result ({META_FILE} + {TENSORS_FILE}); run `hf-efftrain cmd fit`")
         try:
             meta = json.loads(meta_path.read_text())
+            with safe_open(str(tensor_path), framework="pt") as handle:
+                header = handle.metadata() or {}
             tensors = load_file(str(tensor_path))
         except Exception as err:  # json or safetensors parse errors of several types
             raise CMDFitError(f"{folder}: unreadable CMD result ({err}); fit it again") from None
-        if meta.get("format") != RESULT_FORMAT:
-            raise CMDFitError(f"{meta_path}: format {meta.get('format')!r}, expected {RESULT_FORMAT!r}")
+        if not isinstance(meta, dict) or meta.get("format") != RESULT_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise CMDFitError(f"{meta_path}: format {found!r}, expected {RESULT_FORMAT!r}")
+        if meta.get("result_id") != header.get("result_id"):
+            raise CMDFitError(
+                f"{folder}: {META_FILE} and {TENSORS_FILE} come from different fits (an interrupted write?); "
+                "fit it again with `hf-efftrain cmd fit`"
+            )
+        try:
+            return cls._from_files(meta, tensors)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CMDFitError(f"{folder}: incomplete CMD result (missing {err}); fit it again") from None
+
+    @classmethod
+    def _from_files(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> CMDResult:
         names = meta["names"]
         return cls(
             steps=meta["steps"],

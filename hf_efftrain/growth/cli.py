@@ -25,15 +25,17 @@ def grow(
     push_to_hub: str | None = typer.Option(None, "--push-to-hub", help="Also upload to this Hub repo id."),
     lag_report: Path | None = typer.Option(None, "--lag-report", help="A `hf-efftrain lag` output for the card."),
     private: bool = typer.Option(False, "--private", help="Create the Hub repo as private."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier `grow` output in OUTPUT_DIR (never other files)."
+    ),
 ) -> None:
-    """Validate RECIPE, grow the model and save it (with the recipe) in OUTPUT_DIR."""
+    """Validate RECIPE, grow the model and save it (with the recipe and a model card) in OUTPUT_DIR."""
     from hf_efftrain.growth.grow import grow_from_recipe
-    from hf_efftrain.growth.hub import push_grown_model, write_model_card
+    from hf_efftrain.growth.hub import push_grown_model
     from hf_efftrain.growth.lag import LagResult
 
-    folder = grow_from_recipe(recipe, output_dir)
     lag = LagResult.load(lag_report) if lag_report else None
-    write_model_card(folder, lag_result=lag)
+    folder = grow_from_recipe(recipe, output_dir, overwrite=overwrite, card=True, lag_result=lag)
     typer.echo(f"grown model saved to {folder}")
     if push_to_hub:
         url = push_grown_model(folder, push_to_hub, lag_result=lag, private=private)
@@ -51,13 +53,17 @@ def lag(
     learning_rate: float = typer.Option(1e-4, "--learning-rate", help="AdamW learning rate (same for all)."),
     eval_blocks: int = typer.Option(32, "--eval-blocks", help="Held-out blocks scored at step 0 and each lag."),
     seed: int = typer.Option(0, "--seed", help="Seed of data order, masks and fresh weights."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `lag` report in --output."),
 ) -> None:
     """Train every recipe's grown model LAG_STEPS steps under identical conditions; print the ranking."""
     from hf_efftrain.growth.lag_data import lag_candidates_from_recipes
+    from hf_efftrain.outputs import check_output, output_directory
 
+    check_output(output, "lag", inputs=recipes, overwrite=overwrite)
     result = lag_candidates_from_recipes(
         recipes, lag_steps, dataset, block_size, batch_size, learning_rate, eval_blocks, seed
     )
-    result.save(output)
+    with output_directory(output, "lag") as tmp:
+        result.save(tmp)
     typer.echo(result.to_markdown())
     typer.echo(f"report saved to {output}")

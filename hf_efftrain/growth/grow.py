@@ -12,12 +12,12 @@ from pathlib import Path
 
 from transformers import AutoConfig, PreTrainedModel, set_seed
 
-from hf_efftrain.atomic import atomic_directory
 from hf_efftrain.growth.depth import grow_depth
 from hf_efftrain.growth.fusion import fuse_width
 from hf_efftrain.growth.masked import masked_depth, masked_width
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe, depth_plan, validate_recipe
 from hf_efftrain.growth.width import grow_width
+from hf_efftrain.outputs import check_output, output_directory
 
 AUTO_CLASSES = {
     "masked-lm": "AutoModelForMaskedLM",
@@ -80,16 +80,33 @@ def apply_recipe(recipe: GrowthRecipe, sources: list[PreTrainedModel] | None = N
     return models[0]
 
 
-def grow_from_recipe(recipe: GrowthRecipe | str | Path, output_dir: str | Path) -> Path:
-    """Grow and save the model, the first source's tokenizer and the recipe into ``output_dir`` (atomically)."""
+def grow_from_recipe(
+    recipe: GrowthRecipe | str | Path,
+    output_dir: str | Path,
+    overwrite: bool = False,
+    card: bool = False,
+    lag_result=None,
+) -> Path:
+    """Grow and save the model, the first source's tokenizer and the recipe (and the card) into ``output_dir``.
+
+    The folder is written whole or not at all. It may not be one of the sources (the recipe would then point at
+    itself), and an earlier grown model there is replaced only with ``overwrite``
+    (:func:`hf_efftrain.outputs.check_output`).
+    """
+    recipe_path = None
     if not isinstance(recipe, GrowthRecipe):
-        recipe = GrowthRecipe.load(recipe)
+        recipe_path, recipe = recipe, GrowthRecipe.load(recipe)
+    out = check_output(output_dir, "grow", inputs=[*recipe.sources, recipe_path], overwrite=overwrite)
     model = apply_recipe(recipe)
-    with atomic_directory(output_dir) as tmp:
+    with output_directory(out, "grow") as tmp:
         model.save_pretrained(tmp)
         save_tokenizer(recipe.sources[0], tmp)
         (tmp / RECIPE_FILE).write_text(recipe.to_yaml(), encoding="utf-8")
-    return Path(output_dir)
+        if card:
+            from hf_efftrain.growth.hub import write_model_card
+
+            write_model_card(tmp, lag_result=lag_result)
+    return out
 
 
 def save_tokenizer(source: str, folder: Path) -> bool:

@@ -22,6 +22,7 @@ from hf_efftrain.atomic import write_text
 from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.lag import LagResult
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe
+from hf_efftrain.outputs import MANIFEST_FILE
 
 TAGS = ["hf_efftrain", "model-growth"]
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -92,6 +93,10 @@ def push_grown_model(
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     commit = api.upload_folder(
-        folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message="Upload grown model (hf_efftrain)"
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message="Upload grown model (hf_efftrain)",
+        ignore_patterns=[MANIFEST_FILE],  # hf_efftrain's local bookkeeping, not part of the model
     )
     return str(getattr(commit, "commit_url", None) or f"https://huggingface.co/{repo_id}")

@@ -23,6 +23,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from hf_efftrain.atomic import write_json
+from hf_efftrain.errors import MATConfigError
 from hf_efftrain.logging import get_logger
 from hf_efftrain.mat.config import MATConfig
 from hf_efftrain.mat.engine import MATEngine
@@ -63,8 +64,19 @@ class MATCallback(TrainerCallback, ExportableState):
         if optimizer is not None:
             self.engine.guard_optimizer(optimizer)
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if state.global_step > 0 and isinstance(saved, dict) and saved.get("attributes"):
-            self.engine.load_state_dict(saved["attributes"])
+        if state.global_step > 0 and not (isinstance(saved, dict) and saved.get("attributes")):
+            raise MATConfigError(
+                f"the checkpoint at step {state.global_step} holds no MAT state (trainer_state.json has no "
+                "stateful_callbacks.MATCallback); resume MAT from a checkpoint saved by a run with mat=True"
+            )
+        if state.global_step > 0:
+            try:
+                self.engine.load_state_dict(saved["attributes"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                raise MATConfigError(
+                    f"the MAT state in the checkpoint at step {state.global_step} does not fit this model or is "
+                    f"damaged ({type(err).__name__}: {err}); resume from a checkpoint of the same run"
+                ) from None
             if saved["attributes"].get("released"):
                 self.release()
             logger.info(

@@ -14,7 +14,11 @@ import typer
 def report(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A training run's output_dir."),
     fmt: str = typer.Option("html", "--format", help="Page format: html or markdown."),
-    out: Path | None = typer.Option(None, "--out", help="Report folder (default: RUN_DIR/report); replaced whole."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Report folder (default: RUN_DIR/report); an earlier report there is replaced, other content refused.",
+    ),
 ) -> None:
     """Turn a run's logged state (MAT λmax, active heads, TWA coefficients, CMD modes) into a page with images."""
     from hf_efftrain.report.build import build_report

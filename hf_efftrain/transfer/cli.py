@@ -34,6 +34,7 @@ def transfer(
     save: str = typer.Option("end", "--save", help="'end' (last point only) or 'all' (every point)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the batch order."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `transfer` output in OUT."),
 ) -> None:
     """Transfer a learning trajectory onto a new initialization by gradient matching (GMT/FGMT).
 
@@ -47,7 +48,9 @@ def transfer(
     config = TransferConfig(
         method=method, steps=steps, spacing=spacing, batches_per_step=batches, batch_size=batch_size, seed=seed
     )
-    report = run_transfer(source, target, out, config, dataset, max_length, eval_samples, save, progress=not quiet)
+    report = run_transfer(
+        source, target, out, config, dataset, max_length, eval_samples, save, progress=not quiet, overwrite=overwrite
+    )
     for point in report["points"]:
         accuracy = f"  accuracy {point['accuracy']:.4f}" if "accuracy" in point else ""
         typer.echo(f"step {point['step']:>3}  lambda {point['lambda']:.3f}  loss {point['loss']:.4f}{accuracy}")

@@ -22,9 +22,9 @@ from datasets import DatasetDict
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, PreTrainedModel
 
-from hf_efftrain.atomic import atomic_directory, write_json
 from hf_efftrain.errors import TransferMismatchError
 from hf_efftrain.logging import progress_bar
+from hf_efftrain.outputs import check_output, output_directory
 from hf_efftrain.tasks import load_splits, tokenize_classification, tokenize_lm_blocks
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.transfer.config import TransferConfig
@@ -107,8 +107,30 @@ def run_transfer(
     eval_samples: int = 500,
     save: str = "end",
     progress: bool = True,
+    overwrite: bool = False,
+    overwrite_flag: str = "--overwrite",
 ) -> dict:
-    """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``."""
+    """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``.
+
+    ``out`` is built beside its place and appears whole at the end; it may not be (or hold, or lie inside) the
+    source or the target, and an earlier transfer there is replaced only with ``overwrite``.
+    """
+    out = check_output(out, "transfer", inputs=[source, target], overwrite=overwrite, flag=overwrite_flag)
+    with output_directory(out, "transfer") as tmp:
+        return _transfer_into(source, target, tmp, config, dataset, max_length, eval_samples, save, progress)
+
+
+def _transfer_into(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    out: Path,
+    config: TransferConfig,
+    dataset: str,
+    max_length: int,
+    eval_samples: int,
+    save: str,
+    progress: bool,
+) -> dict:
     trajectory = Trajectory(source)
     model = load_target(target)
     check_compatible(trajectory, model, source)
@@ -124,7 +146,7 @@ def run_transfer(
     init = {n: p.detach().clone() for n, p in model.named_parameters() if n in trajectory.names}
     points = [{"step": 0, "lambda": path.lambdas[0], **evaluator(init)}]
     if save == "all":
-        _save_point(model, tokenizer, init, Path(out) / "checkpoint-0")
+        _save_point(model, tokenizer, init, out / "checkpoint-0")
     bar = progress_bar(total=steps, desc=f"transfer ({config.method})", disable=not progress)
     for result in transfer_trajectory(path, init, spec, gradients, config.method, config.max_sweeps):
         row = {"step": result.step, "lambda": path.lambdas[result.step], **evaluator(result.params)}
@@ -132,7 +154,7 @@ def run_transfer(
             row.update(sweeps=result.match.sweeps, objective=result.match.objective)
         points.append(row)
         if save == "all" or result.step == steps:
-            _save_point(model, tokenizer, result.params, Path(out) / f"checkpoint-{result.step}")
+            _save_point(model, tokenizer, result.params, out / f"checkpoint-{result.step}")
         bar.set_postfix(loss=f"{row['loss']:.4f}")
         bar.update(1)
     bar.close()
@@ -144,7 +166,7 @@ def run_transfer(
         "points": points,
         "permutation": spec.to_json(result.permutation),
     }
-    write_json(Path(out) / REPORT_FILE, report)
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
 
@@ -170,6 +192,5 @@ def _load(model: PreTrainedModel, params: dict[str, torch.Tensor]) -> None:
 
 def _save_point(model: PreTrainedModel, tokenizer, params: dict[str, torch.Tensor], folder: Path) -> None:
     _load(model, params)
-    with atomic_directory(folder) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    model.save_pretrained(folder)  # inside the transfer's temporary output folder
+    tokenizer.save_pretrained(folder)

@@ -177,7 +177,12 @@ class TWACallback(TrainerCallback):
                 f"{file} is missing: resume TWA from a checkpoint saved by a run with twa=True "
                 "(in the same output_dir, with the same number of processes)"
             )
-        saved = torch.load(file, weights_only=True)
+        try:
+            saved = torch.load(file, weights_only=True)
+        except Exception as err:  # truncated or foreign pickles raise several types
+            raise TWAError(f"{file} is unreadable ({type(err).__name__}); resume from an earlier checkpoint") from None
+        if not isinstance(saved, dict) or not {"phase", "collected_steps", "collector", "solver"} <= set(saved):
+            raise TWAError(f"{file} is not a TWA state file; resume from a checkpoint saved by a run with twa=True")
         self.phase, self.collected_steps = saved["phase"], list(saved["collected_steps"])
         self.history = list(saved.get("history", []))
         if saved.get("checkpoints") is not None:

@@ -1,0 +1,130 @@
+"""A training run's ``output_dir``: never two runs mixed in one folder, never a user's file deleted.
+
+The Trainer writes its output folder piece by piece, so it cannot be swapped in whole like a command's output.
+Instead the example scripts claim it before loading anything: a new or empty folder gets a marker
+(``.hf_efftrain.json``, command ``run``); a folder holding an earlier run is refused unless the user resumes
+it (``--resume_from_checkpoint``) or starts afresh (``--overwrite_output_dir true``), which removes the earlier
+run's files, and only those: a folder holding anything a run does not write is always refused. Example::
+
+    claim_run_folder(training_args, script="finetune.py", overwrite=script_args.overwrite_output_dir)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hf_efftrain.errors import OutputError
+from hf_efftrain.outputs import MANIFEST_FILE, MANIFEST_FORMAT, check_writable, read_manifest, visible_entries
+
+RUN_COMMAND = "run"
+# What a run of the examples (Trainer, methods, analyses, reports) writes at the top of its output_dir.
+RUN_ENTRIES = (
+    MANIFEST_FILE,
+    "checkpoint-*",
+    "snapshots",
+    "snapshot-*",
+    "report",
+    "runs",
+    "cmd_posthoc",
+    "cmd_model",
+    "transfer",
+    "target-init",
+    "lag",
+    "*.json",
+    "*.safetensors",
+    "*.bin",
+    "*.pt",
+    "*.png",
+    "*.md",
+    "*.txt",
+    "*.yaml",
+    "*.jinja",
+    "*.model",
+)
+
+
+@dataclass
+class RunFolderArguments:
+    """The flag that lets a script start afresh in a folder holding an earlier run (Trainer's historic name)."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh in an output_dir that holds an earlier run of these scripts: its files are "
+            "removed first. Folders holding other files are always refused."
+        },
+    )
+
+
+def _foreign(entries: list[Path]) -> Path | None:
+    """The first entry a run does not write (a user's file), or ``None``."""
+    for entry in entries:
+        if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in RUN_ENTRIES):
+            return entry
+    return None
+
+
+def check_run_folder(output_dir: str | os.PathLike, resuming: bool, overwrite: bool) -> bool:
+    """Validate ``output_dir`` for a new run; returns whether an earlier run's files must be removed first."""
+    out = Path(output_dir)
+    check_writable(out)
+    entries = visible_entries(out) if out.is_dir() else []
+    if not entries:
+        return False
+    manifest = read_manifest(out)
+    if manifest is None or manifest.get("command") != RUN_COMMAND:
+        raise OutputError(
+            f"output_dir {out} already holds files that no hf_efftrain run wrote; choose a new or empty folder"
+        )
+    if resuming:
+        return False
+    if not overwrite:
+        raise OutputError(
+            f"output_dir {out} holds an earlier run; pass --overwrite_output_dir true to start afresh "
+            "(its files are removed) or --resume_from_checkpoint to continue it"
+        )
+    foreign = _foreign(entries)
+    if foreign is not None:
+        raise OutputError(
+            f"output_dir {out} holds {foreign.name}, which no run writes; move it away or choose another folder"
+        )
+    return True
+
+
+def start_run_folder(output_dir: str | os.PathLike, script: str, remove_earlier: bool) -> None:
+    """Remove the earlier run (moved aside first, so a kill never leaves half of it) and mark the folder as a run."""
+    out = Path(output_dir)
+    if remove_earlier and out.is_dir():
+        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".old", dir=out.parent))
+        os.replace(out, aside / out.name)
+        shutil.rmtree(aside, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if read_manifest(out) is None:
+        marker = {"format": MANIFEST_FORMAT, "command": RUN_COMMAND, "script": script}
+        (out / MANIFEST_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def claim_run_folder(args, script: str, overwrite: bool) -> None:
+    """Check ``args.output_dir`` on every process, then let the main process prepare it (see the module docs).
+
+    Call it after parsing and before loading models or data, so a refused folder costs the user nothing.
+    """
+    remove = check_run_folder(args.output_dir, args.resume_from_checkpoint is not None, overwrite)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        start_run_folder(args.output_dir, script, remove)
+        return
+    from accelerate import PartialState
+
+    _ = args.device  # sets up the process group the Trainer will use (gloo on CPUs)
+    state = PartialState()
+    state.wait_for_everyone()  # every process has checked the folder before anything changes in it
+    if state.is_main_process:
+        start_run_folder(args.output_dir, script, remove)
+    state.wait_for_everyone()
