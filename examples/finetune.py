@@ -29,9 +29,9 @@ from hf_efftrain.run_folder import claim_run_folder
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     script, args = parse_classification_args(DEMO_DEFAULTS, argv)
-    claim_run_folder(args, "finetune.py", script.overwrite_output_dir)  # before any loading: refusals cost nothing
+    resume = claim_run_folder(args, "finetune.py", script.overwrite_output_dir)  # before loading: refusals are free
     trainer = build_classification_trainer(script, args)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     return report_metrics(trainer, finish_run(trainer))
 
 

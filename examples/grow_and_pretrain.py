@@ -86,7 +86,7 @@ def wikipedia_blocks(tokenizer, grow: GrowArguments, seed: int) -> DatasetDict:
 
 def main(argv: list[str] | None = None) -> dict:
     grow, args = parse_arguments((GrowArguments, EfficientTrainingArguments), DEFAULTS, argv)
-    claim_run_folder(args, "grow_and_pretrain.py", grow.overwrite_output_dir)
+    resume = claim_run_folder(args, "grow_and_pretrain.py", grow.overwrite_output_dir)
     source = str(minilm_path()) if grow.source == "minilm" else grow.source
     tokenizer = AutoTokenizer.from_pretrained(source)
     blocks = wikipedia_blocks(tokenizer, grow, args.seed)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = EfficientTrainer(
         model=model, args=args, train_dataset=blocks["train"], eval_dataset=eval_set, data_collator=collator
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     metrics = {"lag_pick": lag.pick, **trainer.evaluate()}
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)

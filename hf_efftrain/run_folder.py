@@ -19,10 +19,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hf_efftrain.errors import OutputError
+from hf_efftrain.errors import CheckpointError, CorruptCheckpointError, MissingCheckpointError, OutputError
 from hf_efftrain.outputs import MANIFEST_FILE, MANIFEST_FORMAT, check_writable, read_manifest, visible_entries
 
 RUN_COMMAND = "run"
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 # What a run of the examples (Trainer, methods, analyses, reports) writes at the top of its output_dir.
 RUN_ENTRIES = (
     MANIFEST_FILE,
@@ -110,16 +111,83 @@ def start_run_folder(output_dir: str | os.PathLike, script: str, remove_earlier:
         (out / MANIFEST_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
-def claim_run_folder(args, script: str, overwrite: bool) -> None:
-    """Check ``args.output_dir`` on every process, then let the main process prepare it (see the module docs).
+def check_resume_checkpoint(folder: str | os.PathLike) -> None:
+    """Refuse a checkpoint the Trainer could not resume from, with one line instead of its raw exception."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"--resume_from_checkpoint {folder} is not a folder; pass a checkpoint-N folder")
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MissingCheckpointError(f"{folder} has no trainer_state.json; pass a checkpoint-N folder") from None
+    except (OSError, ValueError):
+        raise CorruptCheckpointError(
+            f"{folder}/trainer_state.json is truncated or not JSON; resume from an earlier checkpoint"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        raise CorruptCheckpointError(
+            f"{folder}/trainer_state.json holds no global_step; resume from an earlier checkpoint"
+        )
+    weights = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():  # sharded: every shard it lists
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            raise CorruptCheckpointError(f"{index} is damaged; resume from an earlier checkpoint") from None
+        weights += [folder / shard for shard in sorted(shards)]
+    if not weights and any(folder.glob("pytorch_model*.bin")) or (folder / "adapter_model.bin").is_file():
+        return  # a torch pickle checkpoint (save_safetensors=False): the Trainer reads it as it is
+    if not weights:
+        raise MissingCheckpointError(
+            f"{folder} holds no model weights ({', '.join(WEIGHT_FILES)}); resume from another checkpoint"
+        )
+    for file in weights:
+        if not file.is_file():
+            raise MissingCheckpointError(f"{file} is missing; resume from an earlier checkpoint")
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt") as handle:
+                for name in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+                    handle.get_slice(name)  # checks the header and that the data fits in the file
+        except Exception as err:  # safetensors raises several types for damaged files
+            raise CorruptCheckpointError(
+                f"{file} is damaged ({type(err).__name__}); resume from an earlier checkpoint"
+            ) from None
+
+
+def resume_folder(args) -> str | None:
+    """The checkpoint ``--resume_from_checkpoint`` names (``true``/``last``: the newest in ``output_dir``)."""
+    value = args.resume_from_checkpoint
+    if value is None or str(value).lower() in ("false", "none", ""):
+        return None
+    if str(value).lower() in ("true", "last"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        if last is None:
+            raise MissingCheckpointError(
+                f"--resume_from_checkpoint {value}: {args.output_dir} has no checkpoint-N folder"
+            )
+        return last
+    return str(value)
+
+
+def claim_run_folder(args, script: str, overwrite: bool) -> str | None:
+    """Check ``args.output_dir`` (and the checkpoint to resume) on every process, then let the main process prepare
+    the folder (see the module docs). Returns the checkpoint to pass to ``trainer.train(resume_from_checkpoint=)``.
 
     Call it after parsing and before loading models or data, so a refused folder costs the user nothing.
     """
-    remove = check_run_folder(args.output_dir, args.resume_from_checkpoint is not None, overwrite)
+    checkpoint = resume_folder(args)
+    if checkpoint is not None:
+        check_resume_checkpoint(checkpoint)
+    remove = check_run_folder(args.output_dir, checkpoint is not None, overwrite)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         start_run_folder(args.output_dir, script, remove)
-        return
+        return checkpoint
     from accelerate import PartialState
 
     _ = args.device  # sets up the process group the Trainer will use (gloo on CPUs)
@@ -128,3 +196,4 @@ def claim_run_folder(args, script: str, overwrite: bool) -> None:
     if state.is_main_process:
         start_run_folder(args.output_dir, script, remove)
     state.wait_for_everyone()
+    return checkpoint
