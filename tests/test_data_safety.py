@@ -285,3 +285,17 @@ def test_a_kill_between_the_two_files_of_a_cmd_result_is_refused_on_load(world, 
     assert _child(code) == 9
     with pytest.raises(CMDFitError, match="come from different fits"):
         CMDResult.load(fit)
+
+
+def test_an_unwritable_parent_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A read-only file system (EROFS) cannot be made in a test run as root; the probe write meets it the same way."""
+    import errno
+    import tempfile as tempfile_module
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile_module, "TemporaryFile", read_only)
+    with pytest.raises(OutputError, match="cannot be written: .*Read-only file system"):
+        check_output(tmp_path / "out", "grow")
+    assert list(tmp_path.iterdir()) == []
