@@ -43,6 +43,13 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     snapshot_dir: str | None = field(
         default=None, metadata={"help": "Folder for snapshot-N/ weights (default: <output_dir>/snapshots)."}
     )
+    fix_loss_scaling: bool = field(
+        default=False,
+        metadata={
+            "help": "Undo transformers' loss scaling for models whose loss is a plain mean (BERT-style classifiers): "
+            "gradient accumulation and several processes then give the update of one big batch (off = Trainer)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.ddp_backend is None and _launched_without_accelerator():
@@ -113,14 +120,15 @@ def loss_counts_tokens(model: nn.Module) -> bool:
 class EfficientTrainer(Trainer):
     """``Trainer`` plus the callbacks of the methods enabled in :class:`EfficientTrainingArguments`.
 
-    It also corrects transformers' loss scaling for models whose loss ignores ``num_items_in_batch``
-    (see :func:`loss_counts_tokens`), so gradient accumulation and several processes give the same update as
-    one big batch.
+    With ``fix_loss_scaling=True`` it also corrects transformers' loss scaling for models whose loss ignores
+    ``num_items_in_batch`` (see :func:`loss_counts_tokens`), so gradient accumulation and several processes give
+    the same update as one big batch. Off by default: with no option switched on it is ``Trainer``, bit for bit.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.model_accepts_loss_kwargs and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
-            self.model_accepts_loss_kwargs = False
+        if getattr(self.args, "fix_loss_scaling", False) and self.model_accepts_loss_kwargs:
+            if not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
+                self.model_accepts_loss_kwargs = False
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys
