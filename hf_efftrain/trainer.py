@@ -127,8 +127,8 @@ class EfficientTrainer(Trainer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if getattr(self.args, "fix_loss_scaling", False) and self.model_accepts_loss_kwargs:
-            if not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
-                self.model_accepts_loss_kwargs = False
+        fix = getattr(self.args, "fix_loss_scaling", False) and self.model_accepts_loss_kwargs
+        if fix and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
+            self.model_accepts_loss_kwargs = False
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys
