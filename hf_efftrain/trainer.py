@@ -82,17 +82,12 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
         callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
     if args.growth_mask_ramp_steps:
         callbacks.append(MaskRampCallback(args.growth_mask_ramp_steps))
-    mat = twa = None
     if args.mat:
         from hf_efftrain.mat.callback import MATCallback
 
-        mat = MATCallback(args.mat_config())
-        callbacks.append(mat)
-    if args.twa:
-        twa = TWACallback(args.twa_config())
-        callbacks.append(twa)
-    if mat is not None and twa is not None:
-        twa.on_twa_phase.append(mat.release)  # TWA's projected gradients need every head's gradient
+        callbacks.append(MATCallback(args.mat_config()))
+    if args.twa:  # its phase releases MAT's gates through the model (hf_efftrain.links), as in any Trainer
+        callbacks.append(TWACallback(args.twa_config()))
     if args.cmd_online or args.cmd_embed_every:
         callbacks.append(CMDCallback.from_args(args))
     return callbacks
