@@ -86,12 +86,12 @@ class TWAConfig:
         step = round(self.start * max_steps) if self.start < 1 else int(self.start)
         if step + steps > max_steps:
             raise TWAConfigError(
-                f"the TWA phase (start step {step} + twa_steps {steps}) does not fit in max_steps {max_steps}: "
+                f"the TWA phase (twa_start step {step} + twa_steps {steps}) does not fit in max_steps {max_steps}: "
                 "lower twa_start or twa_steps, or raise max_steps"
             )
         if not self.checkpoints_from and step < every:
             raise TWAConfigError(
-                f"no checkpoint would be collected before step {step} with twa_every={every}: "
+                f"twa_start (step {step}) comes before the first collected checkpoint (twa_every={every}): "
                 "start TWA later or collect more often"
             )
         return step
