@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from hf_efftrain.budget import check_steps
 from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.cmd.config import CMDArguments
-from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
@@ -36,9 +36,12 @@ from hf_efftrain.twa.callback import TWACallback
 class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, GrowthArguments, TrainingArguments):
     """``TrainingArguments`` plus the switches of hf_efftrain's methods (readable by ``HfArgumentParser``)."""
 
-    snapshot_every: int = field(
+    snapshot_every: float = field(
         default=0,
-        metadata={"help": "Save the trainable weights every N optimizer steps (0 = off); read with Trajectory."},
+        metadata={
+            "help": "Save the trainable weights every N optimizer steps, or every fraction (< 1) of max_steps "
+            "(0 = off); read with Trajectory."
+        },
     )
     snapshot_dir: str | None = field(
         default=None, metadata={"help": "Folder for snapshot-N/ weights (default: <output_dir>/snapshots)."}
@@ -55,8 +58,7 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
         if self.ddp_backend is None and _launched_without_accelerator():
             self.ddp_backend = "gloo"  # `accelerate launch`/torchrun on a CPU-only machine: DDP over gloo
         super().__post_init__()
-        if self.snapshot_every < 0:
-            raise ArgumentsError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        check_steps("snapshot_every", self.snapshot_every, zero=True)
         self._validate_growth()
         self._validate_mat()
         self._validate_twa()

@@ -13,12 +13,16 @@ import sys
 import pytest
 
 import hf_efftrain.errors as errors
-from hf_efftrain import EfficientTrainingArguments
+from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.budget import resolve_steps
 from hf_efftrain.entrypoint import run_main
 from hf_efftrain.errors import ArgumentsError, HfEfftrainError, MissingAssetError, MissingCheckpointError
 from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.logging import get_logger
+from hf_efftrain.testing import tiny_model
+from hf_efftrain.trajectory import Trajectory
 from tests._examples_support import ROOT, load_example
+from tests._twa_support import toy_dataset
 
 NAN, INF = float("nan"), float("inf")
 TWA_RUN = {"twa": True, "max_steps": 100}
@@ -136,3 +140,35 @@ def test_example_script_exits_2_without_traceback(tmp_path):
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1].startswith("finetune.py: error: twa_start")
+
+
+def test_fractional_budgets_in_a_run_and_a_warning_when_mat_cannot_gate(tmp_path, caplog, one_thread):
+    args = EfficientTrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
+        snapshot_every=0.5,
+        mat=True,
+        mat_every=0.5,
+        mat_probe_size=4,
+    )  # fmt: skip  (mat_warmup_steps keeps its default, 20 steps: longer than the run)
+    trainer = EfficientTrainer(model=tiny_model("bert", task="classification"), args=args, train_dataset=toy_dataset())
+    logger = get_logger("hf_efftrain.mat")  # hf_efftrain's loggers do not propagate (like transformers')
+    logger.addHandler(caplog.handler)
+    try:
+        trainer.train()
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert Trajectory(tmp_path / "snapshots").steps == [0, 2, 4]  # every half of the run
+    assert "MAT will not gate in this run: warm-up 20 >= max_steps 4" in caplog.text
+    assert [entry["step"] for entry in next(iter(_mat(trainer))).engine.history] == [2, 4]
+
+
+def _mat(trainer):
+    from hf_efftrain.mat import MATCallback
+
+    return [c for c in trainer.callback_handler.callbacks if isinstance(c, MATCallback)]

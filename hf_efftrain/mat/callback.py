@@ -114,7 +114,7 @@ class MATCallback(TrainerCallback, ExportableState):
             names = [u.name for u in self.engine.layout.units]
             write_json(
                 os.path.join(args.output_dir, "mat_history.json"),
-                {"config": self.config.to_dict(), "units": names, **self.engine.state_dict()},
+                {"config": self.engine.config.to_dict(), "units": names, **self.engine.state_dict()},
             )
             plot_heatmap(self.engine.history, names, os.path.join(args.output_dir, "mat_heatmap.png"))
         self.engine.detach()
