@@ -1,22 +1,27 @@
 """Exceptions for user errors.
 
 Everything a user can cause (a bad path, a corrupt checkpoint, an unknown model family, a missing data
-package) raises a subclass of :class:`HfEfftrainError`. The CLI turns these into one line on stderr and
-exit code 2; anything else is a bug and keeps its traceback.
+package) raises a subclass of :class:`HfEfftrainError`, which is also a ``ValueError`` (code that catches
+``ValueError`` around a Trainer keeps working). The CLI turns these into one line on stderr and exit code 2;
+anything else is a bug and keeps its traceback.
+
+Errors that are also a built-in kind (``FileNotFoundError``, ``ImportError``, ``MemoryError``, ``KeyError``) list
+that built-in *first*: its constructor then comes first in the MRO, so ``errno``/``filename``/``name`` keep working
+(with ``ValueError`` first, ``MissingCheckpointError(2, "msg", "path").errno`` would be ``None``).
 """
 
 from __future__ import annotations
 
 
-class HfEfftrainError(Exception):
+class HfEfftrainError(ValueError):
     """Base class of all user-facing errors raised by hf_efftrain."""
 
 
-class ArgumentsError(HfEfftrainError, ValueError):
+class ArgumentsError(HfEfftrainError):
     """A training or script argument has an invalid value; the message names the flag."""
 
 
-class UnknownArchitectureError(HfEfftrainError, KeyError):
+class UnknownArchitectureError(KeyError, HfEfftrainError):
     """The model family is not in the architecture registry."""
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
@@ -31,7 +36,7 @@ class CheckpointError(HfEfftrainError):
     """A checkpoint is missing, unreadable or does not match the others."""
 
 
-class MissingCheckpointError(CheckpointError, FileNotFoundError):
+class MissingCheckpointError(FileNotFoundError, CheckpointError):
     """A checkpoint folder or its weights file does not exist."""
 
 
@@ -43,11 +48,11 @@ class TrajectoryMismatchError(CheckpointError):
     """Checkpoints of one trajectory disagree on tensor names, shapes or dtypes."""
 
 
-class MissingAssetError(HfEfftrainError, ImportError):
+class MissingAssetError(ImportError, HfEfftrainError):
     """An offline data or weights package is not installed; the message names the pip line."""
 
 
-class MATConfigError(HfEfftrainError, ValueError):
+class MATConfigError(ArgumentsError):
     """A MAT knob has an invalid value, or MAT cannot run in the requested setting (e.g. on a LoRA model)."""
 
 
@@ -55,7 +60,7 @@ class PermutationSpecError(HfEfftrainError):
     """A permutation spec does not fit the model, or a model has parameters no spec rule covers."""
 
 
-class TransferError(HfEfftrainError, ValueError):
+class TransferError(HfEfftrainError):
     """A trajectory transfer was asked for something it cannot do (bad method, spacing, step count...)."""
 
 
@@ -67,7 +72,11 @@ class TWAError(HfEfftrainError):
     """Trainable weight averaging was configured or fed in a way that cannot work."""
 
 
-class BasisMemoryError(TWAError, MemoryError):
+class TWAConfigError(TWAError, ArgumentsError):
+    """A TWA knob has an invalid value, or the TWA phase cannot fit the run; the message names the flag."""
+
+
+class BasisMemoryError(MemoryError, TWAError):
     """The TWA basis would not fit in the memory available; the message gives the amount it needs."""
 
 

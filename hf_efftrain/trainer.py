@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from hf_efftrain.budget import check_steps
 from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.cmd.config import CMDArguments
-from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
@@ -36,20 +36,29 @@ from hf_efftrain.twa.callback import TWACallback
 class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, GrowthArguments, TrainingArguments):
     """``TrainingArguments`` plus the switches of hf_efftrain's methods (readable by ``HfArgumentParser``)."""
 
-    snapshot_every: int = field(
+    snapshot_every: float = field(
         default=0,
-        metadata={"help": "Save the trainable weights every N optimizer steps (0 = off); read with Trajectory."},
+        metadata={
+            "help": "Save the trainable weights every N optimizer steps, or every fraction (< 1) of max_steps "
+            "(0 = off); read with Trajectory."
+        },
     )
     snapshot_dir: str | None = field(
         default=None, metadata={"help": "Folder for snapshot-N/ weights (default: <output_dir>/snapshots)."}
+    )
+    fix_loss_scaling: bool = field(
+        default=False,
+        metadata={
+            "help": "Undo transformers' loss scaling for models whose loss is a plain mean (BERT-style classifiers): "
+            "gradient accumulation and several processes then give the update of one big batch (off = Trainer)."
+        },
     )
 
     def __post_init__(self) -> None:
         if self.ddp_backend is None and _launched_without_accelerator():
             self.ddp_backend = "gloo"  # `accelerate launch`/torchrun on a CPU-only machine: DDP over gloo
         super().__post_init__()
-        if self.snapshot_every < 0:
-            raise ArgumentsError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        check_steps("snapshot_every", self.snapshot_every, zero=True)
         self._validate_growth()
         self._validate_mat()
         self._validate_twa()
@@ -75,17 +84,12 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
         callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
     if args.growth_mask_ramp_steps:
         callbacks.append(MaskRampCallback(args.growth_mask_ramp_steps))
-    mat = twa = None
     if args.mat:
         from hf_efftrain.mat.callback import MATCallback
 
-        mat = MATCallback(args.mat_config())
-        callbacks.append(mat)
-    if args.twa:
-        twa = TWACallback(args.twa_config())
-        callbacks.append(twa)
-    if mat is not None and twa is not None:
-        twa.on_twa_phase.append(mat.release)  # TWA's projected gradients need every head's gradient
+        callbacks.append(MATCallback(args.mat_config()))
+    if args.twa:  # its phase releases MAT's gates through the model (hf_efftrain.links), as in any Trainer
+        callbacks.append(TWACallback(args.twa_config()))
     if args.cmd_online or args.cmd_embed_every:
         callbacks.append(CMDCallback.from_args(args))
     return callbacks
@@ -113,14 +117,15 @@ def loss_counts_tokens(model: nn.Module) -> bool:
 class EfficientTrainer(Trainer):
     """``Trainer`` plus the callbacks of the methods enabled in :class:`EfficientTrainingArguments`.
 
-    It also corrects transformers' loss scaling for models whose loss ignores ``num_items_in_batch``
-    (see :func:`loss_counts_tokens`), so gradient accumulation and several processes give the same update as
-    one big batch.
+    With ``fix_loss_scaling=True`` it also corrects transformers' loss scaling for models whose loss ignores
+    ``num_items_in_batch`` (see :func:`loss_counts_tokens`), so gradient accumulation and several processes give
+    the same update as one big batch. Off by default: with no option switched on it is ``Trainer``, bit for bit.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.model_accepts_loss_kwargs and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
+        fix = getattr(self.args, "fix_loss_scaling", False) and self.model_accepts_loss_kwargs
+        if fix and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
             self.model_accepts_loss_kwargs = False
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys

@@ -30,6 +30,7 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from hf_efftrain.atomic import atomic_directory, write_safetensors
+from hf_efftrain.budget import check_steps, resolve_steps
 from hf_efftrain.errors import (
     CorruptCheckpointError,
     MissingCheckpointError,
@@ -317,11 +318,11 @@ class SnapshotCallback(TrainerCallback):
         trainer.add_callback(SnapshotCallback("runs/demo/snapshots", every=10))
     """
 
-    def __init__(self, output_dir: str | os.PathLike, every: int, save_initial: bool = True) -> None:
-        if every < 1:
-            raise ValueError(f"SnapshotCallback needs every >= 1, got {every}")
+    def __init__(self, output_dir: str | os.PathLike, every: float, save_initial: bool = True) -> None:
+        check_steps("every", every)  # steps, or a fraction in (0, 1) of max_steps (resolved at train begin)
         self.output_dir = Path(output_dir)
-        self.every = every
+        self.requested = every
+        self.every = int(every) if every >= 1 else None
         self.save_initial = save_initial
         self.last_saved_step: int | None = None
 
@@ -332,6 +333,7 @@ class SnapshotCallback(TrainerCallback):
         self.last_saved_step = state.global_step
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self.every = resolve_steps(self.requested, state.max_steps)
         if self.save_initial and state.global_step == 0:
             self._save(state, kwargs.get("model"))
 

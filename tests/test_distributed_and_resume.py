@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from hf_efftrain.trajectory import Trajectory
 
@@ -25,13 +26,20 @@ def _run(args: list[str], launcher: list[str] | None = None) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_write_one_snapshot_sequence(tmp_path):
+def test_two_processes_write_one_snapshot_sequence_and_train_like_trainer(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    _run([str(tmp_path), "--max_steps", "4"], launcher=torchrun)
-    result = json.loads((tmp_path / "losses.json").read_text())
+    ours, plain = tmp_path / "ours", tmp_path / "plain"
+    _run([str(ours), "--max_steps", "4", "--accumulation", "2"], launcher=torchrun)
+    _run([str(plain), "--max_steps", "4", "--accumulation", "2", "--plain"], launcher=torchrun)
+    result = json.loads((ours / "losses.json").read_text())
     assert result["world_size"] == 2
-    assert Trajectory(tmp_path / "snapshots").steps == [0, 2, 4]
-    assert not list((tmp_path / "snapshots").glob(".*"))  # no temp leftovers from a second writer
+    assert Trajectory(ours / "snapshots").steps == [0, 2, 4]
+    assert not list((ours / "snapshots").glob(".*"))  # no temp leftovers from a second writer
+    # no method switched on: transformers.Trainer bit for bit, with 2 processes and gradient accumulation
+    assert result["losses"] == json.loads((plain / "losses.json").read_text())["losses"]
+    weights, reference = (torch.load(folder / "weights.pt", weights_only=True) for folder in (ours, plain))
+    assert weights.keys() == reference.keys()
+    assert all(weights[name].equal(reference[name]) for name in reference)
 
 
 @pytest.mark.slow

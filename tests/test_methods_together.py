@@ -6,8 +6,9 @@ measuring. Resuming across that moment continues exactly.
 
 from __future__ import annotations
 
+import pytest
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_efftrain import EfficientTrainer
 from hf_efftrain.mat.callback import MATCallback
@@ -19,6 +20,8 @@ TOGETHER = {
     "twa": True, "twa_start": 0.5, "twa_every": 2, "twa_steps": 4,
 }  # fmt: skip
 ATTENTION = ("query.weight", "key.weight", "value.weight")
+SHARED_ARGUMENTS = ("max_steps", "per_device_train_batch_size", "learning_rate", "weight_decay", "logging_steps",
+                    "report_to", "save_strategy", "disable_tqdm", "use_cpu", "seed")  # fmt: skip
 
 
 class SilentRows(TrainerCallback):
@@ -76,6 +79,31 @@ def test_resume_inside_the_twa_phase_continues_exactly(tmp_path):
     assert _method(resumed, MATCallback).released
     for (name, a), b in zip(straight.state_dict().items(), resumed_model.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("twa_first", [False, True])
+def test_plain_callbacks_in_stock_trainer_link_like_efficient_trainer(tmp_path, twa_first):
+    """No EfficientTrainer: TWA's phase finds MAT through the model, in either callback order."""
+    reference = tiny_args(str(tmp_path / "ours"), **TOGETHER)
+    data = tiny_classification_data()
+    ours_model = tiny_bert()
+    EfficientTrainer(model=ours_model, args=reference, train_dataset=data).train()
+
+    model = tiny_bert()
+    rows = SilentRows(model)
+    plain = {name: getattr(reference, name) for name in SHARED_ARGUMENTS}
+    mat, twa = MATCallback(reference.mat_config()), TWACallback(reference.twa_config())
+    methods = [twa, mat] if twa_first else [mat, twa]
+    trainer = Trainer(model=model, args=TrainingArguments(str(tmp_path / "plain"), **plain), train_dataset=data,
+                      callbacks=[*methods, rows])  # fmt: skip
+    trainer.train()
+    start = twa.start_step
+    assert twa.phase == "done" and mat.released
+    assert any(rows.silent[s] > 0 for s in range(3, start + 1))  # MAT gated while TWA collected
+    assert all(rows.silent[s] == 0 for s in range(start + 1, trainer.state.global_step + 1))  # released for TWA
+    if not twa_first:  # EfficientTrainer's order: the same run, bit for bit
+        for (name, a), b in zip(ours_model.state_dict().items(), model.state_dict().values(), strict=True):
+            assert a.equal(b), name
 
 
 class _StopAt(TrainerCallback):

@@ -19,11 +19,12 @@ class LossRecorder(TrainerCallback):
             self.losses.append(logs["loss"])
 
 
-def _train(trainer_cls, args_cls, data, out) -> tuple[list[float], dict]:
+def _train(trainer_cls, args_cls, data, out, accumulation: int = 1) -> tuple[list[float], dict]:
     args = args_cls(
         output_dir=str(out),
         max_steps=6,
-        per_device_train_batch_size=8,
+        per_device_train_batch_size=8 // accumulation,
+        gradient_accumulation_steps=accumulation,
         learning_rate=1e-3,
         logging_steps=1,
         seed=7,
@@ -37,11 +38,11 @@ def _train(trainer_cls, args_cls, data, out) -> tuple[list[float], dict]:
     return recorder.losses, {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_no_method_trains_exactly_like_trainer(tmp_path, tiny_classification_data):
-    plain_losses, plain_state = _train(Trainer, TrainingArguments, tiny_classification_data, tmp_path / "a")
-    ours_losses, ours_state = _train(
-        EfficientTrainer, EfficientTrainingArguments, tiny_classification_data, tmp_path / "b"
-    )
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_no_method_trains_exactly_like_trainer(tmp_path, tiny_classification_data, accumulation):
+    data = tiny_classification_data
+    plain_losses, plain_state = _train(Trainer, TrainingArguments, data, tmp_path / "a", accumulation)
+    ours_losses, ours_state = _train(EfficientTrainer, EfficientTrainingArguments, data, tmp_path / "b", accumulation)
     assert len(plain_losses) == 6
     assert ours_losses == plain_losses  # exact float equality, not approx
     for name, tensor in plain_state.items():

@@ -41,7 +41,7 @@ def test_two_processes_match_one_with_half_the_basis_each(tmp_path):
         assert max(shares) == pytest.approx(reference["basis_mb"] / 2, rel=0.01)
     for result in ranks:  # the Trainer run: DDP batches 2 × 4 vs one batch of 8
         trained = result["trainer"]
-        per_process = trained["losses"]  # a mean, like one process (EfficientTrainer undoes transformers' × world)
+        per_process = trained["losses"]  # a mean, like one process (fix_loss_scaling undoes × world)
         # phase 1 agrees to float rounding; TWA steps amplify rounding in the (tiny) in-span gradient a little
         assert per_process == pytest.approx(one["trainer"]["losses"], abs=5e-4)
         assert torch.allclose(trained["theta"], one["trainer"]["theta"], atol=1e-3)

@@ -53,6 +53,7 @@ def trainer_run(world: int) -> dict:
             twa_steps=4,
             twa_lr=0.1,
             train_sampling_strategy="sequential",  # the same 8 examples per step in both layouts
+            fix_loss_scaling=True,  # a mean over the 8 examples in both layouts (transformers scales by world size)
         )
         trainer.train()
     report = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TWACallback)).report

@@ -32,6 +32,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_efftrain.atomic import atomic_directory, write_json, write_safetensors
+from hf_efftrain.budget import resolve_steps
 from hf_efftrain.cmd.embedded import Embedding, embed_tensors
 from hf_efftrain.cmd.online import OnlineCMD
 from hf_efftrain.cmd.posthoc import fit_cmd
@@ -50,7 +51,7 @@ class CMDCallback(TrainerCallback):
     def __init__(
         self,
         output_dir: str | Path,
-        every: int = 10,
+        every: float = 10,
         warmup: int = 20,
         modes: int = 5,
         candidates: int = 1000,
@@ -100,6 +101,7 @@ class CMDCallback(TrainerCallback):
     # ---- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._reset()
+        self.every_steps = resolve_steps(self.every, state.max_steps)  # a fraction (0, 1) is a share of max_steps
         if state.global_step > 0:
             self._restore(args, state, kwargs.get("model"), kwargs.get("optimizer"))
         elif state.is_world_process_zero and self.warmup_dir.exists():
@@ -110,7 +112,7 @@ class CMDCallback(TrainerCallback):
         model = kwargs["model"]
         if self.online is not None:
             self.embedding.apply(self.online, model)  # embedded tensors follow their references
-        if state.global_step % self.every == 0 and state.is_world_process_zero:
+        if state.global_step % self.every_steps == 0 and state.is_world_process_zero:
             self._snapshot(state.global_step, model, kwargs.get("optimizer"))
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):

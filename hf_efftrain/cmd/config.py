@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hf_efftrain.budget import check_steps
 from hf_efftrain.errors import ArgumentsError
 
 
@@ -19,9 +20,12 @@ class CMDArguments:
     cmd_online: bool = field(
         default=False, metadata={"help": "Track online CMD weights θ̂ = a·r(t) + b alongside training (like an EMA)."}
     )
-    cmd_every: int = field(default=10, metadata={"help": "Take a CMD snapshot every N optimizer steps."})
+    cmd_every: float = field(
+        default=10, metadata={"help": "Take a CMD snapshot every N optimizer steps (a fraction < 1: of max_steps)."}
+    )
     cmd_warmup: int = field(
-        default=20, metadata={"help": "Snapshots collected (on disk) before the modes are fitted and frozen."}
+        default=20,
+        metadata={"help": "Snapshots (not steps) collected on disk before the modes are fitted and frozen."},
     )
     cmd_modes: int = field(default=5, metadata={"help": "Number of CMD modes M."})
     cmd_candidates: int = field(default=1000, metadata={"help": "Reference candidates K clustered after warm-up."})
@@ -42,7 +46,8 @@ class CMDArguments:
         """Reject settings that cannot work, with the flag to change."""
         if not (self.cmd_online or self.cmd_embed_every):
             return
-        for name in ("cmd_every", "cmd_warmup", "cmd_candidates"):
+        check_steps("cmd_every", self.cmd_every)
+        for name in ("cmd_warmup", "cmd_candidates"):
             if getattr(self, name) < 1:
                 raise ArgumentsError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cmd_warmup < 3:

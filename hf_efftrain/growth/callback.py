@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
+from hf_efftrain.budget import check_steps, resolve_steps
 from hf_efftrain.growth.masked import get_mask, set_mask
 
 
 class MaskRampCallback(TrainerCallback):
     """Set the mask to ``min(1, global_step / ramp_steps)`` before every step (no-op for unmasked models).
 
-    ``ramp_steps=None`` uses the ramp stored on the mask by the operator (``masked_depth(..., ramp_steps=)``).
+    ``ramp_steps=None`` uses the ramp stored on the mask by the operator (``masked_depth(..., ramp_steps=)``);
+    a fraction in (0, 1) is a share of the run's ``max_steps``, resolved at train begin.
     """
 
-    def __init__(self, ramp_steps: int | None = None) -> None:
-        if ramp_steps is not None and ramp_steps < 1:
-            raise ValueError(f"ramp_steps must be >= 1, got {ramp_steps}")
-        self.ramp_steps = ramp_steps
+    def __init__(self, ramp_steps: float | None = None) -> None:
+        if ramp_steps is not None:
+            check_steps("ramp_steps", ramp_steps)
+        self.requested = ramp_steps
+        self.ramp_steps = ramp_steps if ramp_steps is None or ramp_steps >= 1 else None  # until max_steps is known
 
     def value(self, step: int, model) -> float | None:
         mask = get_mask(model)
@@ -35,4 +38,7 @@ class MaskRampCallback(TrainerCallback):
         if model is not None and (value := self.value(state.global_step, model)) is not None:
             set_mask(model, value)
 
-    on_train_begin = on_step_begin
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.requested is not None:
+            self.ramp_steps = resolve_steps(self.requested, state.max_steps)
+        self.on_step_begin(args, state, control, model=model, **kwargs)

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hf_efftrain.errors import ArgumentsError
+from hf_efftrain.budget import check_steps
 
 
 @dataclass
 class GrowthArguments:
     """``growth_mask_ramp_steps``: ramp a masked-growth model's mask from 0 to 1 over this many steps."""
 
-    growth_mask_ramp_steps: int = field(
+    growth_mask_ramp_steps: float = field(
         default=0,
         metadata={
             "help": "Masked growth (MSG): raise the mask of a model grown with masked_depth/masked_width from 0 to 1 "
-            "over this many optimizer steps (0 = off, or the ramp stored on the mask when select_growth trains it)."
+            "over this many optimizer steps, or this fraction (< 1) of max_steps (0 = off, or the ramp stored on "
+            "the mask when select_growth trains it)."
         },
     )
 
     def _validate_growth(self) -> None:
-        if self.growth_mask_ramp_steps < 0:
-            raise ArgumentsError(f"growth_mask_ramp_steps must be >= 0, got {self.growth_mask_ramp_steps}")
+        check_steps("growth_mask_ramp_steps", self.growth_mask_ramp_steps, zero=True)

@@ -5,5 +5,5 @@ from __future__ import annotations
 from hf_efftrain.errors import HfEfftrainError
 
 
-class GrowthError(HfEfftrainError, ValueError):
+class GrowthError(HfEfftrainError):
     """A recipe or operator call is invalid (bad layer range, mismatched widths, vocab mismatch...)."""

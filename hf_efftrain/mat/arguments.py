@@ -19,8 +19,12 @@ class MATArguments:
     """Switches of MAT (modular adaptive training); see :class:`hf_efftrain.mat.MATConfig` for the semantics."""
 
     mat: bool = field(default=False, metadata={"help": "Enable MAT: gate attention heads by their modular NTK λmax."})
-    mat_every: int = field(default=10, metadata={"help": "Measure λmax every N optimizer steps."})
-    mat_warmup_steps: int = field(default=20, metadata={"help": "Keep every module active for the first N steps."})
+    mat_every: float = field(
+        default=10, metadata={"help": "Measure λmax every N optimizer steps (a fraction < 1: of max_steps)."}
+    )
+    mat_warmup_steps: float = field(
+        default=20, metadata={"help": "Keep every module active for the first N steps (a fraction < 1: of max_steps)."}
+    )
     mat_probe_size: int = field(default=16, metadata={"help": "Probe samples per measurement (first rows of a batch)."})
     mat_ema: float = field(default=0.5, metadata={"help": "EMA weight of the previous λmax (0 = no smoothing)."})
     mat_threshold_rule: str = field(
@@ -57,9 +61,10 @@ class MATArguments:
         ).validate()
 
     def _validate_mat(self) -> None:
-        """Fail at argument parsing, not at step 1000, naming the flag (``--mat_every``) rather than the knob."""
-        if not self.mat:
-            return
+        """Fail at argument parsing, not at step 1000, naming the flag (``--mat_every``) rather than the knob.
+
+        The values are checked even with MAT off: a typo in a flag is reported whether or not it takes effect.
+        """
         try:
             self.mat_config()
         except MATConfigError as err:

@@ -24,6 +24,7 @@ from transformers.trainer_callback import ExportableState
 
 from hf_efftrain.atomic import write_json
 from hf_efftrain.errors import MATConfigError
+from hf_efftrain.links import listen_whole_gradients, stop_listening
 from hf_efftrain.logging import get_logger
 from hf_efftrain.mat.config import MATConfig
 from hf_efftrain.mat.engine import MATEngine
@@ -60,7 +61,14 @@ class MATCallback(TrainerCallback, ExportableState):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.engine is not None:
             self.engine.detach()
-        self.engine = MATEngine(model, self.config).attach()
+        run_config = self.config.for_run(state.max_steps)  # fractions of max_steps become steps
+        if run_config.warmup_steps >= state.max_steps:
+            logger.warning(
+                "MAT will not gate in this run: warm-up %d >= max_steps %d; lower --mat_warmup_steps or use a fraction",
+                run_config.warmup_steps,
+                state.max_steps,
+            )
+        self.engine = MATEngine(model, run_config).attach()
         if optimizer is not None:
             self.engine.guard_optimizer(optimizer)
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
@@ -83,6 +91,11 @@ class MATCallback(TrainerCallback, ExportableState):
                 "MAT: resumed at step %d with %d active modules", state.global_step, int(self.engine.active.sum())
             )
         self._capture = model.register_forward_pre_hook(self._remember, with_kwargs=True)
+        listen_whole_gradients(model, self, self._release_once)  # TWA's phase, whatever the Trainer
+
+    def _release_once(self) -> None:
+        if not self.released:
+            self.release()
 
     def _remember(self, module, args, kwargs):
         if module.training and self.engine is not None and not self.engine.is_probing:
@@ -104,14 +117,16 @@ class MATCallback(TrainerCallback, ExportableState):
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(figures)
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            stop_listening(model, self)
         if self.engine is None:
             return
         if state.is_world_process_zero and self.engine.history:
             names = [u.name for u in self.engine.layout.units]
             write_json(
                 os.path.join(args.output_dir, "mat_history.json"),
-                {"config": self.config.to_dict(), "units": names, **self.engine.state_dict()},
+                {"config": self.engine.config.to_dict(), "units": names, **self.engine.state_dict()},
             )
             plot_heatmap(self.engine.history, names, os.path.join(args.output_dir, "mat_heatmap.png"))
         self.engine.detach()

@@ -9,9 +9,10 @@ how many samples, so every such choice is a field here, documented and measured.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+from hf_efftrain.budget import check_number, check_steps, resolve_steps
 from hf_efftrain.errors import MATConfigError
 
 OutputMode = Literal["auto", "logits", "projection", "loss"]
@@ -25,6 +26,7 @@ class MATConfig:
 
     * ``every``: measure λmax every K optimizer steps (one extra forward + backward on ``probe_size`` samples).
     * ``warmup_steps``: all modules stay active before this step (λmax is still measured to fill the EMA).
+      Both take a whole number of steps or a fraction in (0, 1) of the run's ``max_steps`` (see :meth:`for_run`).
     * ``ema``: weight of the *old* value in the exponential moving average of λmax (0 = no smoothing).
     * ``threshold_rule``/``threshold``: a module is active when its smoothed λmax is at least
       ``threshold * mean`` (``mean``), ``threshold * max`` (``max``) of its group, or the ``threshold``-quantile
@@ -39,8 +41,8 @@ class MATConfig:
     * ``skip_optimizer_update``: a fully gated projection gets no gradient, so the optimizer skips it.
     """
 
-    every: int = 10
-    warmup_steps: int = 20
+    every: float = 10
+    warmup_steps: float = 20
     probe_size: int = 16
     ema: float = 0.5
     threshold_rule: ThresholdRule = "mean"
@@ -55,13 +57,14 @@ class MATConfig:
 
     def validate(self) -> MATConfig:
         """Raise :class:`MATConfigError` naming the bad knob; return ``self`` for chaining."""
+        check_steps("every", self.every, error=MATConfigError)
+        check_steps("warmup_steps", self.warmup_steps, zero=True, error=MATConfigError)
+        check_number("probe_size", self.probe_size, 2, 256, error=MATConfigError)
+        check_number("ema", self.ema, 0, 1, high_open=True, error=MATConfigError)
+        check_number("threshold", self.threshold, 0, error=MATConfigError)
         checks = [
-            (self.every >= 1, f"every must be >= 1 (measure every K steps), got {self.every}"),
-            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (2 <= self.probe_size <= 256, f"probe_size must be in 2..256 samples, got {self.probe_size}"),
-            (0.0 <= self.ema < 1.0, f"ema must be in [0, 1), got {self.ema}"),
+            (self.probe_size == int(self.probe_size), f"probe_size must be a whole number, got {self.probe_size}"),
             (self.threshold_rule in ("mean", "quantile", "max"), f"unknown threshold_rule {self.threshold_rule!r}"),
-            (self.threshold >= 0, f"threshold must be >= 0, got {self.threshold}"),
             (self.threshold_rule != "quantile" or self.threshold <= 1, "a quantile threshold must be in [0, 1]"),
             (self.threshold_rule != "max" or self.threshold <= 1, "a max-relative threshold must be in [0, 1]"),
             (self.scope in ("model", "layer"), f"scope must be 'model' or 'layer', got {self.scope!r}"),
@@ -73,6 +76,11 @@ class MATConfig:
             if not ok:
                 raise MATConfigError(message)
         return self
+
+    def for_run(self, max_steps: int) -> MATConfig:
+        """This config with ``every`` and ``warmup_steps`` in steps of a run of ``max_steps`` (fractions resolved)."""
+        every, warmup = resolve_steps(self.every, max_steps), resolve_steps(self.warmup_steps, max_steps)
+        return replace(self, every=every, warmup_steps=warmup)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for trainer_state.json and the run's history file)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hf_efftrain.errors import TWAError
+from hf_efftrain.errors import TWAConfigError
 from hf_efftrain.twa.config import TWAConfig
 
 
@@ -27,8 +27,14 @@ class TWAArguments:
         default=0.0,
         metadata={"help": "First step to collect at: a fraction of max_steps (<1) or a step number (skip warm-up)."},
     )
-    twa_every: int = field(default=10, metadata={"help": "Collect the trainable weights every N optimizer steps."})
-    twa_steps: int = field(default=20, metadata={"help": "Optimizer steps of the TWA phase (then training stops)."})
+    twa_every: float = field(
+        default=10,
+        metadata={"help": "Collect the trainable weights every N optimizer steps (a fraction < 1: of max_steps)."},
+    )
+    twa_steps: float = field(
+        default=20,
+        metadata={"help": "Optimizer steps of the TWA phase, then training stops (a fraction < 1: of max_steps)."},
+    )
     twa_form: str = field(
         default="subspace",
         metadata={"help": "'subspace' (orthonormal basis, projected SGD) or 'layerwise' (per-tensor coefficients)."},
@@ -81,8 +87,12 @@ class TWAArguments:
 
     def _validate_twa(self) -> None:
         """Check the knobs up front, and what TWA cannot combine with."""
+        config = self.twa_config()  # values are checked even with TWA off; how they fit the run only with it on
         if not self.twa:
             return
-        self.twa_config()
         if getattr(self, "load_best_model_at_end", False):
-            raise TWAError("twa=True makes the TWA solution the final model: turn off load_best_model_at_end")
+            raise TWAConfigError("twa=True makes the TWA solution the final model: turn off load_best_model_at_end")
+        max_steps = getattr(self, "max_steps", -1)
+        if max_steps > 0:  # the run's length is known: the phase must fit in it (else checked at train begin)
+            config.collection_steps(max_steps)
+            config.start_step(max_steps)

@@ -30,6 +30,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from hf_efftrain.atomic import atomic_file, write_json
 from hf_efftrain.errors import TWAError
+from hf_efftrain.links import need_whole_gradients, whole_gradients_done
 from hf_efftrain.logging import get_logger
 from hf_efftrain.trajectory import save_snapshot, trainable_state
 from hf_efftrain.twa.collect import Collector, Solver, add_from_folder, count_checkpoints, solver_from_state
@@ -48,12 +49,15 @@ class TWACallback(TrainerCallback):
     """Collect checkpoints, then run a short TWA phase whose solution becomes the final weights.
 
     ``report`` holds what happened: checkpoints used, basis rank and memory per process, phase timings.
-    ``on_twa_phase`` functions are called when the TWA phase begins (or resumes): methods that skip gradient
-    work (MAT) hand back every parameter there, since the projected gradient needs the whole gradient.
+    When the TWA phase begins (or resumes) it announces on the model that whole gradients are needed
+    (:mod:`hf_efftrain.links`): methods that skip gradient work (MAT) hand back every parameter there, in any
+    Trainer. ``on_twa_phase`` functions are called at the same moment. Fractional ``every``/``steps`` are resolved
+    against ``max_steps`` at train begin (``config``; the config as given is ``requested``).
     """
 
     def __init__(self, config: TWAConfig | None = None, norm_batches: int | None = 100, **knobs: Any) -> None:
-        self.config = config if config is not None else TWAConfig(**knobs)
+        self.requested = config if config is not None else TWAConfig(**knobs)
+        self.config = self.requested  # resolved against max_steps at train begin
         self.norm_batches = norm_batches
         self.phase = "collect"  # collect -> twa -> done
         self.collected_steps: list[int] = []
@@ -66,6 +70,8 @@ class TWACallback(TrainerCallback):
 
     # ---- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self.config = self.requested.for_run(state.max_steps)  # fractions of max_steps become steps
+        whole_gradients_done(kwargs["model"])  # a new run: nothing announced yet
         self.rank, self.world = process_position()
         self.view = TrainableView(kwargs["model"])
         self.start_step = self.config.start_step(state.max_steps)
@@ -84,7 +90,7 @@ class TWACallback(TrainerCallback):
         self.collector = Collector(self.view, self.config)
         self._marks = {"begin": time.perf_counter()}
         if state.global_step > 0:
-            self._restore(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            self._restore(Path(args.output_dir) / f"checkpoint-{state.global_step}", kwargs["model"])
         elif self.start_step == 0:
             self._begin_twa(kwargs["model"])
 
@@ -121,6 +127,7 @@ class TWACallback(TrainerCallback):
             torch.save(saved, tmp)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        whole_gradients_done(kwargs["model"])
         if self.phase == "collect":
             logger.warning("TWA: training ended before the TWA phase began; the weights are not a TWA solution")
             return
@@ -164,13 +171,14 @@ class TWACallback(TrainerCallback):
         self.phase = "twa"
         self._marks["twa"] = time.perf_counter()
         logger.info("TWA: phase begins with %s", self.report)
-        self._announce_phase()
+        self._announce_phase(model)
 
-    def _announce_phase(self) -> None:
+    def _announce_phase(self, model: torch.nn.Module) -> None:
+        need_whole_gradients(model)  # MAT (as any callback, in any Trainer) releases its gates
         for listener in self.on_twa_phase:
             listener()
 
-    def _restore(self, folder: Path) -> None:
+    def _restore(self, folder: Path, model: torch.nn.Module) -> None:
         file = folder / STATE_FILE.format(rank=self.rank)
         if not file.is_file():
             raise TWAError(
@@ -195,7 +203,7 @@ class TWACallback(TrainerCallback):
             self.solver = solver_from_state(self.view, self.config, saved["solver"], self.config.steps)
         logger.info("TWA: resumed in phase %r from %s", self.phase, file)
         if self.phase != "collect":
-            self._announce_phase()
+            self._announce_phase(model)
 
     def _rows(self) -> int:
         """Checkpoints in the TWA basis (all processes together)."""

@@ -11,10 +11,11 @@ optionally quantized storage). Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from hf_efftrain.errors import TWAError
+from hf_efftrain.budget import check_number, check_steps, resolve_steps
+from hf_efftrain.errors import TWAConfigError
 
 FORMS = ("subspace", "layerwise")
 SCHEDULES = ("cosine", "step", "constant")
@@ -27,8 +28,8 @@ class TWAConfig:
     form: str = "subspace"
     start: float = 0.5
     collect_from: float = 0.0
-    every: int = 10
-    steps: int = 20
+    every: float = 10  # steps, or a fraction (0, 1) of max_steps
+    steps: float = 20  # steps, or a fraction (0, 1) of max_steps
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -44,50 +45,53 @@ class TWAConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`TWAError` naming the knob to fix."""
+        """Raise :class:`TWAConfigError` naming the knob to fix."""
         if self.form not in FORMS:
-            raise TWAError(f"twa_form must be one of {', '.join(FORMS)}, got {self.form!r}")
+            raise TWAConfigError(f"twa_form must be one of {', '.join(FORMS)}, got {self.form!r}")
         if self.schedule not in SCHEDULES:
-            raise TWAError(f"twa_schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.start < 0 or (self.start >= 1 and self.start != int(self.start)):
-            raise TWAError(f"twa_start must be a fraction in [0, 1) or a whole step number, got {self.start}")
-        if self.collect_from < 0 or (self.collect_from >= 1 and self.collect_from != int(self.collect_from)):
-            raise TWAError(
-                f"twa_collect_from must be a fraction in [0, 1) or a whole step number, got {self.collect_from}"
-            )
-        if self.every < 1:
-            raise TWAError(f"twa_every must be >= 1 (collect a checkpoint every N steps), got {self.every}")
-        if self.steps < 1:
-            raise TWAError(f"twa_steps must be >= 1 (length of the TWA phase), got {self.steps}")
-        if self.lr <= 0:
-            raise TWAError(f"twa_lr must be > 0, got {self.lr}")
-        if self.trust < 0:
-            raise TWAError(
-                f"twa_trust must be >= 0 (radius in units of the checkpoints' spread; 0 = unconstrained), "
-                f"got {self.trust}"
-            )
-        if not 0 <= self.bits <= 8:
-            raise TWAError(f"twa_bits must be 0 (no quantization) or 1..8, got {self.bits}")
+            raise TWAConfigError(f"twa_schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        for name in ("start", "collect_from"):
+            value = getattr(self, name)
+            check_number(f"twa_{name}", value, 0, error=TWAConfigError)
+            if value >= 1 and value != int(value):
+                raise TWAConfigError(f"twa_{name} must be a fraction in [0, 1) or a whole step number, got {value}")
+        check_steps("twa_every", self.every, error=TWAConfigError)
+        check_steps("twa_steps", self.steps, error=TWAConfigError)
+        check_number("twa_lr", self.lr, 0, low_open=True, error=TWAConfigError)
+        check_number("twa_momentum", self.momentum, 0, 1, high_open=True, error=TWAConfigError)
+        check_number("twa_weight_decay", self.weight_decay, 0, error=TWAConfigError)
+        check_number("twa_trust", self.trust, 0, error=TWAConfigError)  # radius in checkpoint spreads; 0 = off
+        check_number("twa_bits", self.bits, 0, 8, error=TWAConfigError)
+        if self.bits != int(self.bits):
+            raise TWAConfigError(f"twa_bits must be 0 (no quantization) or 1..8, got {self.bits}")
         if self.bits and self.form != "layerwise":
-            raise TWAError("twa_bits quantizes the layer-wise basis only: set twa_form='layerwise' or twa_bits=0")
-        if not 0 < self.rank_tol < 1:
-            raise TWAError(f"twa_rank_tol must be in (0, 1), got {self.rank_tol}")
+            raise TWAConfigError("twa_bits quantizes the layer-wise basis only: set twa_form='layerwise' or twa_bits=0")
+        check_number("twa_rank_tol", self.rank_tol, 0, 1, low_open=True, high_open=True, error=TWAConfigError)
+        if self.max_basis_mb is not None:
+            check_number("twa_max_basis_mb", self.max_basis_mb, 0, low_open=True, error=TWAConfigError)
         if self.snapshot_dir and self.checkpoints_from:
-            raise TWAError("give either twa_snapshot_dir (collect during the run) or twa_checkpoints_from, not both")
+            raise TWAConfigError(
+                "give either twa_snapshot_dir (collect during the run) or twa_checkpoints_from, not both"
+            )
+
+    def for_run(self, max_steps: int) -> TWAConfig:
+        """This config with ``every`` and ``steps`` in steps of a run of ``max_steps`` (fractions resolved)."""
+        return replace(self, every=resolve_steps(self.every, max_steps), steps=resolve_steps(self.steps, max_steps))
 
     def start_step(self, max_steps: int) -> int:
         """The global step at which collection ends and the TWA phase begins."""
         if self.checkpoints_from and self.start == 0:
             return 0
+        every, steps = resolve_steps(self.every, max_steps), resolve_steps(self.steps, max_steps)
         step = round(self.start * max_steps) if self.start < 1 else int(self.start)
-        if step + self.steps > max_steps:
-            raise TWAError(
-                f"the TWA phase (start step {step} + twa_steps {self.steps}) does not fit in max_steps {max_steps}: "
+        if step + steps > max_steps:
+            raise TWAConfigError(
+                f"the TWA phase (twa_start step {step} + twa_steps {steps}) does not fit in max_steps {max_steps}: "
                 "lower twa_start or twa_steps, or raise max_steps"
             )
-        if not self.checkpoints_from and step < self.every:
-            raise TWAError(
-                f"no checkpoint would be collected before step {step} with twa_every={self.every}: "
+        if not self.checkpoints_from and step < every:
+            raise TWAConfigError(
+                f"twa_start (step {step}) comes before the first collected checkpoint (twa_every={every}): "
                 "start TWA later or collect more often"
             )
         return step
@@ -96,11 +100,11 @@ class TWAConfig:
         """Steps at which checkpoints are collected: every ``every`` steps from ``collect_from``, and the start step."""
         if self.checkpoints_from:
             return []
-        start = self.start_step(max_steps)
+        start, every = self.start_step(max_steps), resolve_steps(self.every, max_steps)
         first = round(self.collect_from * max_steps) if self.collect_from < 1 else int(self.collect_from)
         if first > start:
-            raise TWAError(f"twa_collect_from (step {first}) is after the TWA start (step {start}): lower it")
-        return sorted({*range(max(first, self.every), start + 1, self.every), start})
+            raise TWAConfigError(f"twa_collect_from (step {first}) is after the TWA start (step {start}): lower it")
+        return sorted({*range(max(first, every), start + 1, every), start})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
