@@ -47,6 +47,8 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     def __post_init__(self) -> None:
         if self.ddp_backend is None and _launched_without_accelerator():
             self.ddp_backend = "gloo"  # `accelerate launch`/torchrun on a CPU-only machine: DDP over gloo
+        if self.dataloader_pin_memory and not _has_accelerator():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator: torch warns on every CPU loader
         super().__post_init__()
         if self.snapshot_every < 0:
             raise ArgumentsError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
@@ -59,6 +61,11 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     def resolved_snapshot_dir(self) -> Path:
         """Where snapshots go."""
         return Path(self.snapshot_dir or Path(self.output_dir) / "snapshots")
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6; CUDA only before
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 def _launched_without_accelerator() -> bool:
