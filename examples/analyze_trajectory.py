@@ -13,7 +13,7 @@ processes the two analyses run side by side (CMD on the first, transfer on the s
 
     python examples/finetune.py --snapshot_every 10 --max_steps 100 --output_dir outputs/finetune
     python examples/analyze_trajectory.py --run_dir outputs/finetune
-    accelerate launch --config_file examples/accelerate/two_processes.yaml examples/analyze_trajectory.py \\
+    torchrun --standalone --nproc_per_node 2 examples/analyze_trajectory.py \\
         --run_dir outputs/finetune --modes 3 --transfer_steps 5
 """
 

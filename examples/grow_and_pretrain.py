@@ -5,7 +5,7 @@ Offline by default (real MiniLM-L6 and the real Wikipedia sample). Every candida
 ``--max_steps`` steps, and saved with its recipe, the LAG report and a model card::
 
     python examples/grow_and_pretrain.py --max_steps 200 --lag_steps 20
-    accelerate launch --config_file examples/accelerate/two_processes.yaml examples/grow_and_pretrain.py \
+    torchrun --standalone --nproc_per_node 2 examples/grow_and_pretrain.py \
         --strategies copy_all interleave --push_grown_to me/minilm-12l
 
 The grown model fine-tunes like any checkpoint, MAT included::

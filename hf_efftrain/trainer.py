@@ -45,8 +45,9 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     )
 
     def __post_init__(self) -> None:
-        if self.ddp_backend is None and _launched_without_accelerator():
-            self.ddp_backend = "gloo"  # `accelerate launch`/torchrun on a CPU-only machine: DDP over gloo
+        if _launched_without_accelerator():  # torchrun/`accelerate launch` on a CPU-only machine: DDP over gloo
+            self.ddp_backend = self.ddp_backend or "gloo"
+            self.use_cpu = True  # accelerate's MULTI_CPU state; else "NO" with an open group, and a bogus warning
         if self.dataloader_pin_memory and not _has_accelerator():
             self.dataloader_pin_memory = False  # pinning needs an accelerator: torch warns on every CPU loader
         super().__post_init__()
