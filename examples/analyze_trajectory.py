@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, PreTrainedModel
 
 from hf_efftrain.cmd import fit_cmd
 from hf_efftrain.cmd.plots import plot_all
@@ -86,27 +86,29 @@ def run_cmd(script: AnalysisArguments, traj: Trajectory, out: Path) -> dict:
     return {"cmd_modes": result.num_modes, **{f"cmd_{k}": v for k, v in stats.items()}}
 
 
-def target_folder(script: AnalysisArguments, out: Path) -> Path:
-    """``--target_init``, or the run's architecture re-initialized with ``--target_seed`` (saved once)."""
+def transfer_target(script: AnalysisArguments) -> tuple[Path | PreTrainedModel, Path, str]:
+    """The target, its tokenizer's folder and how the report names it: ``--target_init``, or the run's
+    architecture re-initialized in memory with ``--target_seed`` (never written: a run folder keeps no copy of
+    an input, and the seed reproduces it)."""
     if script.target_init:
-        return Path(script.target_init)
-    base, folder = base_folder(script), out / "target-init"
+        return Path(script.target_init), Path(script.target_init), script.target_init
+    base = base_folder(script)
     config = AutoConfig.from_pretrained(base)
     model_class = getattr(transformers, (config.architectures or [""])[0], None)
     if model_class is None:
         raise ArgumentsError(f"{base}/config.json names no transformers model class; pass --target_init")
     torch.manual_seed(script.target_seed)
-    model_class(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
+    return model_class(config), base, f"{base} re-initialized with --target_seed {script.target_seed}"
 
 
 def run_transfer_analysis(script: AnalysisArguments, out: Path) -> dict:
     config = TransferConfig(method=script.transfer_method, steps=script.transfer_steps,
                             batch_size=script.transfer_batch_size, seed=script.seed)  # fmt: skip
-    source, target = trajectory_folder(Path(script.run_dir)), target_folder(script, out)
+    source = trajectory_folder(Path(script.run_dir))
+    target, tokenizer_path, label = transfer_target(script)
     report = run_transfer(source, target, out / "transfer", config, script.dataset, script.max_length,
-                          script.eval_samples, progress=not script.quiet)  # fmt: skip
+                          script.eval_samples, progress=not script.quiet, tokenizer_path=tokenizer_path,
+                          target_label=label)  # fmt: skip
     init, last = report["points"][0], report["points"][-1]
     return {**{f"transfer_init_{k}": v for k, v in init.items()}, **{f"transfer_final_{k}": v for k, v in last.items()}}
 

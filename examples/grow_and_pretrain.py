@@ -30,6 +30,7 @@ from hf_efftrain.growth.hub import push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe
+from hf_efftrain.logging import preparation_output
 from hf_efftrain.tasks import tokenize_lm_blocks
 
 DEFAULTS = {
@@ -86,10 +87,11 @@ def wikipedia_blocks(tokenizer, grow: GrowArguments, seed: int) -> DatasetDict:
 def main(argv: list[str] | None = None) -> dict:
     grow, args = parse_arguments((GrowArguments, EfficientTrainingArguments), DEFAULTS, argv)
     source = str(minilm_path()) if grow.source == "minilm" else grow.source
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    blocks = wikipedia_blocks(tokenizer, grow, args.seed)
-    held = blocks["validation"].select(range(min(grow.eval_blocks, len(blocks["validation"]))))
-    eval_set = fixed_mlm_eval(held, tokenizer, seed=args.seed)
+    with preparation_output(args):  # --log_level and --disable_tqdm apply already; one process draws the bars
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        blocks = wikipedia_blocks(tokenizer, grow, args.seed)
+        held = blocks["validation"].select(range(min(grow.eval_blocks, len(blocks["validation"]))))
+        eval_set = fixed_mlm_eval(held, tokenizer, seed=args.seed)
     collator = MlmCollator(tokenizer, seed=args.seed)
     recipes = recipes_for(grow, source)
     lag = select_growth(

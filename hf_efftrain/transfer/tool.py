@@ -99,7 +99,7 @@ def gradient_batches(train, collate, config: TransferConfig) -> list[list[dict]]
 
 def run_transfer(
     source: str | os.PathLike,
-    target: str | os.PathLike,
+    target: str | os.PathLike | PreTrainedModel,
     out: str | os.PathLike,
     config: TransferConfig,
     dataset: str = "rotten_tomatoes",
@@ -107,12 +107,19 @@ def run_transfer(
     eval_samples: int = 500,
     save: str = "end",
     progress: bool = True,
+    *,
+    tokenizer_path: str | os.PathLike | None = None,
+    target_label: str | None = None,
 ) -> dict:
-    """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``."""
+    """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``.
+
+    ``target`` is a ``save_pretrained`` folder, or a model built in memory (a fresh initialization need not be
+    written to disk first): then ``tokenizer_path`` gives the tokenizer and ``target_label`` what the report says.
+    """
     trajectory = Trajectory(source)
-    model = load_target(target)
+    model = target.eval() if isinstance(target, PreTrainedModel) else load_target(target)
     check_compatible(trajectory, model, source)
-    tokenizer = AutoTokenizer.from_pretrained(target)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or target)
     path = source_path(trajectory, config.spacing, config.steps)
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
@@ -138,7 +145,7 @@ def run_transfer(
     bar.close()
     report = {
         "source": str(source),
-        "target": str(target),
+        "target": target_label or str(target),
         "dataset": dataset,
         "config": config.to_dict(),
         "points": points,
