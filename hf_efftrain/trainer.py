@@ -27,7 +27,7 @@ from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
-from hf_efftrain.trajectory import SnapshotCallback
+from hf_efftrain.trajectory import SnapshotCallback, snapshot_dtype
 from hf_efftrain.twa.arguments import TWAArguments
 from hf_efftrain.twa.callback import TWACallback
 
@@ -43,6 +43,11 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     snapshot_dir: str | None = field(
         default=None, metadata={"help": "Folder for snapshot-N/ weights (default: <output_dir>/snapshots)."}
     )
+    snapshot_dtype: str = field(
+        default="auto",
+        metadata={"help": "Snapshot precision: auto (bf16/fp16 when training so, else the weights'), float32, "
+                  "bfloat16 or float16."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if _launched_without_accelerator():  # torchrun/`accelerate launch` on a CPU-only machine: DDP over gloo
@@ -53,6 +58,7 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
         super().__post_init__()
         if self.snapshot_every < 0:
             raise ArgumentsError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        snapshot_dtype(self.snapshot_dtype, self)  # an unknown name fails here, not at the first snapshot
         self._validate_growth()
         self._validate_mat()
         self._validate_twa()
@@ -80,7 +86,8 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
         return []
     callbacks: list[TrainerCallback] = []
     if args.snapshot_every:
-        callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
+        dtype = snapshot_dtype(args.snapshot_dtype, args)
+        callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every, dtype=dtype))
     if args.growth_mask_ramp_steps:
         callbacks.append(MaskRampCallback(args.growth_mask_ramp_steps))
     mat = twa = None
