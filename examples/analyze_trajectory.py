@@ -60,7 +60,7 @@ class AnalysisArguments:
     max_length: int = field(default=64, metadata={"help": "Transfer: tokens per example."})
     eval_samples: int = field(default=500, metadata={"help": "Transfer: validation examples scored per point."})
     seed: int = field(default=0, metadata={"help": "Seed of CMD's sampling and of the transfer's batches."})
-    quiet: bool = field(default=False, metadata={"help": "No progress bars."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars (the Trainer's flag name)."})
 
 
 def trajectory_folder(run_dir: Path) -> Path:
@@ -107,7 +107,7 @@ def run_transfer_analysis(script: AnalysisArguments, out: Path) -> dict:
     source = trajectory_folder(Path(script.run_dir))
     target, tokenizer_path, label = transfer_target(script)
     report = run_transfer(source, target, out / "transfer", config, script.dataset, script.max_length,
-                          script.eval_samples, progress=not script.quiet, tokenizer_path=tokenizer_path,
+                          script.eval_samples, progress=not script.disable_tqdm, tokenizer_path=tokenizer_path,
                           target_label=label)  # fmt: skip
     init, last = report["points"][0], report["points"][-1]
     return {**{f"transfer_init_{k}": v for k, v in init.items()}, **{f"transfer_final_{k}": v for k, v in last.items()}}

@@ -6,7 +6,10 @@ Offline by default (real MiniLM-L6 and the real Wikipedia sample). Every candida
 
     python examples/grow_and_pretrain.py --max_steps 200 --lag_steps 20
     torchrun --standalone --nproc_per_node 2 examples/grow_and_pretrain.py \
-        --strategies copy_all interleave --push_grown_to me/minilm-12l
+        --strategies copy_all interleave --push_to_hub true --hub_model_id me/minilm-12l
+
+``--push_to_hub``/``--hub_model_id`` are the Trainer's own flags; here they upload the grown model once, at the
+end, with its recipe, LAG report and card (not the Trainer's checkpoints).
 
 The grown model fine-tunes like any checkpoint, MAT included::
 
@@ -25,6 +28,7 @@ from transformers import AutoTokenizer, set_seed
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.data import load_wikipedia, minilm_path
 from hf_efftrain.entrypoint import parse_arguments, run_main
+from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.grow import apply_recipe, save_tokenizer
 from hf_efftrain.growth.hub import push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
@@ -63,9 +67,16 @@ class GrowArguments:
     block_size: int = field(default=64, metadata={"help": "Tokens per masked-LM block."})
     eval_blocks: int = field(default=64, metadata={"help": "Held-out blocks (whole held-out articles)."})
     max_train_articles: int | None = field(default=None, metadata={"help": "Use only this many training articles."})
-    push_grown_to: str | None = field(
-        default=None, metadata={"help": "Hub repo id to upload the grown model, recipe, LAG report and card to."}
-    )
+
+
+def hub_repo(args: EfficientTrainingArguments) -> str | None:
+    """The repo of ``--push_to_hub --hub_model_id``, taken over from the Trainer, which would push checkpoints."""
+    if not args.push_to_hub:
+        return None
+    if not args.hub_model_id:
+        raise ArgumentsError("--push_to_hub needs --hub_model_id: the Hub repo the grown model goes to")
+    args.push_to_hub = False  # LAG's and the final Trainer would otherwise create the repo and push checkpoints
+    return args.hub_model_id
 
 
 def recipes_for(grow: GrowArguments, source: str) -> dict[str, GrowthRecipe]:
@@ -86,6 +97,7 @@ def wikipedia_blocks(tokenizer, grow: GrowArguments, seed: int) -> DatasetDict:
 
 def main(argv: list[str] | None = None) -> dict:
     grow, args = parse_arguments((GrowArguments, EfficientTrainingArguments), DEFAULTS, argv)
+    push_to = hub_repo(args)
     source = str(minilm_path()) if grow.source == "minilm" else grow.source
     with preparation_output(args):  # --log_level and --disable_tqdm apply already; one process draws the bars
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -113,8 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
         (out / RECIPE_FILE).write_text(recipes[lag.pick].to_yaml(), encoding="utf-8")
         lag.save(out / "lag")
         write_model_card(out, lag_result=lag)
-        if grow.push_grown_to:
-            push_grown_model(out, grow.push_grown_to, lag_result=lag)
+        if push_to:
+            push_grown_model(out, push_to, lag_result=lag)
         print(json.dumps(metrics, indent=2, default=str))
     return metrics
 

@@ -72,7 +72,7 @@ def finished_run(tiny_base, tmp_path_factory) -> Path:
 def test_analyze_trajectory_reads_the_run_snapshots(config, finished_run, tmp_path):
     argv = ["--run_dir", str(finished_run), "--output_dir", str(tmp_path), "--modes", "2", "--candidates", "200"]
     argv += ["--transfer_steps", "2", "--transfer_batch_size", "4", "--max_length", "16", "--eval_samples", "16"]
-    done = launch(config, "analyze_trajectory.py", argv + ["--quiet", "true"])
+    done = launch(config, "analyze_trajectory.py", argv + ["--disable_tqdm", "true"])
     reports = printed_json(done.stdout)
     assert len(reports) == PROCESSES[config]  # with 2 processes CMD and transfer ran side by side
     merged = {k: v for report in reports for k, v in report.items()}
