@@ -50,6 +50,8 @@ def test_finetune_with_mat_and_twa(config, tiny_base, tmp_path):
     done = launch(config, "finetune.py", finetune_argv(tiny_base, tmp_path) + MAT_TWA)
     (metrics,) = printed_json(done.stdout)  # the main process reports, once
     assert metrics["twa_world_size"] == PROCESSES[config] and metrics["twa_checkpoints"] == 3
+    for noise in ("pin_memory", "LOAD REPORT", "torch.distributed.launch", "Map:"):  # not the user's concern
+        assert noise not in done.stderr, noise
     assert 0 <= metrics["eval_accuracy"] <= 1 and metrics["mat_measurements"] >= 1
     first_loss = float(re.search(r"'loss': '([0-9.]+)'", done.stdout).group(1))
     assert first_loss < 1.0  # ln 2 ≈ 0.69 for two classes; transformers 5 alone logs 1.39 with 2 processes
@@ -84,6 +86,8 @@ def test_analyze_trajectory_reads_the_run_snapshots(config, finished_run, tmp_pa
     report = json.loads((tmp_path / "transfer" / "transfer_report.json").read_text())
     assert report["points"][-1]["accuracy"] == pytest.approx(merged["transfer_final_accuracy"])
     assert (tmp_path / "transfer" / "checkpoint-2" / "model.safetensors").is_file()
+    assert not (tmp_path / "target-init").exists()  # the re-initialized target stays in memory
+    assert "re-initialized with --target_seed 1" in report["target"]
 
 
 def test_finetune_with_online_and_embedded_cmd(tiny_base, tmp_path):
