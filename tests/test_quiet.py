@@ -66,3 +66,14 @@ def test_map_bars_only_on_process_zero_and_without_disable_tqdm(capsys, process_
     with preparation_output(args):
         Dataset.from_dict({"x": list(range(4))}).map(lambda row: row, desc="tokenizing")
     assert ("tokenizing" in capsys.readouterr().err) is drawn
+
+
+def test_growth_puts_an_mlm_head_on_a_base_checkpoint_quietly(tmp_path, transformers_records):
+    from hf_efftrain.growth.grow import load_sources
+    from hf_efftrain.growth.recipe import GrowthRecipe
+
+    tiny_model("bert").save_pretrained(tmp_path)  # like MiniLM: a BertModel, no MLM head
+    recipe = GrowthRecipe([str(tmp_path)], [{"depth": {"strategy": "copy_all", "target_layers": 4}}], task="masked-lm")
+    (model,) = load_sources(recipe)
+    assert type(model).__name__ == "BertForMaskedLM"
+    assert transformers_records == []  # was a LOAD REPORT and "This checkpoint seem corrupted" (tied decoder bias)
