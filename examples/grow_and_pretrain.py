@@ -28,7 +28,6 @@ from transformers import AutoTokenizer, set_seed
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.data import load_wikipedia, minilm_path
 from hf_efftrain.entrypoint import parse_arguments, run_main
-from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.grow import apply_recipe, save_tokenizer
 from hf_efftrain.growth.hub import push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
@@ -70,13 +69,12 @@ class GrowArguments:
 
 
 def hub_repo(args: EfficientTrainingArguments) -> str | None:
-    """The repo of ``--push_to_hub --hub_model_id``, taken over from the Trainer, which would push checkpoints."""
+    """The repo of ``--push_to_hub`` (``--hub_model_id``, else the output folder's name, as the Trainer does),
+    taken over from the Trainer, which would create it at once and push checkpoints."""
     if not args.push_to_hub:
         return None
-    if not args.hub_model_id:
-        raise ArgumentsError("--push_to_hub needs --hub_model_id: the Hub repo the grown model goes to")
     args.push_to_hub = False  # LAG's and the final Trainer would otherwise create the repo and push checkpoints
-    return args.hub_model_id
+    return args.hub_model_id or Path(args.output_dir).absolute().name
 
 
 def recipes_for(grow: GrowArguments, source: str) -> dict[str, GrowthRecipe]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from hf_efftrain import EfficientTrainingArguments
 from hf_efftrain.data import minilm_path
 from hf_efftrain.testing import tiny_model
 from hf_efftrain.trajectory import Trajectory
@@ -117,3 +118,14 @@ def test_user_errors_are_one_line_and_exit_2(script, argv, message, tmp_path):
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{script}: error:") and message in last
+
+
+def test_grow_example_takes_the_trainers_hub_flags_over(tmp_path):
+    module = load_example("grow_and_pretrain")
+    _, args = module.parse_arguments(
+        (module.GrowArguments, EfficientTrainingArguments), module.DEFAULTS,
+        ["--output_dir", str(tmp_path / "grown"), "--push_to_hub", "true", "--hub_model_id", "me/minilm-12l"],
+    )  # fmt: skip
+    assert module.hub_repo(args) == "me/minilm-12l" and not args.push_to_hub  # pushed once, by the example
+    args.push_to_hub, args.hub_model_id = True, None
+    assert module.hub_repo(args) == "grown"  # the Trainer's default: the output folder's name
