@@ -13,7 +13,7 @@ processes the two analyses run side by side (CMD on the first, transfer on the s
 
     python examples/finetune.py --snapshot_every 10 --max_steps 100 --output_dir outputs/finetune
     python examples/analyze_trajectory.py --run_dir outputs/finetune
-    accelerate launch --config_file examples/accelerate/two_processes.yaml examples/analyze_trajectory.py \\
+    torchrun --standalone --nproc_per_node 2 examples/analyze_trajectory.py \\
         --run_dir outputs/finetune --modes 3 --transfer_steps 5
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, PreTrainedModel
 
 from hf_efftrain.cmd import fit_cmd
 from hf_efftrain.cmd.plots import plot_all
@@ -61,7 +61,7 @@ class AnalysisArguments:
     max_length: int = field(default=64, metadata={"help": "Transfer: tokens per example."})
     eval_samples: int = field(default=500, metadata={"help": "Transfer: validation examples scored per point."})
     seed: int = field(default=0, metadata={"help": "Seed of CMD's sampling and of the transfer's batches."})
-    quiet: bool = field(default=False, metadata={"help": "No progress bars."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars (the Trainer's flag name)."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace earlier cmd_posthoc/ and transfer/ results in the output folder."}
     )
@@ -95,28 +95,30 @@ def run_cmd(script: AnalysisArguments, traj: Trajectory, out: Path) -> dict:
     return {"cmd_modes": result.num_modes, **{f"cmd_{k}": v for k, v in stats.items()}}
 
 
-def target_folder(script: AnalysisArguments, out: Path) -> Path:
-    """``--target_init``, or the run's architecture re-initialized with ``--target_seed`` (saved once)."""
+def transfer_target(script: AnalysisArguments) -> tuple[Path | PreTrainedModel, Path, str]:
+    """The target, its tokenizer's folder and how the report names it: ``--target_init``, or the run's
+    architecture re-initialized in memory with ``--target_seed`` (never written: a run folder keeps no copy of
+    an input, and the seed reproduces it)."""
     if script.target_init:
-        return Path(script.target_init)
-    base, folder = base_folder(script), out / "target-init"
+        return Path(script.target_init), Path(script.target_init), script.target_init
+    base = base_folder(script)
     config = AutoConfig.from_pretrained(base)
     model_class = getattr(transformers, (config.architectures or [""])[0], None)
     if model_class is None:
         raise ArgumentsError(f"{base}/config.json names no transformers model class; pass --target_init")
     torch.manual_seed(script.target_seed)
-    model_class(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
+    return model_class(config), base, f"{base} re-initialized with --target_seed {script.target_seed}"
 
 
 def run_transfer_analysis(script: AnalysisArguments, out: Path) -> dict:
     config = TransferConfig(method=script.transfer_method, steps=script.transfer_steps,
                             batch_size=script.transfer_batch_size, seed=script.seed)  # fmt: skip
-    source, target = trajectory_folder(Path(script.run_dir)), target_folder(script, out)
+    source = trajectory_folder(Path(script.run_dir))
+    target, tokenizer_path, label = transfer_target(script)
     report = run_transfer(source, target, out / "transfer", config, script.dataset, script.max_length,
-                          script.eval_samples, progress=not script.quiet,
-                          overwrite=script.overwrite_output_dir, overwrite_flag="--overwrite_output_dir")  # fmt: skip
+                          script.eval_samples, progress=not script.disable_tqdm,
+                          overwrite=script.overwrite_output_dir, overwrite_flag="--overwrite_output_dir",
+                          tokenizer_path=tokenizer_path, target_label=label)  # fmt: skip
     init, last = report["points"][0], report["points"][-1]
     return {**{f"transfer_init_{k}": v for k, v in init.items()}, **{f"transfer_final_{k}": v for k, v in last.items()}}
 

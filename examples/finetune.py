@@ -11,7 +11,7 @@ ran) is saved in ``--output_dir`` with its tokenizer; ``--snapshot_every`` keeps
     python examples/finetune.py --twa true --twa_start 0.5        # TWA: average in a trained subspace
     python examples/finetune.py --mat true --twa true --snapshot_every 10
     python examples/finetune.py --cmd_online true --cmd_embed_every 5
-    accelerate launch --config_file examples/accelerate/two_processes.yaml examples/finetune.py --mat true
+    torchrun --standalone --nproc_per_node 2 examples/finetune.py --mat true
 """
 
 from __future__ import annotations

@@ -5,8 +5,11 @@ Offline by default (real MiniLM-L6 and the real Wikipedia sample). Every candida
 ``--max_steps`` steps, and saved with its recipe, the LAG report and a model card::
 
     python examples/grow_and_pretrain.py --max_steps 200 --lag_steps 20
-    accelerate launch --config_file examples/accelerate/two_processes.yaml examples/grow_and_pretrain.py \
-        --strategies copy_all interleave --push_grown_to me/minilm-12l
+    torchrun --standalone --nproc_per_node 2 examples/grow_and_pretrain.py \
+        --strategies copy_all interleave --push_to_hub true --hub_model_id me/minilm-12l
+
+``--push_to_hub``/``--hub_model_id`` are the Trainer's own flags; here they upload the grown model once, at the
+end, with its recipe, LAG report and card (not the Trainer's checkpoints).
 
 The grown model fine-tunes like any checkpoint, MAT included::
 
@@ -30,6 +33,7 @@ from hf_efftrain.growth.hub import push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe
+from hf_efftrain.logging import preparation_output
 from hf_efftrain.run_folder import RunFolderArguments, claim_run_folder
 from hf_efftrain.tasks import tokenize_lm_blocks
 
@@ -63,9 +67,15 @@ class GrowArguments(RunFolderArguments):
     block_size: int = field(default=64, metadata={"help": "Tokens per masked-LM block."})
     eval_blocks: int = field(default=64, metadata={"help": "Held-out blocks (whole held-out articles)."})
     max_train_articles: int | None = field(default=None, metadata={"help": "Use only this many training articles."})
-    push_grown_to: str | None = field(
-        default=None, metadata={"help": "Hub repo id to upload the grown model, recipe, LAG report and card to."}
-    )
+
+
+def hub_repo(args: EfficientTrainingArguments) -> str | None:
+    """The repo of ``--push_to_hub`` (``--hub_model_id``, else the output folder's name, as the Trainer does),
+    taken over from the Trainer, which would create it at once and push checkpoints."""
+    if not args.push_to_hub:
+        return None
+    args.push_to_hub = False  # LAG's and the final Trainer would otherwise create the repo and push checkpoints
+    return args.hub_model_id or Path(args.output_dir).absolute().name
 
 
 def recipes_for(grow: GrowArguments, source: str) -> dict[str, GrowthRecipe]:
@@ -87,11 +97,13 @@ def wikipedia_blocks(tokenizer, grow: GrowArguments, seed: int) -> DatasetDict:
 def main(argv: list[str] | None = None) -> dict:
     grow, args = parse_arguments((GrowArguments, EfficientTrainingArguments), DEFAULTS, argv)
     resume = claim_run_folder(args, "grow_and_pretrain.py", grow.overwrite_output_dir)
+    push_to = hub_repo(args)
     source = str(minilm_path()) if grow.source == "minilm" else grow.source
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    blocks = wikipedia_blocks(tokenizer, grow, args.seed)
-    held = blocks["validation"].select(range(min(grow.eval_blocks, len(blocks["validation"]))))
-    eval_set = fixed_mlm_eval(held, tokenizer, seed=args.seed)
+    with preparation_output(args):  # --log_level and --disable_tqdm apply already; one process draws the bars
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        blocks = wikipedia_blocks(tokenizer, grow, args.seed)
+        held = blocks["validation"].select(range(min(grow.eval_blocks, len(blocks["validation"]))))
+        eval_set = fixed_mlm_eval(held, tokenizer, seed=args.seed)
     collator = MlmCollator(tokenizer, seed=args.seed)
     recipes = recipes_for(grow, source)
     lag = select_growth(
@@ -113,8 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
         (out / RECIPE_FILE).write_text(recipes[lag.pick].to_yaml(), encoding="utf-8")
         lag.save(out / "lag")
         write_model_card(out, lag_result=lag)
-        if grow.push_grown_to:
-            push_grown_model(out, grow.push_grown_to, lag_result=lag)
+        if push_to:
+            push_grown_model(out, push_to, lag_result=lag)
         print(json.dumps(metrics, indent=2, default=str))
     return metrics
 

@@ -2,10 +2,29 @@
 
 __version__ = "0.1.0"
 
-from hf_efftrain.architectures import ArchitectureSpec, Projection, get_architecture, register_architecture
-from hf_efftrain.errors import HfEfftrainError
-from hf_efftrain.trainer import EfficientTrainer, EfficientTrainingArguments
-from hf_efftrain.trajectory import SnapshotCallback, Trajectory
+from hf_efftrain._lazy import lazy_exports
+
+# Imported on first use (hf_efftrain._lazy): importing the package stays cheap.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hf_efftrain.architectures": (
+            "ArchitectureSpec",
+            "Projection",
+            "get_architecture",
+            "register_architecture",
+        ),
+        "hf_efftrain.errors": ("HfEfftrainError",),
+        "hf_efftrain.trainer": (
+            "EfficientTrainer",
+            "EfficientTrainingArguments",
+        ),
+        "hf_efftrain.trajectory": (
+            "SnapshotCallback",
+            "Trajectory",
+        ),
+    },
+)
 
 __all__ = [
     "ArchitectureSpec",

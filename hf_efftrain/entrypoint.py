@@ -15,8 +15,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from transformers import HfArgumentParser
-
 from hf_efftrain.errors import ArgumentsError, HfEfftrainError
 
 
@@ -39,6 +37,8 @@ def close_process_group() -> None:
     and turn a finished two-process run into a failed launch. Call it once the trainer is out of scope: a live
     DDP reducer still holds the group, and destroying the group under it hangs.
     """
+    if "torch.distributed" not in sys.modules:
+        return  # nothing imported torch.distributed, so no group is open (and `--help` stays torch-free)
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -53,6 +53,8 @@ def parse_arguments(types: tuple[type, ...], defaults: dict, argv: list[str] | N
     ``TrainingArguments`` checks its values with ``ValueError`` in ``__post_init__``: turning those into one
     line (``--eval_strategy steps`` without an evaluation set, ...) is what makes a typo cheap to fix.
     """
+    from transformers import HfArgumentParser
+
     parser = HfArgumentParser(types)
     parser.set_defaults(**defaults)
     try:

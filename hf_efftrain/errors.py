@@ -90,3 +90,7 @@ class CMDNotReadyError(CMDFitError):
 
 class ReportError(HfEfftrainError):
     """A run folder cannot be reported on: it is missing, holds nothing a report shows, or a file in it is corrupt."""
+
+
+class MissingExtraError(MissingAssetError):
+    """An optional dependency (plots, data...) is not installed; the message names the extra to install."""

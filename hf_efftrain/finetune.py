@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from datasets import DatasetDict
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
 
 from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.data import minilm_path
 from hf_efftrain.entrypoint import parse_arguments
+from hf_efftrain.loading import from_pretrained_with_head
+from hf_efftrain.logging import preparation_output
 from hf_efftrain.mat.callback import MATCallback
 from hf_efftrain.run_folder import RunFolderArguments
 from hf_efftrain.tasks import accuracy_metric, load_splits, tokenize_classification
@@ -67,13 +70,15 @@ def build_classification_trainer(script: ClassificationArguments, args: Efficien
     """Tokenizer, data (subsampled before tokenizing), a 2-label classifier and an ``EfficientTrainer``."""
     set_seed(args.seed)
     model_dir = str(minilm_path()) if script.model_name_or_path == "minilm" else script.model_name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    splits = load_splits(script.dataset_name, seed=args.seed)
-    for name, limit in (("train", script.max_train_samples), (script.eval_split, script.max_eval_samples)):
-        if limit:
-            splits[name] = splits[name].select(range(min(limit, len(splits[name]))))
-    splits = tokenize_classification(splits, tokenizer, script.max_length)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    with preparation_output(args):  # --log_level and --disable_tqdm apply already; one process draws the bars
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        loaded = load_splits(script.dataset_name, seed=args.seed)
+        splits = DatasetDict({name: loaded[name] for name in ("train", script.eval_split)})  # no unused split
+        for name, limit in (("train", script.max_train_samples), (script.eval_split, script.max_eval_samples)):
+            if limit:
+                splits[name] = splits[name].select(range(min(limit, len(splits[name]))))
+        splits = tokenize_classification(splits, tokenizer, script.max_length)
+        model = from_pretrained_with_head(AutoModelForSequenceClassification, model_dir, num_labels=2)
     return EfficientTrainer(
         model=model,
         args=args,

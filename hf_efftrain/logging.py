@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
@@ -68,3 +70,31 @@ def progress_enabled(disable: bool | None = None) -> bool:
 def progress_bar(iterable: Iterable | None = None, *, disable: bool | None = None, **kwargs) -> tqdm:
     """A ``tqdm`` bar drawn only when :func:`progress_enabled`; ``kwargs`` go to ``tqdm`` (``total``, ``desc``)."""
     return tqdm(iterable, disable=not progress_enabled(disable), **kwargs)
+
+
+@contextmanager
+def preparation_output(args: Any) -> Iterator[None]:
+    """Loading and tokenizing before the ``Trainer`` exists, under the Trainer's switches for its own output.
+
+    ``Trainer.__init__`` applies ``--log_level``/``--log_level_replica`` and hides replicas' bars, but the model
+    load and ``dataset.map`` come first: without this, every process draws its own "Map" and "Loading weights"
+    bars. Inside, transformers' verbosity is the process's level (kept afterwards, as the Trainer would set it)
+    and the bars of ``datasets`` and transformers are drawn only on process 0 and without ``--disable_tqdm``.
+    """
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    transformers_logging.set_verbosity(args.get_process_log_level())
+    hide = not (progress_enabled(args.disable_tqdm) and args.process_index == 0)
+    hide_datasets = hide and not are_progress_bars_disabled()
+    hide_transformers = hide and transformers_logging.is_progress_bar_enabled()
+    if hide_datasets:
+        disable_progress_bars()
+    if hide_transformers:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide_datasets:
+            enable_progress_bars()
+        if hide_transformers:
+            transformers_logging.enable_progress_bar()

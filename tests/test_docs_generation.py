@@ -79,7 +79,7 @@ def test_cli_reference_lists_every_option_of_a_command_with_default_and_help(cli
     section = _section(cli_markdown, "## `hf-efftrain transfer`")
     assert "hf-efftrain transfer [OPTIONS] {SOURCE} {TARGET} {OUT}" in section
     rows = _rows(section)
-    params = [p for p in command.get_params(ctx) if p.name != "help"]
+    params = [p for p in command.get_params(ctx) if p.name != "help" and not getattr(p, "hidden", False)]
     assert len(params) >= 10
     for param in params:
         key = param.opts[0] if param.param_type_name == "option" else param.name.upper()

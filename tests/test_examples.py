@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from hf_efftrain import EfficientTrainingArguments
 from hf_efftrain.data import minilm_path
 from hf_efftrain.testing import tiny_model
 from hf_efftrain.trajectory import Trajectory
@@ -51,6 +52,8 @@ def test_finetune_with_mat_and_twa(config, tiny_base, tmp_path):
     done = launch(config, "finetune.py", finetune_argv(tiny_base, tmp_path) + MAT_TWA)
     (metrics,) = printed_json(done.stdout)  # the main process reports, once
     assert metrics["twa_world_size"] == PROCESSES[config] and metrics["twa_checkpoints"] == 3
+    for noise in ("pin_memory", "LOAD REPORT", "torch.distributed.launch", "Map:"):  # not the user's concern
+        assert noise not in done.stderr, noise
     assert 0 <= metrics["eval_accuracy"] <= 1 and metrics["mat_measurements"] >= 1
     first_loss = float(re.search(r"'loss': '([0-9.]+)'", done.stdout).group(1))
     assert first_loss < 1.0  # ln 2 ≈ 0.69 for two classes; without --fix_loss_scaling 1.39 with 2 processes
@@ -73,7 +76,7 @@ def finished_run(tiny_base, tmp_path_factory) -> Path:
 def test_analyze_trajectory_reads_the_run_snapshots(config, finished_run, tmp_path):
     argv = ["--run_dir", str(finished_run), "--output_dir", str(tmp_path), "--modes", "2", "--candidates", "200"]
     argv += ["--transfer_steps", "2", "--transfer_batch_size", "4", "--max_length", "16", "--eval_samples", "16"]
-    done = launch(config, "analyze_trajectory.py", argv + ["--quiet", "true"])
+    done = launch(config, "analyze_trajectory.py", argv + ["--disable_tqdm", "true"])
     reports = printed_json(done.stdout)
     assert len(reports) == PROCESSES[config]  # with 2 processes CMD and transfer ran side by side
     merged = {k: v for report in reports for k, v in report.items()}
@@ -85,6 +88,8 @@ def test_analyze_trajectory_reads_the_run_snapshots(config, finished_run, tmp_pa
     report = json.loads((tmp_path / "transfer" / "transfer_report.json").read_text())
     assert report["points"][-1]["accuracy"] == pytest.approx(merged["transfer_final_accuracy"])
     assert (tmp_path / "transfer" / "checkpoint-2" / "model.safetensors").is_file()
+    assert not (tmp_path / "target-init").exists()  # the re-initialized target stays in memory
+    assert "re-initialized with --target_seed 1" in report["target"]
 
 
 def test_finetune_with_online_and_embedded_cmd(tiny_base, tmp_path):
@@ -114,3 +119,14 @@ def test_user_errors_are_one_line_and_exit_2(script, argv, message, tmp_path):
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{script}: error:") and message in last
+
+
+def test_grow_example_takes_the_trainers_hub_flags_over(tmp_path):
+    module = load_example("grow_and_pretrain")
+    _, args = module.parse_arguments(
+        (module.GrowArguments, EfficientTrainingArguments), module.DEFAULTS,
+        ["--output_dir", str(tmp_path / "grown"), "--push_to_hub", "true", "--hub_model_id", "me/minilm-12l"],
+    )  # fmt: skip
+    assert module.hub_repo(args) == "me/minilm-12l" and not args.push_to_hub  # pushed once, by the example
+    args.push_to_hub, args.hub_model_id = True, None
+    assert module.hub_repo(args) == "grown"  # the Trainer's default: the output folder's name

@@ -14,11 +14,22 @@ Example::
     weights = result.reconstruct(step=100)
 """
 
-from hf_efftrain.cmd.callback import CMDCallback
-from hf_efftrain.cmd.config import CMDArguments
-from hf_efftrain.cmd.embedded import Embedding, embed_tensors
-from hf_efftrain.cmd.online import OnlineCMD
-from hf_efftrain.cmd.posthoc import fit_cmd
-from hf_efftrain.cmd.result import CMDResult
+from hf_efftrain._lazy import lazy_exports
+
+# Imported on first use (hf_efftrain._lazy): importing the package stays cheap.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hf_efftrain.cmd.callback": ("CMDCallback",),
+        "hf_efftrain.cmd.config": ("CMDArguments",),
+        "hf_efftrain.cmd.embedded": (
+            "Embedding",
+            "embed_tensors",
+        ),
+        "hf_efftrain.cmd.online": ("OnlineCMD",),
+        "hf_efftrain.cmd.posthoc": ("fit_cmd",),
+        "hf_efftrain.cmd.result": ("CMDResult",),
+    },
+)
 
 __all__ = ["CMDArguments", "CMDCallback", "CMDResult", "Embedding", "OnlineCMD", "embed_tensors", "fit_cmd"]

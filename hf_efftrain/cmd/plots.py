@@ -11,14 +11,13 @@ import os
 import re
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from hf_efftrain.atomic import atomic_file
+from hf_efftrain.cmd.result import CMDResult
+from hf_efftrain.extras import pyplot
 
-from hf_efftrain.atomic import atomic_file  # noqa: E402
-from hf_efftrain.cmd.result import CMDResult  # noqa: E402
+plt = pyplot()
 
 LAYER_PATTERN = re.compile(r"^(.*?\.\d+)\.")
 

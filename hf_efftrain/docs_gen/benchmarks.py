@@ -264,7 +264,24 @@ def _combined(r: Result) -> str:
     return "\n\n".join([table(headers, rows), figures])
 
 
+_STARTUP_GOALS = {"import_time_ratio": 1.5, "import_rss_ratio": 1.3, "help_time_ratio": 0.5}
+
+
+def _startup(r: Result) -> str:
+    rows = [
+        [cell(c["case"]), fmt(c["median_seconds"], 3), fmt(c["min_seconds"], 3), fmt(c["median_peak_rss_mib"], 1)]
+        for c in r.get("cases")
+    ]
+    cases = table(["case (fresh interpreter)", "median seconds", "fastest seconds", "median peak RSS (MiB)"], rows)
+    goals = [
+        [code(key), fmt(r.get(key), 3), f"≤ {goal}", "**yes**" if r.get(key) <= goal else "**no**"]
+        for key, goal in _STARTUP_GOALS.items()
+    ]
+    return "\n\n".join([cases, table(["ratio to `import torch`", "measured", "goal", "met"], goals)])
+
+
 RENDERERS: dict[str, Callable[[Result], str]] = {
+    "startup": _startup,
     "combined": _combined,
     "baseline_finetune": _baseline,
     "mat": _mat,

@@ -13,17 +13,58 @@ Example::
     deeper = grow_depth([model], copy_all(6, 12))
 """
 
-from hf_efftrain.growth.callback import MaskRampCallback
-from hf_efftrain.growth.depth import copy_all, grow_depth, interleave, middle, overlap, slices, top_k
-from hf_efftrain.growth.errors import GrowthError
-from hf_efftrain.growth.fusion import fuse_width, fusion_gap
-from hf_efftrain.growth.grow import apply_recipe, grow_from_recipe
-from hf_efftrain.growth.hub import push_grown_model, write_model_card
-from hf_efftrain.growth.lag import LagResult, select_growth
-from hf_efftrain.growth.masked import get_mask, masked_depth, masked_width, remove_mask, set_mask
-from hf_efftrain.growth.recipe import GrowthRecipe, validate_recipe
-from hf_efftrain.growth.stacking import PlateauStopCallback, StackingConfig, gradual_stack
-from hf_efftrain.growth.width import grow_width
+from hf_efftrain._lazy import lazy_exports
+
+# Imported on first use (hf_efftrain._lazy): importing the package stays cheap.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hf_efftrain.growth.callback": ("MaskRampCallback",),
+        "hf_efftrain.growth.depth": (
+            "copy_all",
+            "grow_depth",
+            "interleave",
+            "middle",
+            "overlap",
+            "slices",
+            "top_k",
+        ),
+        "hf_efftrain.growth.errors": ("GrowthError",),
+        "hf_efftrain.growth.fusion": (
+            "fuse_width",
+            "fusion_gap",
+        ),
+        "hf_efftrain.growth.grow": (
+            "apply_recipe",
+            "grow_from_recipe",
+        ),
+        "hf_efftrain.growth.hub": (
+            "push_grown_model",
+            "write_model_card",
+        ),
+        "hf_efftrain.growth.lag": (
+            "LagResult",
+            "select_growth",
+        ),
+        "hf_efftrain.growth.masked": (
+            "get_mask",
+            "masked_depth",
+            "masked_width",
+            "remove_mask",
+            "set_mask",
+        ),
+        "hf_efftrain.growth.recipe": (
+            "GrowthRecipe",
+            "validate_recipe",
+        ),
+        "hf_efftrain.growth.stacking": (
+            "PlateauStopCallback",
+            "StackingConfig",
+            "gradual_stack",
+        ),
+        "hf_efftrain.growth.width": ("grow_width",),
+    },
+)
 
 __all__ = [
     "GrowthError",

@@ -42,12 +42,14 @@ def load_sources(recipe: GrowthRecipe) -> list[PreTrainedModel]:
     """Every source with the recipe's task head; missing head weights are initialized from ``recipe.seed``."""
     import transformers
 
+    from hf_efftrain.loading import from_pretrained_with_head
+
     task = recipe.task or infer_task(recipe.sources[0])
     auto = getattr(transformers, AUTO_CLASSES[task])
     models = []
     for path in recipe.sources:
         set_seed(recipe.seed)
-        models.append(auto.from_pretrained(path))
+        models.append(from_pretrained_with_head(auto, path))
     return models
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, TrainerCallback, set_seed
 
 from hf_efftrain.atomic import atomic_file, write_json, write_text
+from hf_efftrain.extras import pyplot
 from hf_efftrain.growth.errors import GrowthError
 
 Candidate = PreTrainedModel | Callable[[], PreTrainedModel]
@@ -67,10 +68,7 @@ class LagResult:
 
     def plot(self, path: str | Path) -> Path:
         """PNG of the early training curves (and held-out points) of every candidate."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(7, 4))
         for name in self.ranking:

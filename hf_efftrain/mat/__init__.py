@@ -11,11 +11,26 @@ Example::
     trainer = EfficientTrainer(model=model, args=EfficientTrainingArguments("out", mat=True, mat_every=10), ...)
 """
 
-from hf_efftrain.mat.callback import MATCallback
-from hf_efftrain.mat.config import MATConfig
-from hf_efftrain.mat.engine import MATEngine
-from hf_efftrain.mat.layout import Layout, Unit, build_layout
-from hf_efftrain.mat.ntk import estimate_lambda_max, unit_kernels
+from hf_efftrain._lazy import lazy_exports
+
+# Imported on first use (hf_efftrain._lazy): importing the package stays cheap.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hf_efftrain.mat.callback": ("MATCallback",),
+        "hf_efftrain.mat.config": ("MATConfig",),
+        "hf_efftrain.mat.engine": ("MATEngine",),
+        "hf_efftrain.mat.layout": (
+            "Layout",
+            "Unit",
+            "build_layout",
+        ),
+        "hf_efftrain.mat.ntk": (
+            "estimate_lambda_max",
+            "unit_kernels",
+        ),
+    },
+)
 
 __all__ = [
     "Layout",

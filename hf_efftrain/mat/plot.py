@@ -13,14 +13,12 @@ from typing import Any
 import numpy as np
 
 from hf_efftrain.atomic import atomic_file
+from hf_efftrain.extras import pyplot
 
 
 def plot_heatmap(history: list[dict[str, Any]], unit_names: list[str], path: str | os.PathLike) -> None:
     """Write a PNG with log10 λmax and the active gates per module and measurement step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not history:
         raise ValueError("no MAT measurement yet: nothing to plot (train for at least `mat_every` steps)")

@@ -8,17 +8,9 @@ Modules: :mod:`collect` (find and load a run's files), :mod:`figures` (matplotli
     build_report("outputs/finetune", fmt="markdown")     # outputs/finetune/report/report.md
 """
 
-from __future__ import annotations
+from hf_efftrain._lazy import lazy_exports
 
-from typing import Any
+# The CLI imports this package at start-up; matplotlib should load only when a report is built.
+__getattr__, __dir__ = lazy_exports(__name__, {"hf_efftrain.report.build": ("build_report",)})
 
 __all__ = ["build_report"]
-
-
-def __getattr__(name: str) -> Any:
-    """Import lazily: the CLI imports this package at start-up, matplotlib should load only when a report is built."""
-    if name == "build_report":
-        from hf_efftrain.report.build import build_report
-
-        return build_report
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,15 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from hf_efftrain.atomic import atomic_file
+from hf_efftrain.cmd.result import CMDResult
+from hf_efftrain.extras import pyplot
 
-from hf_efftrain.atomic import atomic_file  # noqa: E402
-from hf_efftrain.cmd.result import CMDResult  # noqa: E402
+plt = pyplot()  # the 'plots' extra, named when missing
+MaxNLocator = plt.MaxNLocator
 
 UNIT_PATTERN = re.compile(r"^L(\d+)\.(?:H(\d+)|FFN)$")
 # Logged eval keys that are speeds or bookkeeping, not model quality.

@@ -25,15 +25,48 @@ Example::
     model.load_state_dict(last.params, strict=False)
 """
 
-from hf_efftrain.transfer.config import TransferConfig
-from hf_efftrain.transfer.custom import sequential_spec
-from hf_efftrain.transfer.engine import TransferStep, transfer_trajectory, transferred_point
-from hf_efftrain.transfer.gradients import LossGradients, step_batches
-from hf_efftrain.transfer.groups import AttentionGroup, FreeGroup, HeadPermutation
-from hf_efftrain.transfer.hf_spec import permutation_spec
-from hf_efftrain.transfer.matching import GradientPairs, MatchInfo, match_permutation
-from hf_efftrain.transfer.schedule import CheckpointPath, InterpolatedPath, source_path, spacing
-from hf_efftrain.transfer.spec import Axis, AxisPart, PermutationSpec, SpecBuilder
+from hf_efftrain._lazy import lazy_exports
+
+# Imported on first use (hf_efftrain._lazy): importing the package stays cheap.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hf_efftrain.transfer.config": ("TransferConfig",),
+        "hf_efftrain.transfer.custom": ("sequential_spec",),
+        "hf_efftrain.transfer.engine": (
+            "TransferStep",
+            "transfer_trajectory",
+            "transferred_point",
+        ),
+        "hf_efftrain.transfer.gradients": (
+            "LossGradients",
+            "step_batches",
+        ),
+        "hf_efftrain.transfer.groups": (
+            "AttentionGroup",
+            "FreeGroup",
+            "HeadPermutation",
+        ),
+        "hf_efftrain.transfer.hf_spec": ("permutation_spec",),
+        "hf_efftrain.transfer.matching": (
+            "GradientPairs",
+            "MatchInfo",
+            "match_permutation",
+        ),
+        "hf_efftrain.transfer.schedule": (
+            "CheckpointPath",
+            "InterpolatedPath",
+            "source_path",
+            "spacing",
+        ),
+        "hf_efftrain.transfer.spec": (
+            "Axis",
+            "AxisPart",
+            "PermutationSpec",
+            "SpecBuilder",
+        ),
+    },
+)
 
 __all__ = [
     "AttentionGroup",

@@ -33,7 +33,7 @@ def transfer(
     eval_samples: int = typer.Option(500, "--eval-samples", help="Validation examples scored at each point."),
     save: str = typer.Option("end", "--save", help="'end' (last point only) or 'all' (every point)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the batch order."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", hidden=True, help="Old spelling of `hf-efftrain --no-progress`."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `transfer` output in OUT."),
 ) -> None:
     """Transfer a learning trajectory onto a new initialization by gradient matching (GMT/FGMT).

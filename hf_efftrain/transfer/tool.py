@@ -99,7 +99,7 @@ def gradient_batches(train, collate, config: TransferConfig) -> list[list[dict]]
 
 def run_transfer(
     source: str | os.PathLike,
-    target: str | os.PathLike,
+    target: str | os.PathLike | PreTrainedModel,
     out: str | os.PathLike,
     config: TransferConfig,
     dataset: str = "rotten_tomatoes",
@@ -109,20 +109,29 @@ def run_transfer(
     progress: bool = True,
     overwrite: bool = False,
     overwrite_flag: str = "--overwrite",
+    *,
+    tokenizer_path: str | os.PathLike | None = None,
+    target_label: str | None = None,
 ) -> dict:
     """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``.
 
-    ``out`` is built beside its place and appears whole at the end; it may not be (or hold, or lie inside) the
+    ``target`` is a ``save_pretrained`` folder, or a model built in memory (a fresh initialization need not be
+    written to disk first): then ``tokenizer_path`` gives the tokenizer and ``target_label`` what the report says.
+    ``out`` is built beside its place and appears whole at the end; it may not be, hold, or become part of the
     source or the target, and an earlier transfer there is replaced only with ``overwrite``.
     """
-    out = check_output(out, "transfer", inputs=[source, target], overwrite=overwrite, flag=overwrite_flag)
+    target_folder = None if isinstance(target, PreTrainedModel) else target
+    inputs = [source, target_folder, tokenizer_path]
+    out = check_output(out, "transfer", inputs=inputs, overwrite=overwrite, flag=overwrite_flag)
     with output_directory(out, "transfer") as tmp:
-        return _transfer_into(source, target, tmp, config, dataset, max_length, eval_samples, save, progress)
+        return _transfer_into(
+            source, target, tmp, config, dataset, max_length, eval_samples, save, progress, tokenizer_path, target_label
+        )
 
 
 def _transfer_into(
     source: str | os.PathLike,
-    target: str | os.PathLike,
+    target: str | os.PathLike | PreTrainedModel,
     out: Path,
     config: TransferConfig,
     dataset: str,
@@ -130,11 +139,13 @@ def _transfer_into(
     eval_samples: int,
     save: str,
     progress: bool,
+    tokenizer_path: str | os.PathLike | None,
+    target_label: str | None,
 ) -> dict:
     trajectory = Trajectory(source)
-    model = load_target(target)
+    model = target.eval() if isinstance(target, PreTrainedModel) else load_target(target)
     check_compatible(trajectory, model, source)
-    tokenizer = AutoTokenizer.from_pretrained(target)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or target)
     path = source_path(trajectory, config.spacing, config.steps)
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
@@ -160,7 +171,7 @@ def _transfer_into(
     bar.close()
     report = {
         "source": str(source),
-        "target": str(target),
+        "target": target_label or str(target),
         "dataset": dataset,
         "config": config.to_dict(),
         "points": points,

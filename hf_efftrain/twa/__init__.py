@@ -14,18 +14,38 @@ Use it through ``EfficientTrainingArguments(twa=True, twa_start=0.5, twa_every=1
 (:class:`BasisPlan`), checked before anything is allocated.
 """
 
-from hf_efftrain.twa.arguments import TWAArguments
-from hf_efftrain.twa.basis import SubspaceBasis
-from hf_efftrain.twa.callback import TWACallback
-from hf_efftrain.twa.collect import Collector, add_from_folder
-from hf_efftrain.twa.config import TWAConfig
-from hf_efftrain.twa.flat import TrainableView
-from hf_efftrain.twa.layerwise import LayerwiseBasis
-from hf_efftrain.twa.memory import BasisPlan
-from hf_efftrain.twa.norm import recompute_norm_statistics
-from hf_efftrain.twa.optimize import LayerwiseTWA, SubspaceTWA
-from hf_efftrain.twa.quantize import dequantize, quantize_blocks
-from hf_efftrain.twa.train import collect, train_twa
+from hf_efftrain._lazy import lazy_exports
+
+# Imported on first use (hf_efftrain._lazy): importing the package stays cheap.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hf_efftrain.twa.arguments": ("TWAArguments",),
+        "hf_efftrain.twa.basis": ("SubspaceBasis",),
+        "hf_efftrain.twa.callback": ("TWACallback",),
+        "hf_efftrain.twa.collect": (
+            "Collector",
+            "add_from_folder",
+        ),
+        "hf_efftrain.twa.config": ("TWAConfig",),
+        "hf_efftrain.twa.flat": ("TrainableView",),
+        "hf_efftrain.twa.layerwise": ("LayerwiseBasis",),
+        "hf_efftrain.twa.memory": ("BasisPlan",),
+        "hf_efftrain.twa.norm": ("recompute_norm_statistics",),
+        "hf_efftrain.twa.optimize": (
+            "LayerwiseTWA",
+            "SubspaceTWA",
+        ),
+        "hf_efftrain.twa.quantize": (
+            "dequantize",
+            "quantize_blocks",
+        ),
+        "hf_efftrain.twa.train": (
+            "collect",
+            "train_twa",
+        ),
+    },
+)
 
 __all__ = [
     "BasisPlan",

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import typer
 
-from hf_efftrain.twa.memory import BasisPlan
-
 twa_app = typer.Typer(help="Trainable weight averaging (TWA): basis memory for a trajectory.")
 
 
@@ -24,6 +22,7 @@ def memory(
 ) -> None:
     """Print the basis memory per process that TWA over these checkpoints needs."""
     from hf_efftrain.trajectory import Trajectory
+    from hf_efftrain.twa.memory import BasisPlan
 
     trajectory = Trajectory(folder)
     plan = BasisPlan(trajectory.num_parameters, len(trajectory), world=world_size, bits=bits)
