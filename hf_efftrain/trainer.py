@@ -24,6 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from hf_efftrain.budget import check_steps
 from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.cmd.config import CMDArguments
+from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.callback import MaskRampCallback
 from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
@@ -60,6 +61,7 @@ class EfficientTrainingArguments(MATArguments, TWAArguments, CMDArguments, Growt
     )  # fmt: skip
 
     def __post_init__(self) -> None:
+        check_fsdp(self)  # before Trainer's own set-up, which may already start the process group
         if _launched_without_accelerator():  # torchrun/`accelerate launch` on a CPU-only machine: DDP over gloo
             self.ddp_backend = self.ddp_backend or "gloo"
             self.use_cpu = True  # accelerate's MULTI_CPU state; else "NO" with an open group, and a bogus warning
@@ -87,6 +89,40 @@ def _has_accelerator() -> bool:
 def _launched_without_accelerator() -> bool:
     """Several processes were launched but there is no GPU (so NCCL cannot work)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def _fsdp_requested(args: TrainingArguments) -> bool:
+    return bool(args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def check_fsdp(args: EfficientTrainingArguments) -> None:
+    """Refuse FSDP set-ups that would silently do something else, before any model is loaded.
+
+    On CPUs accelerate runs an FSDP launch as plain DDP (its MULTI_CPU state ignores the FSDP plugin), so the
+    user would get replicated, not sharded, weights. Under FSDP the methods that read or write whole parameter
+    tensors (MAT's per-head slices, TWA's flattened checkpoints, CMD's and the snapshots' copies) would see shards;
+    they are not supported there yet, and are refused with that reason instead of training wrongly.
+    """
+    if not _fsdp_requested(args):
+        return
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _has_accelerator():
+        raise ArgumentsError(
+            "FSDP was requested but this machine has no GPU: accelerate would run the processes as plain DDP "
+            "(MULTI_CPU); on CPUs launch with torchrun or examples/accelerate/multi_cpu.yaml"
+        )
+    methods = {
+        "mat": args.mat,
+        "twa": args.twa,
+        "cmd_online": args.cmd_online,
+        "cmd_embed_every": bool(args.cmd_embed_every),
+        "snapshot_every": bool(args.snapshot_every),
+    }
+    chosen = [name for name, on in methods.items() if on]
+    if chosen:
+        raise ArgumentsError(
+            f"{', '.join(chosen)} cannot run under FSDP yet: they read whole parameter tensors, which FSDP shards "
+            "across processes; use DDP (examples/accelerate/multi_gpu.yaml or torchrun)"
+        )
 
 
 def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:

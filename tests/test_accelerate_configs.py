@@ -37,3 +37,17 @@ def test_every_reference_names_a_shipped_config():
     texts = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("examples/*.py"), *ROOT.glob("tests/*.py")]
     referenced = {m for path in texts for m in re.findall(r"examples/accelerate/([\w.-]+\.yaml)", path.read_text())}
     assert referenced and referenced <= set(EXPECTED), referenced - set(EXPECTED)
+
+
+def test_fsdp_is_refused_on_cpus_and_with_methods_that_need_whole_tensors(tmp_path, monkeypatch):
+    """accelerate runs an FSDP launch on CPUs as DDP; methods reading whole parameters would see shards."""
+    from hf_efftrain import EfficientTrainingArguments
+    from hf_efftrain.errors import ArgumentsError
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ArgumentsError, match="mat, snapshot_every cannot run under FSDP yet"):
+        EfficientTrainingArguments(output_dir=str(tmp_path), mat=True, snapshot_every=5)
+    EfficientTrainingArguments(output_dir=str(tmp_path))  # FSDP alone, one process: Trainer's own business
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ArgumentsError, match="no GPU: accelerate would run the processes as plain DDP"):
+        EfficientTrainingArguments(output_dir=str(tmp_path))
