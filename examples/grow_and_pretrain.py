@@ -51,6 +51,7 @@ DEFAULTS = {
     # per-device loss means: with token averaging across devices transformers 5 reports the evaluation loss
     # multiplied by the number of processes
     "average_tokens_across_devices": False,
+    "fix_loss_scaling": True,  # BERT's masked-LM loss is a plain mean: no scaling by processes or accumulation
 }
 STRATEGY_PARAMS = {"top_k": {"k": 2}, "middle": {"block": 2}}
 

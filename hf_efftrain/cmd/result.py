@@ -179,8 +179,8 @@ class CMDResult:
             )
         try:
             return cls._from_files(meta, tensors)
-        except (KeyError, TypeError, ValueError) as err:
-            raise CMDFitError(f"{folder}: incomplete CMD result (missing {err}); fit it again") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CMDFitError(f"{folder}: incomplete or malformed CMD result ({err!r}); fit it again") from None
 
     @classmethod
     def _from_files(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> CMDResult:
