@@ -1,0 +1,69 @@
+"""Reading ``mat_history.json`` for ``hf-efftrain mat summary|heatmap``, checked whole before anything is drawn.
+
+A hand-edited, truncated or foreign file must end in one line naming the file and the field, not a
+``KeyError`` halfway through a table. Example::
+
+    data = read_history("outputs/finetune")     # dict with units, history, measurements, ...
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hf_efftrain.errors import CorruptCheckpointError, MissingCheckpointError
+
+HISTORY_FILE = "mat_history.json"
+
+
+class _Measurement(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    step: int
+    lambda_: list[float] = Field(alias="lambda")
+    active: list[bool]
+
+
+class MatHistory(BaseModel):
+    """The fields ``mat summary`` and ``mat heatmap`` read; one value per unit in every measurement."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    units: list[str] = Field(min_length=1)
+    history: list[_Measurement] = Field(min_length=1)
+    measurements: int
+    measure_seconds: float
+    flops_full: float
+    flops_done: float
+
+    @model_validator(mode="after")
+    def _one_value_per_unit(self) -> MatHistory:
+        for index, entry in enumerate(self.history):
+            if len(entry.lambda_) != len(self.units) or len(entry.active) != len(self.units):
+                raise ValueError(f"history[{index}] has {len(entry.lambda_)} values for {len(self.units)} units")
+        return self
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "file"
+    return f"{where}: {first['msg']} ({err.error_count()} problem(s) in all)"
+
+
+def read_history(run_dir: Path) -> dict[str, Any]:
+    """The parsed and checked ``RUN_DIR/mat_history.json``."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        raise MissingCheckpointError(f"{path} not found: pass the output_dir of a finished run trained with --mat")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptCheckpointError(f"{path}: not valid JSON ({err})") from None
+    try:
+        MatHistory.model_validate(data)
+    except ValidationError as err:
+        raise CorruptCheckpointError(f"{path}: not a MAT history file: {_first_error(err)}") from None
+    return data
