@@ -72,10 +72,16 @@ def check_weights(folder: str | os.PathLike) -> None:
             raise CorruptCheckpointError(f"{file}: cannot read safetensors weights ({err})") from None
 
 
+def check_model_folder(folder: str | os.PathLike, what: str = "model folder") -> PretrainedConfig:
+    """:func:`read_config` and :func:`check_weights` without building the model (to fail before long work)."""
+    config = read_config(folder, what)
+    check_weights(folder)
+    return config
+
+
 def load_model(folder: str | os.PathLike, model_class, what: str = "model folder") -> PreTrainedModel:
     """``model_class.from_pretrained(folder)`` after :func:`read_config` and :func:`check_weights`."""
-    read_config(folder, what)
-    check_weights(folder)
+    check_model_folder(folder, what)
     try:
         model = model_class.from_pretrained(folder)
     except UNREADABLE as err:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
 from hf_efftrain.atomic import atomic_directory
 from hf_efftrain.errors import CMDFitError
+from hf_efftrain.model_folder import load_model, read_config
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
@@ -35,10 +36,9 @@ def load_base_model(base_model: str | os.PathLike) -> PreTrainedModel:
     """``from_pretrained`` with the class named in the config's ``architectures`` (falls back to AutoModel)."""
     if not (Path(base_model) / "config.json").is_file():
         raise CMDFitError(f"base model {base_model} has no config.json; pass --base-model with a model folder")
-    config = AutoConfig.from_pretrained(base_model)
-    architecture = (config.architectures or [None])[0]
+    architecture = (read_config(base_model, what="base model").architectures or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
-    return (model_class or transformers.AutoModel).from_pretrained(base_model)
+    return load_model(base_model, model_class or transformers.AutoModel, what="base model")
 
 
 def model_with_weights(base_model: str | os.PathLike, weights: dict[str, torch.Tensor]) -> PreTrainedModel:

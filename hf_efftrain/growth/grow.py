@@ -18,6 +18,7 @@ from hf_efftrain.growth.fusion import fuse_width
 from hf_efftrain.growth.masked import masked_depth, masked_width
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe, depth_plan, validate_recipe
 from hf_efftrain.growth.width import grow_width
+from hf_efftrain.model_folder import load_model
 
 AUTO_CLASSES = {
     "masked-lm": "AutoModelForMaskedLM",
@@ -47,7 +48,7 @@ def load_sources(recipe: GrowthRecipe) -> list[PreTrainedModel]:
     models = []
     for path in recipe.sources:
         set_seed(recipe.seed)
-        models.append(auto.from_pretrained(path))
+        models.append(load_model(path, auto, what="source"))
     return models
 
 

@@ -36,6 +36,7 @@ from hf_efftrain.errors import UnknownArchitectureError
 from hf_efftrain.growth import depth as depth_ops
 from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.recipe_schema import STEP_PARAMS, schema_errors
+from hf_efftrain.model_folder import read_config
 
 RECIPE_FILE = "growth_recipe.yaml"
 TASKS = ("masked-lm", "causal-lm", "classification", "base")
@@ -114,12 +115,10 @@ def _tokenizer_fingerprint(folder: Path) -> str | None:
 
 
 def load_source_config(path: str):
-    """The config of one source folder; a clear error if it is missing or of an unknown family."""
-    from transformers import AutoConfig
-
+    """The config of one source folder; a clear error if it is missing, unreadable or of an unknown family."""
     if not (Path(path) / "config.json").is_file():
         raise GrowthError(f"source {path} is not a model folder (no config.json); give a local checkpoint folder")
-    config = AutoConfig.from_pretrained(path)
+    config = read_config(path, what="source")
     try:
         get_architecture(config)
     except UnknownArchitectureError as err:

@@ -20,11 +20,12 @@ import torch
 import transformers
 from datasets import DatasetDict
 from torch.utils.data import DataLoader
-from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, PreTrainedModel
+from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedModel
 
 from hf_efftrain.atomic import atomic_directory, write_json
-from hf_efftrain.errors import TransferMismatchError
+from hf_efftrain.errors import TransferError, TransferMismatchError
 from hf_efftrain.logging import progress_bar
+from hf_efftrain.model_folder import load_model, read_config
 from hf_efftrain.tasks import load_splits, tokenize_classification, tokenize_lm_blocks
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.transfer.config import TransferConfig
@@ -42,12 +43,11 @@ def load_target(folder: str | os.PathLike) -> PreTrainedModel:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise TransferMismatchError(f"{folder}: no config.json; TARGET_INIT must be a save_pretrained folder")
-    config = AutoConfig.from_pretrained(folder)
-    names = config.architectures or []
+    names = read_config(folder, what="TARGET").architectures or []
     cls = getattr(transformers, names[0], None) if names else None
     if cls is None:
         raise TransferMismatchError(f"{folder}: config.json names no model class transformers knows ({names})")
-    return cls.from_pretrained(folder).eval()
+    return load_model(folder, cls, what="TARGET").eval()
 
 
 def check_compatible(trajectory: Trajectory, model: PreTrainedModel, source: str | os.PathLike) -> None:
@@ -74,8 +74,10 @@ def task_data(
     model: PreTrainedModel, tokenizer, dataset: str, seed: int, train_rows: int, eval_rows: int, max_length: int
 ):
     """(train, validation, collator) for the model's task; only the rows needed are tokenized."""
-    splits = load_splits(dataset, seed=seed)
+    splits = load_splits(dataset, seed=seed, need=("train", "text"))
     eval_split = "validation" if "validation" in splits else "test"
+    if eval_split not in splits:
+        raise TransferError(f"dataset {dataset} has no validation or test split to score the transferred points on")
     splits = DatasetDict(
         train=splits["train"].shuffle(seed=seed).select(range(min(train_rows, len(splits["train"])))),
         validation=splits[eval_split].select(range(min(eval_rows, len(splits[eval_split])))),
@@ -110,6 +112,7 @@ def run_transfer(
 ) -> dict:
     """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``."""
     trajectory = Trajectory(source)
+    trajectory.check_finite()  # a diverged source would be transferred NaN for NaN
     model = load_target(target)
     check_compatible(trajectory, model, source)
     tokenizer = AutoTokenizer.from_pretrained(target)
