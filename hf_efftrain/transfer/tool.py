@@ -71,13 +71,12 @@ def check_compatible(trajectory: Trajectory, model: PreTrainedModel, source: str
 
 
 def task_data(
-    model: PreTrainedModel, tokenizer, dataset: str, seed: int, train_rows: int, eval_rows: int, max_length: int
+    model: PreTrainedModel, tokenizer, splits: DatasetDict, seed: int, train_rows: int, eval_rows: int, max_length: int
 ):
     """(train, validation, collator) for the model's task; only the rows needed are tokenized."""
-    splits = load_splits(dataset, seed=seed, need=("train", "text"))
     eval_split = "validation" if "validation" in splits else "test"
     if eval_split not in splits:
-        raise TransferError(f"dataset {dataset} has no validation or test split to score the transferred points on")
+        raise TransferError("--dataset has no validation or test split to score the transferred points on")
     splits = DatasetDict(
         train=splits["train"].shuffle(seed=seed).select(range(min(train_rows, len(splits["train"])))),
         validation=splits[eval_split].select(range(min(eval_rows, len(splits[eval_split])))),
@@ -113,6 +112,7 @@ def run_transfer(
     """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``."""
     trajectory = Trajectory(source)
     trajectory.check_finite()  # a diverged source would be transferred NaN for NaN
+    splits = load_splits(dataset, seed=config.seed, need=("train", "text"))  # a bad --dataset fails before loading
     model = load_target(target)
     check_compatible(trajectory, model, source)
     tokenizer = AutoTokenizer.from_pretrained(target)
@@ -120,7 +120,7 @@ def run_transfer(
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
     train_rows = steps * config.batches_per_step * config.batch_size
-    train, validation, collate = task_data(model, tokenizer, dataset, config.seed, train_rows, eval_samples, max_length)
+    train, validation, collate = task_data(model, tokenizer, splits, config.seed, train_rows, eval_samples, max_length)
     gradients = LossGradients(model, gradient_batches(train, collate, config))
     evaluator = _Evaluator(model, validation, collate)
     spec = permutation_spec(model)
