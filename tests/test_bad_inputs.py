@@ -165,6 +165,19 @@ CASES = [
     ],  # fmt: skip
     ("transfer_nan", ["transfer", "{root}/traj_nan", "{root}/clf", "{out}"], "holds NaN or Inf"),
     ("transfer_offline_dataset", [*TRANSFER, "--dataset", "unknown_name"], "HF_DATASETS_OFFLINE"),
+    (
+        "transfer_max_length_zero",
+        [*TRANSFER, "--max-length", "0"],
+        "--max-length and --eval-samples must be at least 1",
+    ),
+    ("transfer_max_length_long", [*TRANSFER, "--max-length", "65"], "exceeds the target's max_position_embeddings"),
+    ("transfer_eval_samples", [*TRANSFER, "--eval-samples", "0"], "got 64 and 0"),
+    (
+        "grow_lag_report",
+        ["grow", "{root}/stack.yaml", "{out}", "--lag-report", "{root}/traj"],
+        "lag_report.json not found",
+    ),
+    ("lag_dataset_file", [*LAG, "--dataset", "{root}/stack.yaml"], "stack.yaml' cannot be loaded"),
     *[
         (f"mat_{cmd}_{kind}", ["mat", cmd, f"{{root}}/mat_{kind}"], "mat_history.json")
         for cmd in ("summary", "heatmap")
@@ -195,3 +208,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, run_cli, tmp_pat
     assert "Traceback" not in err
     assert words in err, err
     assert {p: _snapshot(p) for p in before} == before
+
+
+def test_an_internal_error_keeps_its_traceback(world, monkeypatch, tmp_path):
+    """Only user errors become one line: a bug (here a RuntimeError inside the fit) must reach the developer."""
+    from hf_efftrain.cli import main
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("hf_efftrain.cmd.posthoc.fit_cmd", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["cmd", "fit", str(world / "traj"), str(tmp_path / "out")])

@@ -49,8 +49,8 @@ class MatHistory(BaseModel):
 
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "file"
-    return f"{where}: {first['msg']} ({err.error_count()} problem(s) in all)"
+    where = "".join(f"{part}: " for part in [".".join(str(p) for p in first["loc"])] if part)
+    return f"{where}{first['msg'].removeprefix('Value error, ')} ({err.error_count()} problem(s) in all)"
 
 
 def read_history(run_dir: Path) -> dict[str, Any]:

@@ -38,12 +38,19 @@ from hf_efftrain.transfer.schedule import source_path
 REPORT_FILE = "transfer_report.json"
 
 
-def load_target(folder: str | os.PathLike) -> PreTrainedModel:
-    """The target model, built with the class its ``config.json`` names (sequence classifier, LM...)."""
+def load_target(folder: str | os.PathLike, max_length: int | None = None) -> PreTrainedModel:
+    """The target model, built with the class its ``config.json`` names (sequence classifier, LM...).
+
+    ``max_length`` (tokens per example) is checked against the config before any weight is read.
+    """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise TransferMismatchError(f"{folder}: no config.json; TARGET_INIT must be a save_pretrained folder")
-    names = read_config(folder, what="TARGET").architectures or []
+    config = read_config(folder, what="TARGET")
+    positions = getattr(config, "max_position_embeddings", None)
+    if max_length is not None and positions is not None and max_length > positions:
+        raise TransferError(f"--max-length {max_length} exceeds the target's max_position_embeddings ({positions})")
+    names = config.architectures or []
     cls = getattr(transformers, names[0], None) if names else None
     if cls is None:
         raise TransferMismatchError(f"{folder}: config.json names no model class transformers knows ({names})")
@@ -112,8 +119,10 @@ def run_transfer(
     """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``."""
     trajectory = Trajectory(source)
     trajectory.check_finite()  # a diverged source would be transferred NaN for NaN
+    if max_length < 1 or eval_samples < 1:
+        raise TransferError(f"--max-length and --eval-samples must be at least 1, got {max_length} and {eval_samples}")
     splits = load_splits(dataset, seed=config.seed, need=("train", "text"))  # a bad --dataset fails before loading
-    model = load_target(target)
+    model = load_target(target, max_length)
     check_compatible(trajectory, model, source)
     tokenizer = AutoTokenizer.from_pretrained(target)
     path = source_path(trajectory, config.spacing, config.steps)
