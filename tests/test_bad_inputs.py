@@ -122,6 +122,7 @@ CASES = [
     ("recipe_noise", {"steps": [{"width": {"noise": "lots"}}]}, "width.noise: expected a number, got 'lots'"),
     ("recipe_slices", _step(strategy="slices", slices=[["a", 0, 2]]), "slices[0][0]: expected an integer, got 'a'"),
     ("recipe_sources", {"sources": 5}, "sources: expected a list, got 5"),
+    ("recipe_notes", {"notes": {"base_models": "org/a"}}, "notes.base_models: expected a list, got 'org/a'"),
     ("recipe_all_errors", {"seed": "abc", "sources": 5}, "sources: expected a list, got 5; seed: expected an integer"),
     *[(f"grow_{d}", ["grow", f"{{root}}/src_{d}.yaml", "{out}"], f"mlm_{d}") for d in DAMAGES],
     ("grow_nan_names_tensor", ["grow", "{root}/src_nan.yaml", "{out}"], "attention.self.query.weight' holds NaN"),

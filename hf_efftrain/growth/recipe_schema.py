@@ -65,6 +65,14 @@ STEP_PARAMS: dict[str, type[_Params]] = {
 }
 
 
+class Notes(BaseModel):
+    """Free-form notes; ``base_models`` (Hub ids of the sources) goes into the model card's metadata."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    base_models: list[str] | None = None
+
+
 class RecipeFields(BaseModel):
     """The top level of a recipe; ``steps`` are checked one by one with :data:`STEP_PARAMS`."""
 
@@ -75,7 +83,7 @@ class RecipeFields(BaseModel):
     task: str | None = None
     seed: int = 0
     name: str | None = None
-    notes: dict[str, Any] | None = None
+    notes: Notes | None = None
 
 
 def _describe(error: dict) -> str:
@@ -87,6 +95,7 @@ def _describe(error: dict) -> str:
         "bool": "expected true or false",
         "list": "expected a list",
         "dict": "expected a mapping",
+        "model": "expected a mapping",
     }
     if kind == "missing":
         return "required"
