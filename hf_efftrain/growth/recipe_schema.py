@@ -22,34 +22,37 @@ class _Params(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+Count = Annotated[int, Field(ge=1)]  # layers, heads, sizes: 0 would silently mean "the default"
+
+
 class DepthParams(_Params):
     strategy: str | None = None
-    target_layers: int | None = None
-    k: int | None = None
-    block: int | None = None
-    m: int | None = None
-    copies: int | None = None
-    slices: list[Triple] | None = None
+    target_layers: Count | None = None
+    k: Count | None = None
+    block: Count | None = None
+    m: Annotated[int, Field(ge=0)] | None = None
+    copies: Count | None = None
+    slices: Annotated[list[Triple], Field(min_length=1)] | None = None
 
 
 class MaskedDepthParams(DepthParams):
     fresh: bool = False
-    ramp_steps: int | None = None
+    ramp_steps: Count = 100
 
 
 class WidthParams(_Params):
-    hidden_size: int | None = None
-    intermediate_size: int | None = None
-    num_heads: int | None = None
-    num_kv_heads: int | None = None
-    noise: float | None = None
+    hidden_size: Count | None = None
+    intermediate_size: Count | None = None
+    num_heads: Count | None = None
+    num_kv_heads: Count | None = None
+    noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
 
 
 class MaskedWidthParams(_Params):
-    intermediate_size: int | None = None
-    num_heads: int | None = None
-    num_kv_heads: int | None = None
-    ramp_steps: int | None = None
+    intermediate_size: Count | None = None
+    num_heads: Count | None = None
+    num_kv_heads: Count | None = None
+    ramp_steps: Count = 100
 
 
 class FusionParams(_Params):
@@ -99,6 +102,10 @@ def _describe(error: dict) -> str:
     }
     if kind == "missing":
         return "required"
+    if kind == "greater_than_equal":
+        return f"must be at least {error['ctx']['ge']}, got {error['input']!r}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {error['input']!r}"
     if kind == "too_short" and not error["input"]:
         return "must not be empty"
     if kind in ("too_short", "too_long") and isinstance(error["input"], list | tuple):
