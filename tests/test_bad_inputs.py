@@ -182,6 +182,10 @@ CASES = [
         "lag_report.json not found",
     ),
     ("lag_dataset_file", [*LAG, "--dataset", "{root}/stack.yaml"], "stack.yaml' cannot be loaded"),
+    ("usage_bad_option_value", [*CMD_FIT, "--modes", "x"], "Invalid value for '--modes'"),
+    ("usage_missing_argument", ["cmd", "fit", "{root}/traj"], "Missing argument 'OUT'. (see `hf-efftrain cmd fit"),
+    ("usage_unknown_command", ["cmd", "fitt"], "No such command 'fitt'"),
+    ("usage_verbosity", ["--verbosity", "loud", "mat", "summary", "{out}"], "choose one of debug, info"),
     *[
         (f"mat_{cmd}_{kind}", ["mat", cmd, f"{{root}}/mat_{kind}"], "mat_history.json")
         for cmd in ("summary", "heatmap")

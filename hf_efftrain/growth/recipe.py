@@ -79,7 +79,7 @@ class GrowthRecipe:
         """Read a ``.yaml``/``.yml``/``.json`` recipe; relative source paths are relative to the recipe file."""
         path = Path(path)
         if not path.is_file():
-            raise GrowthError(f"recipe file {path} does not exist")
+            raise GrowthError(f"recipe file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
         try:
             text = path.read_text(encoding="utf-8")
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

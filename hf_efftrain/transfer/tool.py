@@ -119,13 +119,13 @@ def run_transfer(
     """Transfer ``source``'s trajectory onto ``target``; write folders and the report under ``out``."""
     trajectory = Trajectory(source)
     trajectory.check_finite()  # a diverged source would be transferred NaN for NaN
+    path = source_path(trajectory, config.spacing, config.steps)
     if max_length < 1 or eval_samples < 1:
         raise TransferError(f"--max-length and --eval-samples must be at least 1, got {max_length} and {eval_samples}")
     splits = load_splits(dataset, seed=config.seed, need=("train", "text"))  # a bad --dataset fails before loading
     model = load_target(target, max_length)
     check_compatible(trajectory, model, source)
     tokenizer = AutoTokenizer.from_pretrained(target)
-    path = source_path(trajectory, config.spacing, config.steps)
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
     train_rows = steps * config.batches_per_step * config.batch_size
