@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict, load_dataset
-from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
+from datasets.exceptions import DatasetGenerationError
 from transformers import EvalPrediction, PreTrainedTokenizerBase
 
 from hf_efftrain.data import load_rotten_tomatoes, load_wikipedia
@@ -42,7 +42,7 @@ def load_splits(name: str, seed: int = 0, need: tuple[str, str] | None = None) -
         )
     try:
         splits = load_dataset(name)
-    except (DatasetGenerationError, DatasetNotFoundError, FileNotFoundError, ValueError, ConnectionError) as err:
+    except (DatasetGenerationError, OSError, ValueError) as err:  # not found, no access, unreadable files
         reason = " ".join(str(err).split())
         raise ArgumentsError(f"--dataset {name!r} cannot be loaded ({reason}); offline datasets: {offline}") from None
     if need and (need[0] not in splits or need[1] not in splits[need[0]].column_names):

@@ -68,9 +68,8 @@ class GrowthRecipe:
         """Check every field's type first (all errors in one message), then build the recipe."""
         if errors := schema_errors(data):
             raise GrowthError(f"{origin}: " + "; ".join(errors))
-        sources = data["sources"]
-        recipe = cls([sources] if isinstance(sources, str) else list(sources), data["steps"], data.get("task"))
-        recipe.seed, recipe.name = data.get("seed", 0), data.get("name")
+        sources = [data["sources"]] if isinstance(data["sources"], str) else list(data["sources"])
+        recipe = cls(sources, data["steps"], data.get("task"), data.get("seed", 0), data.get("name"))
         recipe.notes = dict(data.get("notes") or {})
         return recipe
 
