@@ -222,3 +222,20 @@ def test_an_internal_error_keeps_its_traceback(world, monkeypatch, tmp_path):
     monkeypatch.setattr("hf_efftrain.cmd.posthoc.fit_cmd", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["cmd", "fit", str(world / "traj"), str(tmp_path / "out")])
+
+
+def test_a_legacy_bin_folder_is_checked_for_nan_after_loading(world, tmp_path):
+    """Folders without safetensors cannot be checked before loading; the loaded weights are checked instead."""
+    from transformers import BertForMaskedLM
+
+    from hf_efftrain.errors import NonFiniteWeightsError
+    from hf_efftrain.model_folder import load_model
+
+    model = BertForMaskedLM.from_pretrained(world / "mlm")
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[0, 0] = float("inf")
+    (tmp_path / "bin").mkdir()
+    shutil.copy(world / "mlm" / "config.json", tmp_path / "bin")
+    torch.save(model.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    with pytest.raises(NonFiniteWeightsError, match="pytorch_model.bin: tensor 'bert.embeddings.word_embeddings"):
+        load_model(tmp_path / "bin", BertForMaskedLM)
