@@ -38,10 +38,10 @@ from hf_efftrain.transfer.schedule import source_path
 REPORT_FILE = "transfer_report.json"
 
 
-def load_target(folder: str | os.PathLike, max_length: int | None = None) -> PreTrainedModel:
-    """The target model, built with the class its ``config.json`` names (sequence classifier, LM...).
+def target_class(folder: str | os.PathLike, max_length: int | None = None) -> tuple[type[PreTrainedModel], object]:
+    """The model class its ``config.json`` names (sequence classifier, LM...) and the config, read without weights.
 
-    ``max_length`` (tokens per example) is checked against the config before any weight is read.
+    ``max_length`` (tokens per example) is checked against the config's positions.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -54,6 +54,12 @@ def load_target(folder: str | os.PathLike, max_length: int | None = None) -> Pre
     cls = getattr(transformers, names[0], None) if names else None
     if cls is None:
         raise TransferMismatchError(f"{folder}: config.json names no model class transformers knows ({names})")
+    return cls, config
+
+
+def load_target(folder: str | os.PathLike, max_length: int | None = None) -> PreTrainedModel:
+    """The target model, built with the class its ``config.json`` names, after the checks of :func:`target_class`."""
+    cls, _ = target_class(folder, max_length)
     return load_model(folder, cls, what="TARGET").eval()
 
 
@@ -123,8 +129,10 @@ def run_transfer(
     if max_length < 1 or eval_samples < 1:
         raise TransferError(f"--max-length and --eval-samples must be at least 1, got {max_length} and {eval_samples}")
     splits = load_splits(dataset, seed=config.seed, need=("train", "text"))  # a bad --dataset fails before loading
-    model = load_target(target, max_length)
-    check_compatible(trajectory, model, source)
+    cls, target_config = target_class(target, max_length)
+    with torch.device("meta"):  # names and shapes only: a mismatch fails before any weight is read
+        check_compatible(trajectory, cls(target_config), source)
+    model = load_model(target, cls, what="TARGET").eval()
     tokenizer = AutoTokenizer.from_pretrained(target)
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
