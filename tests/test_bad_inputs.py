@@ -168,6 +168,7 @@ CASES = [
         (f"transfer_target_{d}", ["transfer", "{root}/traj", f"{{root}}/clf_{d}", "{out}"], (f"clf_{d}", w))
         for d, w in DAMAGES.items()
     ],
+    ("cmd_reconstruct_wrong_base", [*RECONSTRUCT, "--base-model", "{root}/mlm"], "4 CMD tensors are not in"),
     ("transfer_target_mismatch", ["transfer", "{root}/traj", "{root}/mlm", "{out}"], "does not exist in the target"),
     ("transfer_nan", ["transfer", "{root}/traj_nan", "{root}/clf", "{out}"], "holds NaN or Inf"),
     ("transfer_offline_dataset", [*TRANSFER, "--dataset", "unknown_name"], "HF_DATASETS_OFFLINE"),

@@ -32,25 +32,35 @@ def find_base_model(trajectory_root: str | os.PathLike, checkpoint_folders: list
     return None
 
 
-def load_base_model(base_model: str | os.PathLike) -> PreTrainedModel:
-    """``from_pretrained`` with the class named in the config's ``architectures`` (falls back to AutoModel)."""
+def _base_class(base_model: str | os.PathLike) -> tuple[type, object]:
+    """The class named in the config's ``architectures`` (falls back to AutoModel) and the config."""
     if not (Path(base_model) / "config.json").is_file():
         raise CMDFitError(f"base model {base_model} has no config.json; pass --base-model with a model folder")
-    architecture = (read_config(base_model, what="base model").architectures or [None])[0]
+    config = read_config(base_model, what="base model")
+    architecture = (config.architectures or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
-    return load_model(base_model, model_class or transformers.AutoModel, what="base model")
+    return model_class or transformers.AutoModel, config
+
+
+def load_base_model(base_model: str | os.PathLike) -> PreTrainedModel:
+    """``from_pretrained`` with the class named in the config's ``architectures`` (falls back to AutoModel)."""
+    model_class, _ = _base_class(base_model)
+    return load_model(base_model, model_class, what="base model")
 
 
 def model_with_weights(base_model: str | os.PathLike, weights: dict[str, torch.Tensor]) -> PreTrainedModel:
     """The base model with ``weights`` copied in; every name must be one of the model's parameters or buffers."""
-    model = load_base_model(base_model)
-    state = model.state_dict()
-    unknown = sorted(set(weights) - set(state))
+    model_class, config = _base_class(base_model)
+    with torch.device("meta"):  # names only: a wrong base model fails before its weights are read
+        skeleton = model_class.from_config(config) if hasattr(model_class, "from_config") else model_class(config)
+    unknown = sorted(set(weights) - set(skeleton.state_dict()))
     if unknown:
         raise CMDFitError(
             f"{len(unknown)} CMD tensors are not in {base_model} (first: {unknown[0]!r}); "
             "pass the --base-model the trajectory was trained from"
         )
+    model = load_model(base_model, model_class, what="base model")
+    state = model.state_dict()
     with torch.no_grad():
         for name, value in weights.items():
             state[name].copy_(value)
