@@ -111,6 +111,8 @@ def world(tmp_path_factory) -> Path:
     (root / "mat_empty").mkdir()
     (root / "mat_empty" / "mat_history.json").write_text(json.dumps({**history, "history": []}))
     (root / "mat_missing").mkdir()
+    (root / "run_state").mkdir()
+    (root / "run_state" / "trainer_state.json").write_text(json.dumps({"global_step": 4, "log_history": 5}))
     return root
 
 
@@ -181,6 +183,8 @@ CASES = [
     ("usage_missing_argument", ["cmd", "fit", "{root}/traj"], "Missing argument 'OUT'. (see `hf-efftrain cmd fit"),
     ("usage_unknown_command", ["cmd", "fitt"], "No such command 'fitt'"),
     ("usage_verbosity", ["--verbosity", "loud", "mat", "summary", "{out}"], "choose one of debug, info"),
+    ("report_mat_list", ["report", "{root}/mat_list", "--out", "{out}"], "mat_list/mat_history.json: not a MAT"),
+    ("report_trainer_state", ["report", "{root}/run_state", "--out", "{out}"], "trainer_state.json is not laid out"),
     *[
         (f"mat_{cmd}_{kind}", ["mat", cmd, f"{{root}}/mat_{kind}"], "mat_history.json")
         for cmd in ("summary", "heatmap")

@@ -27,24 +27,29 @@ class _Measurement(BaseModel):
     active: list[bool]
 
 
-class MatHistory(BaseModel):
-    """The fields ``mat summary`` and ``mat heatmap`` read; one value per unit in every measurement."""
+class MatMeasurements(BaseModel):
+    """Units and measurements, one value per unit in each: what a report needs (it reads the rest if present)."""
 
     model_config = ConfigDict(strict=True, extra="allow")
 
     units: list[str] = Field(min_length=1)
     history: list[_Measurement] = Field(min_length=1)
-    measurements: int
-    measure_seconds: float
-    flops_full: float
-    flops_done: float
 
     @model_validator(mode="after")
-    def _one_value_per_unit(self) -> MatHistory:
+    def _one_value_per_unit(self) -> MatMeasurements:
         for index, entry in enumerate(self.history):
             if len(entry.lambda_) != len(self.units) or len(entry.active) != len(self.units):
                 raise ValueError(f"history[{index}] has {len(entry.lambda_)} values for {len(self.units)} units")
         return self
+
+
+class MatHistory(MatMeasurements):
+    """All that ``mat summary`` prints: the measurements plus their count, time and FLOPs."""
+
+    measurements: int
+    measure_seconds: float
+    flops_full: float
+    flops_done: float
 
 
 def _first_error(err: ValidationError) -> str:
@@ -62,8 +67,16 @@ def read_history(run_dir: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CorruptCheckpointError(f"{path}: not valid JSON ({err})") from None
+    return check_history(data, path)
+
+
+def check_history(data: Any, path: Path, complete: bool = True) -> dict[str, Any]:
+    """``data`` if it has the layout of a MAT history (read from ``path``), else one error naming the file.
+
+    ``complete=False`` asks only for units and measurements (a report shows what else is there).
+    """
     try:
-        MatHistory.model_validate(data)
+        (MatHistory if complete else MatMeasurements).model_validate(data)
     except ValidationError as err:
         raise CorruptCheckpointError(f"{path}: not a MAT history file: {_first_error(err)}") from None
     return data
