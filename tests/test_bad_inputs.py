@@ -88,6 +88,8 @@ def world(tmp_path_factory) -> Path:
     params = {n: p.detach().clone() for n, p in source.named_parameters()}
     for step in range(4):
         save_snapshot(root / "traj", step, {n: t + 0.01 * step * torch.randn_like(t) for n, t in params.items()})
+    shutil.copytree(root / "traj", root / "traj_config")
+    (root / "traj_config" / "snapshot-0" / "config.json").write_text("{garbage")
     shutil.copytree(root / "traj", root / "traj_nan")
     broken = root / "traj_nan" / "snapshot-2" / WEIGHTS
     tensors = load_file(broken)
@@ -172,6 +174,7 @@ CASES = [
     ],
     ("cmd_reconstruct_wrong_base", [*RECONSTRUCT, "--base-model", "{root}/mlm"], "4 CMD tensors are not in"),
     ("transfer_target_mismatch", ["transfer", "{root}/traj", "{root}/mlm", "{out}"], "does not exist in the target"),
+    ("transfer_source_config", ["transfer", "{root}/traj_config", "{root}/clf", "{out}"], "config.json: not valid"),
     ("transfer_nan", ["transfer", "{root}/traj_nan", "{root}/clf", "{out}"], "holds NaN or Inf"),
     ("transfer_offline_dataset", [*TRANSFER, "--dataset", "unknown_name"], "HF_DATASETS_OFFLINE"),
     ("transfer_max_length_zero", [*TRANSFER, "--max-length", "0"], "--eval-samples must be at least 1, got 0 and"),

@@ -12,7 +12,6 @@ the two match tensor for tensor, draws the gradient batches from a dataset, runs
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def check_compatible(trajectory: Trajectory, model: PreTrainedModel, source: str
     """Raise :class:`TransferMismatchError` unless every source tensor exists in the target with its shape."""
     first = trajectory.checkpoints[0].folder / "config.json"
     if first.is_file():
-        source_type = json.loads(first.read_text()).get("model_type")
+        source_type = read_config(first.parent, what="source checkpoint").model_type
         if source_type != model.config.model_type:
             raise TransferMismatchError(
                 f"source {source} is a {source_type!r} model but the target is {model.config.model_type!r}"
