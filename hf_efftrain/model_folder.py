@@ -72,6 +72,19 @@ def check_weights(folder: str | os.PathLike) -> None:
             raise CorruptCheckpointError(f"{file}: cannot read safetensors weights ({err})") from None
 
 
+def load_tokenizer(folder: str | os.PathLike, what: str = "model folder", needed_for: str = "this command"):
+    """``AutoTokenizer.from_pretrained(folder)``; a folder without a usable tokenizer is one error saying why."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except UNREADABLE as err:
+        raise CorruptCheckpointError(
+            f"{what} {folder} has no usable tokenizer ({' '.join(str(err).split())}); {needed_for} needs one: "
+            "save the tokenizer next to the model"
+        ) from None
+
+
 def check_model_folder(folder: str | os.PathLike, what: str = "model folder") -> PretrainedConfig:
     """:func:`read_config` and :func:`check_weights` without building the model (to fail before long work)."""
     config = read_config(folder, what)

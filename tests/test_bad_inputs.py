@@ -84,6 +84,8 @@ def world(tmp_path_factory) -> Path:
         tokenizer.save_pretrained(root / name)
         for damage in DAMAGES:
             _damaged(root / name, root / f"{name}_{damage}", damage)
+        shutil.copytree(root / name, root / f"{name}_badtok")
+        (root / f"{name}_badtok" / "tokenizer.json").write_text("{garbage")
     source = BertForSequenceClassification(_config(tokenizer))
     params = {n: p.detach().clone() for n, p in source.named_parameters()}
     for step in range(4):
@@ -99,7 +101,7 @@ def world(tmp_path_factory) -> Path:
 
     _recipe(root / "stack.yaml")
     _recipe(root / "inter.yaml", steps=[{"depth": {"strategy": "interleave", "target_layers": 4}}])
-    for damage in DAMAGES:
+    for damage in [*DAMAGES, "badtok"]:
         _recipe(root / f"src_{damage}.yaml", sources=[f"mlm_{damage}"])
     (root / "empty_data").mkdir()
     (root / "mat_garbage").mkdir()
@@ -175,6 +177,8 @@ CASES = [
     ("cmd_reconstruct_wrong_base", [*RECONSTRUCT, "--base-model", "{root}/mlm"], "4 CMD tensors are not in"),
     ("transfer_target_mismatch", ["transfer", "{root}/traj", "{root}/mlm", "{out}"], "does not exist in the target"),
     ("transfer_source_config", ["transfer", "{root}/traj_config", "{root}/clf", "{out}"], "config.json: not valid"),
+    ("transfer_bad_tokenizer", ["transfer", "{root}/traj", "{root}/clf_badtok", "{out}"], "has no usable tokenizer"),
+    ("lag_bad_tokenizer", ["lag", "{root}/src_badtok.yaml", *LAG[2:]], "mlm_badtok has no usable tokenizer"),
     ("transfer_nan", ["transfer", "{root}/traj_nan", "{root}/clf", "{out}"], "holds NaN or Inf"),
     ("transfer_offline_dataset", [*TRANSFER, "--dataset", "unknown_name"], "HF_DATASETS_OFFLINE"),
     ("transfer_max_length_zero", [*TRANSFER, "--max-length", "0"], "--eval-samples must be at least 1, got 0 and"),

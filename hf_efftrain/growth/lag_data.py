@@ -13,14 +13,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+from transformers import DataCollatorForLanguageModeling
 
 from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.grow import apply_recipe, infer_task
 from hf_efftrain.growth.lag import LagResult, select_growth
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval
 from hf_efftrain.growth.recipe import GrowthRecipe, validate_recipe
-from hf_efftrain.model_folder import check_weights
+from hf_efftrain.model_folder import check_weights, load_tokenizer
 
 
 def lm_data(tokenizer, task: str, dataset: str, block_size: int, eval_blocks: int, seed: int):
@@ -96,13 +96,7 @@ def lag_candidates_from_recipes(
     tasks = {r.task or infer_task(r.sources[0]) for r in recipes}
     if len(tasks) != 1:
         raise GrowthError(f"all candidates must train on one task, got {sorted(tasks)}")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(recipes[0].sources[0])
-    except (OSError, ValueError, TypeError) as err:
-        raise GrowthError(
-            f"source {recipes[0].sources[0]} has no usable tokenizer ({' '.join(str(err).split())}); "
-            "lag needs one to tokenize --dataset: save the tokenizer next to the model"
-        ) from None
+    tokenizer = load_tokenizer(recipes[0].sources[0], what="source", needed_for="lag (to tokenize --dataset)")
     train, held, collator = lm_data(tokenizer, tasks.pop(), dataset, block_size, eval_blocks, seed)
     with tempfile.TemporaryDirectory() as tmp:
         args = EfficientTrainingArguments(

@@ -19,12 +19,12 @@ import torch
 import transformers
 from datasets import DatasetDict
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedModel
+from transformers import DataCollatorWithPadding, PreTrainedModel
 
 from hf_efftrain.atomic import atomic_directory, write_json
 from hf_efftrain.errors import TransferError, TransferMismatchError
 from hf_efftrain.logging import progress_bar
-from hf_efftrain.model_folder import load_model, read_config
+from hf_efftrain.model_folder import load_model, load_tokenizer, read_config
 from hf_efftrain.tasks import load_splits, tokenize_classification, tokenize_lm_blocks
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.transfer.config import TransferConfig
@@ -131,8 +131,8 @@ def run_transfer(
     cls, target_config = target_class(target, max_length)
     with torch.device("meta"):  # names and shapes only: a mismatch fails before any weight is read
         check_compatible(trajectory, cls(target_config), source)
+    tokenizer = load_tokenizer(target, what="TARGET", needed_for="transfer (to tokenize --dataset)")
     model = load_model(target, cls, what="TARGET").eval()
-    tokenizer = AutoTokenizer.from_pretrained(target)
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
     train_rows = steps * config.batches_per_step * config.batch_size
