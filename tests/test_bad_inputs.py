@@ -177,6 +177,7 @@ CASES = [
     ("cmd_reconstruct_wrong_base", [*RECONSTRUCT, "--base-model", "{root}/mlm"], "4 CMD tensors are not in"),
     ("transfer_target_mismatch", ["transfer", "{root}/traj", "{root}/mlm", "{out}"], "does not exist in the target"),
     ("transfer_source_config", ["transfer", "{root}/traj_config", "{root}/clf", "{out}"], "config.json: not valid"),
+    ("cmd_reconstruct_bad_tokenizer", [*RECONSTRUCT, "--base-model", "{root}/clf_badtok"], "no usable tokenizer"),
     ("transfer_bad_tokenizer", ["transfer", "{root}/traj", "{root}/clf_badtok", "{out}"], "has no usable tokenizer"),
     ("lag_bad_tokenizer", ["lag", "{root}/src_badtok.yaml", *LAG[2:]], "mlm_badtok has no usable tokenizer"),
     ("transfer_nan", ["transfer", "{root}/traj_nan", "{root}/clf", "{out}"], "holds NaN or Inf"),

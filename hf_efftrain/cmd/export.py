@@ -18,7 +18,7 @@ from transformers import PreTrainedModel
 
 from hf_efftrain.atomic import atomic_directory
 from hf_efftrain.errors import CMDFitError
-from hf_efftrain.model_folder import load_model, read_config
+from hf_efftrain.model_folder import load_model, load_tokenizer, read_config
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
@@ -69,9 +69,13 @@ def model_with_weights(base_model: str | os.PathLike, weights: dict[str, torch.T
 
 def export_model(weights: dict[str, torch.Tensor], base_model: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """Write a ``from_pretrained``-able folder (weights + config + tokenizer files when the base has them)."""
+    _base_class(base_model)  # a bad config.json is named as such, not as a tokenizer problem
+    tokenizer = None
+    if any((Path(base_model) / f).is_file() for f in TOKENIZER_FILES):  # a broken one fails before loading weights
+        tokenizer = load_tokenizer(base_model, what="base model", needed_for="the exported folder")
     model = model_with_weights(base_model, weights)
     with atomic_directory(folder) as tmp:
         model.save_pretrained(tmp)
-        if any((Path(base_model) / f).is_file() for f in TOKENIZER_FILES):
-            transformers.AutoTokenizer.from_pretrained(base_model).save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
     return Path(folder)
