@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
-from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_efftrain.errors import CorruptCheckpointError, MissingCheckpointError, NonFiniteWeightsError
 from hf_efftrain.trajectory import read_safetensors_header, weight_files
@@ -72,10 +72,10 @@ def check_weights(folder: str | os.PathLike) -> None:
             raise CorruptCheckpointError(f"{file}: cannot read safetensors weights ({err})") from None
 
 
-def load_tokenizer(folder: str | os.PathLike, what: str = "model folder", needed_for: str = "this command"):
+def load_tokenizer(
+    folder: str | os.PathLike, what: str = "model folder", needed_for: str = "this command"
+) -> PreTrainedTokenizerBase:
     """``AutoTokenizer.from_pretrained(folder)``; a folder without a usable tokenizer is one error saying why."""
-    from transformers import AutoTokenizer
-
     try:
         return AutoTokenizer.from_pretrained(folder)
     except UNREADABLE as err:
@@ -92,7 +92,7 @@ def check_model_folder(folder: str | os.PathLike, what: str = "model folder") ->
     return config
 
 
-def load_model(folder: str | os.PathLike, model_class, what: str = "model folder") -> PreTrainedModel:
+def load_model(folder: str | os.PathLike, model_class: type, what: str = "model folder") -> PreTrainedModel:
     """``model_class.from_pretrained(folder)`` after :func:`read_config` and :func:`check_weights`."""
     check_model_folder(folder, what)
     try:

@@ -16,13 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 TOP_KEYS = ("sources", "steps", "task", "seed", "name", "notes")
 Triple = Annotated[list[int], Field(min_length=3, max_length=3)]  # [source, start, stop]
+Count = Annotated[int, Field(ge=1)]  # layers, heads, sizes: 0 would silently mean "the default"
 
 
 class _Params(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
-
-
-Count = Annotated[int, Field(ge=1)]  # layers, heads, sizes: 0 would silently mean "the default"
 
 
 class DepthParams(_Params):
