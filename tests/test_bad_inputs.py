@@ -73,12 +73,8 @@ def _recipe(path: Path, **fields) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    """Tiny BERTs (MiniLM's tokenizer), their damaged copies, a short trajectory, a CMD fit, recipes, histories."""
-    root = tmp_path_factory.mktemp("bad_inputs")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(0)
+def _models(root: Path, tokenizer) -> None:
+    """A masked LM and a classifier, each with every damaged copy and one with a broken tokenizer."""
     for name, cls in (("mlm", BertForMaskedLM), ("clf", BertForSequenceClassification)):
         cls(_config(tokenizer)).save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)
@@ -86,8 +82,15 @@ def world(tmp_path_factory) -> Path:
             _damaged(root / name, root / f"{name}_{damage}", damage)
         shutil.copytree(root / name, root / f"{name}_badtok")
         (root / f"{name}_badtok" / "tokenizer.json").write_text("{garbage")
-    source = BertForSequenceClassification(_config(tokenizer))
-    params = {n: p.detach().clone() for n, p in source.named_parameters()}
+    for damage in [*DAMAGES, "badtok"]:
+        _recipe(root / f"src_{damage}.yaml", sources=[f"mlm_{damage}"])
+    _recipe(root / "stack.yaml")
+    _recipe(root / "inter.yaml", steps=[{"depth": {"strategy": "interleave", "target_layers": 4}}])
+
+
+def _trajectories(root: Path, tokenizer) -> None:
+    """Four snapshots of a classifier, copies with a garbage config and with a NaN, and a CMD fit of them."""
+    params = {n: p.detach() for n, p in BertForSequenceClassification(_config(tokenizer)).named_parameters()}
     for step in range(4):
         save_snapshot(root / "traj", step, {n: t + 0.01 * step * torch.randn_like(t) for n, t in params.items()})
     shutil.copytree(root / "traj", root / "traj_config")
@@ -99,24 +102,34 @@ def world(tmp_path_factory) -> Path:
     save_file(tensors, broken)
     fit_cmd(Trajectory(root / "traj"), modes=2, candidates=64, base_model=str(root / "clf")).save(root / "cmdfit")
 
-    _recipe(root / "stack.yaml")
-    _recipe(root / "inter.yaml", steps=[{"depth": {"strategy": "interleave", "target_layers": 4}}])
-    for damage in [*DAMAGES, "badtok"]:
-        _recipe(root / f"src_{damage}.yaml", sources=[f"mlm_{damage}"])
-    (root / "empty_data").mkdir()
-    (root / "mat_garbage").mkdir()
-    (root / "mat_garbage" / "mat_history.json").write_text('{"units": [')
-    (root / "mat_list").mkdir()
-    (root / "mat_list" / "mat_history.json").write_text("[1, 2, 3]")
+
+def _run_folders(root: Path) -> None:
+    """Run folders with a MAT history that is garbage, a list, mis-shaped, empty or missing; a bad trainer state."""
     history = {"units": ["L0.attn"], "history": [{"step": 1, "lambda": [1.0, 2.0], "active": [True]}],
                "measurements": 1, "measure_seconds": 0.1, "flops_full": 1.0, "flops_done": 1.0}  # fmt: skip
-    (root / "mat_shape").mkdir()
-    (root / "mat_shape" / "mat_history.json").write_text(json.dumps(history))
-    (root / "mat_empty").mkdir()
-    (root / "mat_empty" / "mat_history.json").write_text(json.dumps({**history, "history": []}))
+    files = {
+        "mat_garbage/mat_history.json": '{"units": [',
+        "mat_list/mat_history.json": "[1, 2, 3]",
+        "mat_shape/mat_history.json": json.dumps(history),
+        "mat_empty/mat_history.json": json.dumps({**history, "history": []}),
+        "run_state/trainer_state.json": json.dumps({"global_step": 4, "log_history": 5}),
+    }
+    for relative, text in files.items():
+        (root / relative).parent.mkdir()
+        (root / relative).write_text(text)
     (root / "mat_missing").mkdir()
-    (root / "run_state").mkdir()
-    (root / "run_state" / "trainer_state.json").write_text(json.dumps({"global_step": 4, "log_history": 5}))
+    (root / "empty_data").mkdir()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """Everything the bad inputs point at, built once: tiny BERTs with MiniLM's tokenizer, trajectories, runs."""
+    root = tmp_path_factory.mktemp("bad_inputs")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    _models(root, tokenizer)
+    _trajectories(root, tokenizer)
+    _run_folders(root)
     return root
 
 
