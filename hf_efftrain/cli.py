@@ -5,6 +5,7 @@ User errors (:class:`HfEfftrainError`) print one line on stderr and exit with co
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -12,6 +13,7 @@ import typer
 from hf_efftrain import __version__
 from hf_efftrain.cmd.cli import cmd_app
 from hf_efftrain.entrypoint import run_main
+from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.cli import growth_app
 from hf_efftrain.mat import cli as mat_cli
 from hf_efftrain.report.cli import report as report_command
@@ -81,9 +83,29 @@ def trajectory_info(
     typer.echo(f"size on disk: {size / 2**20:.1f} MiB")
 
 
+def _run_app(args: list[str]) -> None:
+    """The app, with click's usage errors (unknown option, bad value, missing argument) as one-line user errors.
+
+    Help for a bare command group (``hf-efftrain cmd``) is still printed in full; ``--help`` and ``--version``
+    exit 0 as before.
+    """
+    try:
+        code = app(args=args, prog_name="hf-efftrain", standalone_mode=False)
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    except typer.TyperException as err:  # click's exceptions (typer ships its own click)
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()
+            sys.exit(err.exit_code)
+        command = err.ctx.command_path if getattr(err, "ctx", None) else "hf-efftrain"
+        raise ArgumentsError(f"{err.format_message()} (see `{command} --help`)") from None
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: typer handles usage errors (exit 2); user errors become one line, exit 2."""
-    run_main(lambda args: app(args=args), argv, prog="hf-efftrain")
+    """Console-script entry point: usage and user errors become one line on stderr and exit code 2."""
+    run_main(_run_app, argv, prog="hf-efftrain")
 
 
 if __name__ == "__main__":

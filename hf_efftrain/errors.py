@@ -44,6 +44,10 @@ class CorruptCheckpointError(CheckpointError):
     """A weights file exists but cannot be parsed."""
 
 
+class NonFiniteWeightsError(CheckpointError, ValueError):
+    """A weights file holds NaN or Inf values (a diverged run); the message names the tensor and the file."""
+
+
 class TrajectoryMismatchError(CheckpointError):
     """Checkpoints of one trajectory disagree on tensor names, shapes or dtypes."""
 

@@ -8,20 +8,46 @@ Example::
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 from datasets import DatasetDict, load_dataset
+from datasets.exceptions import DatasetGenerationError
 from transformers import EvalPrediction, PreTrainedTokenizerBase
 
 from hf_efftrain.data import load_rotten_tomatoes, load_wikipedia
+from hf_efftrain.errors import ArgumentsError
 
 OFFLINE_DATASETS = {"rotten_tomatoes": load_rotten_tomatoes, "wikipedia": load_wikipedia}
+OFFLINE = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")  # set: no Hub download may be attempted
 
 
-def load_splits(name: str, seed: int = 0) -> DatasetDict:
-    """The offline copy for ``rotten_tomatoes``/``wikipedia``; any other name goes to ``datasets.load_dataset``."""
+def load_splits(name: str, seed: int = 0, need: tuple[str, str] | None = None) -> DatasetDict:
+    """The offline copy for ``rotten_tomatoes``/``wikipedia``; any other name goes to ``datasets.load_dataset``.
+
+    A local folder must hold data files; a Hub name needs the network, so with ``HF_DATASETS_OFFLINE`` or
+    ``HF_HUB_OFFLINE`` set it is refused at once instead of failing deep inside ``datasets``. ``need``
+    (split, column) is checked too. Every failure is one :class:`ArgumentsError` naming ``--dataset``.
+    """
     if name in OFFLINE_DATASETS:
         return OFFLINE_DATASETS[name](seed=seed)
-    return load_dataset(name)
+    offline = ", ".join(OFFLINE_DATASETS)
+    if Path(name).is_dir() and not any(p.is_file() for p in Path(name).rglob("*")):
+        raise ArgumentsError(f"--dataset {name} is an empty folder; put train/validation data files in it")
+    if not Path(name).exists() and any(os.environ.get(v, "0").upper() in ("1", "ON", "YES", "TRUE") for v in OFFLINE):
+        raise ArgumentsError(
+            f"--dataset {name!r} is not an offline dataset ({offline}) or a local folder, and a Hub dataset "
+            f"cannot be downloaded while {' or '.join(OFFLINE)} is set"
+        )
+    try:
+        splits = load_dataset(name)
+    except (DatasetGenerationError, OSError, ValueError) as err:  # not found, no access, unreadable files
+        reason = " ".join(str(err).split())
+        raise ArgumentsError(f"--dataset {name!r} cannot be loaded ({reason}); offline datasets: {offline}") from None
+    if need and (need[0] not in splits or need[1] not in splits[need[0]].column_names):
+        raise ArgumentsError(f"--dataset {name!r} has no {need[0]!r} split with a {need[1]!r} column")
+    return splits
 
 
 def tokenize_classification(

@@ -35,6 +35,7 @@ from hf_efftrain.errors import (
     ArgumentsError,
     CorruptCheckpointError,
     MissingCheckpointError,
+    NonFiniteWeightsError,
     TrajectoryMismatchError,
 )
 from hf_efftrain.logging import get_logger
@@ -280,6 +281,22 @@ class Trajectory:
                     stop = min(rows_total, start + step)
                     values = self._read_rows(descriptor, name, start * row_size, (stop - start) * row_size)
                     yield TrajectoryChunk(name, slice(start, stop), values)
+
+    def check_finite(self, chunk: TrajectoryChunk | None = None) -> None:
+        """Refuse NaN/Inf (a diverged run) in ``chunk``, or in the whole trajectory in one streaming pass.
+
+        The error names the tensor and the first checkpoint file holding a bad value.
+        """
+        for part in [chunk] if chunk is not None else self.iter_chunks():
+            if not part.values.is_floating_point():
+                continue
+            bad = (~torch.isfinite(part.values)).any(dim=1).nonzero()
+            if len(bad):
+                file = self._locations[int(bad[0])][part.name].file
+                raise NonFiniteWeightsError(
+                    f"{file}: tensor {part.name!r} holds NaN or Inf values (a diverged run?); "
+                    "drop that checkpoint or use the run before it diverged"
+                )
 
     def _read_rows(self, descriptor, name: str, first: int, count: int) -> torch.Tensor:
         """Elements ``first:first+count`` of the flattened tensor ``name`` at every step: ``[T, count]``."""

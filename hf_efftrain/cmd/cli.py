@@ -42,10 +42,13 @@ def fit(
     from hf_efftrain.cmd.export import find_base_model
     from hf_efftrain.cmd.plots import plot_all
     from hf_efftrain.cmd.posthoc import fit_cmd
+    from hf_efftrain.model_folder import check_model_folder
     from hf_efftrain.outputs import check_output, output_directory
     from hf_efftrain.trajectory import Trajectory
 
     check_output(out, "cmd fit", inputs=[trajectory, base_model], overwrite=overwrite)
+    if base_model is not None:
+        check_model_folder(base_model, what="--base-model")  # before the fit, not at reconstruct time
     traj = Trajectory(trajectory)
     base = base_model or find_base_model(trajectory, [c.folder for c in traj.checkpoints])
     result = fit_cmd(traj, modes=modes, candidates=candidates, seed=seed, max_elements=chunk_elements, base_model=base)

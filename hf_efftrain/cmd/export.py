@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
 from hf_efftrain.errors import CMDFitError
+from hf_efftrain.model_folder import load_model, load_tokenizer, read_config
 from hf_efftrain.outputs import output_directory
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
@@ -31,26 +32,35 @@ def find_base_model(trajectory_root: str | os.PathLike, checkpoint_folders: list
     return None
 
 
-def load_base_model(base_model: str | os.PathLike) -> PreTrainedModel:
-    """``from_pretrained`` with the class named in the config's ``architectures`` (falls back to AutoModel)."""
+def _base_class(base_model: str | os.PathLike) -> tuple[type, object]:
+    """The class named in the config's ``architectures`` (falls back to AutoModel) and the config."""
     if not (Path(base_model) / "config.json").is_file():
         raise CMDFitError(f"base model {base_model} has no config.json; pass --base-model with a model folder")
-    config = AutoConfig.from_pretrained(base_model)
+    config = read_config(base_model, what="base model")
     architecture = (config.architectures or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
-    return (model_class or transformers.AutoModel).from_pretrained(base_model)
+    return model_class or transformers.AutoModel, config
+
+
+def load_base_model(base_model: str | os.PathLike) -> PreTrainedModel:
+    """``from_pretrained`` with the class named in the config's ``architectures`` (falls back to AutoModel)."""
+    model_class, _ = _base_class(base_model)
+    return load_model(base_model, model_class, what="base model")
 
 
 def model_with_weights(base_model: str | os.PathLike, weights: dict[str, torch.Tensor]) -> PreTrainedModel:
     """The base model with ``weights`` copied in; every name must be one of the model's parameters or buffers."""
-    model = load_base_model(base_model)
-    state = model.state_dict()
-    unknown = sorted(set(weights) - set(state))
+    model_class, config = _base_class(base_model)
+    with torch.device("meta"):  # names only: a wrong base model fails before its weights are read
+        skeleton = model_class.from_config(config) if hasattr(model_class, "from_config") else model_class(config)
+    unknown = sorted(set(weights) - set(skeleton.state_dict()))
     if unknown:
         raise CMDFitError(
             f"{len(unknown)} CMD tensors are not in {base_model} (first: {unknown[0]!r}); "
             "pass the --base-model the trajectory was trained from"
         )
+    model = load_model(base_model, model_class, what="base model")
+    state = model.state_dict()
     with torch.no_grad():
         for name, value in weights.items():
             state[name].copy_(value)
@@ -62,9 +72,13 @@ def export_model(weights: dict[str, torch.Tensor], base_model: str | os.PathLike
 
     The folder is replaced whole; callers check it first with :func:`hf_efftrain.outputs.check_output`.
     """
+    _base_class(base_model)  # a bad config.json is named as such, not as a tokenizer problem
+    tokenizer = None
+    if any((Path(base_model) / f).is_file() for f in TOKENIZER_FILES):  # a broken one fails before loading weights
+        tokenizer = load_tokenizer(base_model, what="base model", needed_for="the exported folder")
     model = model_with_weights(base_model, weights)
     with output_directory(folder, "cmd reconstruct") as tmp:
         model.save_pretrained(tmp)
-        if any((Path(base_model) / f).is_file() for f in TOKENIZER_FILES):
-            transformers.AutoTokenizer.from_pretrained(base_model).save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
     return Path(folder)

@@ -125,6 +125,10 @@ def fit_cmd(
     """Post-hoc CMD of a trajectory; memory independent of the number of checkpoints (beyond one block)."""
     if not 1 <= modes <= 255:
         raise CMDFitError(f"--modes must be in 1..255, got {modes}")
+    if candidates < 2:
+        raise CMDFitError(f"--candidates must be at least 2 (CMD clusters them into modes), got {candidates}")
+    if max_elements is not None and max_elements < 1:
+        raise CMDFitError(f"--chunk-elements must be a positive number of values per block, got {max_elements}")
     clusters, ids, values = choose_modes(traj, modes, candidates, seed, max_elements)
     references = values[:, clusters.references].T.copy()  # [M, T]
     totals = _Totals(clusters.count, len(traj))
@@ -132,6 +136,7 @@ def fit_cmd(
     b = {n: torch.empty_like(t) for n, t in a.items()}
     labels = {n: torch.empty(t.numel(), dtype=torch.uint8) for n, t in a.items()}
     for chunk in traj.iter_chunks(max_elements=max_elements):
+        traj.check_finite(chunk)  # tensors without candidates were not checked in pass 1
         shape = traj.shapes[chunk.name]
         row_size = math.prod(shape[1:]) if shape else 1
         window = slice(chunk.rows.start * row_size, chunk.rows.stop * row_size)

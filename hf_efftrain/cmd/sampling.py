@@ -47,6 +47,7 @@ def gather_candidates(
     ids: list[tuple[str, int]] = []
     columns: list[np.ndarray] = []
     for chunk in traj.iter_chunks(names=list(picks), max_elements=max_elements):
+        traj.check_finite(chunk)  # NaN would poison the correlations; nothing is written yet
         shape = traj.shapes[chunk.name]
         row_size = math.prod(shape[1:]) if shape else 1
         start, stop = chunk.rows.start * row_size, chunk.rows.stop * row_size

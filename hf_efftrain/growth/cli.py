@@ -34,7 +34,7 @@ def grow(
     from hf_efftrain.growth.hub import push_grown_model
     from hf_efftrain.growth.lag import LagResult
 
-    lag = LagResult.load(lag_report) if lag_report else None
+    lag = LagResult.load(lag_report) if lag_report else None  # a bad report fails before the growth is written
     folder = grow_from_recipe(recipe, output_dir, overwrite=overwrite, card=True, lag_result=lag)
     typer.echo(f"grown model saved to {folder}")
     if push_to_hub:

@@ -17,6 +17,7 @@ from hf_efftrain.growth.fusion import fuse_width
 from hf_efftrain.growth.masked import masked_depth, masked_width
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe, depth_plan, validate_recipe
 from hf_efftrain.growth.width import grow_width
+from hf_efftrain.model_folder import load_model
 from hf_efftrain.outputs import check_output, output_directory
 
 AUTO_CLASSES = {
@@ -42,14 +43,12 @@ def load_sources(recipe: GrowthRecipe) -> list[PreTrainedModel]:
     """Every source with the recipe's task head; missing head weights are initialized from ``recipe.seed``."""
     import transformers
 
-    from hf_efftrain.loading import from_pretrained_with_head
-
     task = recipe.task or infer_task(recipe.sources[0])
     auto = getattr(transformers, AUTO_CLASSES[task])
     models = []
     for path in recipe.sources:
         set_seed(recipe.seed)
-        models.append(from_pretrained_with_head(auto, path))
+        models.append(load_model(path, auto, what="source"))
     return models
 
 

@@ -100,9 +100,16 @@ class LagResult:
 
     @classmethod
     def load(cls, folder: str | Path) -> LagResult:
-        data = json.loads((Path(folder) / "lag_report.json").read_text())
-        data["losses"] = {n: {int(s): v for s, v in d.items()} for n, d in data["losses"].items()}
-        return cls(**data)
+        """Read ``lag_report.json`` back; a missing or foreign file is a :class:`GrowthError` naming it."""
+        path = Path(folder) / "lag_report.json"
+        if not path.is_file():
+            raise GrowthError(f"{path} not found: pass a folder written by `hf-efftrain lag`")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["losses"] = {n: {int(s): v for s, v in d.items()} for n, d in data["losses"].items()}
+            return cls(**data)
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise GrowthError(f"{path}: not a LAG report ({type(err).__name__}: {err})") from None
 
 
 class _LagProbe(TrainerCallback):

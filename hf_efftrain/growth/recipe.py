@@ -35,16 +35,12 @@ from hf_efftrain.architectures import get_architecture
 from hf_efftrain.errors import UnknownArchitectureError
 from hf_efftrain.growth import depth as depth_ops
 from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.growth.recipe_schema import STEP_PARAMS, schema_errors
+from hf_efftrain.model_folder import read_config
 
 RECIPE_FILE = "growth_recipe.yaml"
 TASKS = ("masked-lm", "causal-lm", "classification", "base")
-STEP_KEYS = {
-    "depth": {"strategy", "target_layers", "k", "block", "m", "copies", "slices"},
-    "masked_depth": {"strategy", "target_layers", "k", "block", "m", "copies", "slices", "fresh", "ramp_steps"},
-    "width": {"hidden_size", "intermediate_size", "num_heads", "num_kv_heads", "noise"},
-    "masked_width": {"intermediate_size", "num_heads", "num_kv_heads", "ramp_steps"},
-    "fusion": set(),
-}
+STEP_KEYS = {op: set(params.model_fields) for op, params in STEP_PARAMS.items()}
 STRATEGIES = {
     "copy_all": ("target_layers",),
     "interleave": ("target_layers",),
@@ -69,20 +65,11 @@ class GrowthRecipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = "recipe") -> GrowthRecipe:
-        if not isinstance(data, dict):
-            raise GrowthError(f"{origin}: a recipe must be a mapping with 'sources' and 'steps'")
-        unknown = set(data) - {"sources", "steps", "task", "seed", "name", "notes"}
-        if unknown:
-            raise GrowthError(f"{origin}: unknown key(s) {sorted(unknown)}; allowed: sources, steps, task, seed, name")
-        sources = data.get("sources")
-        if isinstance(sources, str):
-            sources = [sources]
-        if not sources or not all(isinstance(s, str) for s in sources):
-            raise GrowthError(f"{origin}: 'sources' must be a non-empty list of checkpoint folders")
-        steps = data.get("steps")
-        if not isinstance(steps, list) or not steps:
-            raise GrowthError(f"{origin}: 'steps' must be a non-empty list, e.g. [{{depth: {{strategy: copy_all}}}}]")
-        recipe = cls(list(sources), steps, data.get("task"), int(data.get("seed", 0)), data.get("name"))
+        """Check every field's type first (all errors in one message), then build the recipe."""
+        if errors := schema_errors(data):
+            raise GrowthError(f"{origin}: " + "; ".join(errors))
+        sources = [data["sources"]] if isinstance(data["sources"], str) else list(data["sources"])
+        recipe = cls(sources, data["steps"], data.get("task"), data.get("seed", 0), data.get("name"))
         recipe.notes = dict(data.get("notes") or {})
         return recipe
 
@@ -91,7 +78,7 @@ class GrowthRecipe:
         """Read a ``.yaml``/``.yml``/``.json`` recipe; relative source paths are relative to the recipe file."""
         path = Path(path)
         if not path.is_file():
-            raise GrowthError(f"recipe file {path} does not exist")
+            raise GrowthError(f"recipe file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
         try:
             text = path.read_text(encoding="utf-8")
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -127,12 +114,10 @@ def _tokenizer_fingerprint(folder: Path) -> str | None:
 
 
 def load_source_config(path: str):
-    """The config of one source folder; a clear error if it is missing or of an unknown family."""
-    from transformers import AutoConfig
-
+    """The config of one source folder; a clear error if it is missing, unreadable or of an unknown family."""
     if not (Path(path) / "config.json").is_file():
         raise GrowthError(f"source {path} is not a model folder (no config.json); give a local checkpoint folder")
-    config = AutoConfig.from_pretrained(path)
+    config = read_config(path, what="source")
     try:
         get_architecture(config)
     except UnknownArchitectureError as err:
@@ -261,6 +246,8 @@ def _check_step(recipe: GrowthRecipe, index: int, step: Any, shapes: list[_Shape
 
 def validate_recipe(recipe: GrowthRecipe) -> dict[str, int]:
     """Check the whole recipe against the sources' configs; returns the final shape (depth, hidden, heads, ffn)."""
+    if errors := schema_errors(recipe.to_dict()):  # a recipe built in code skipped from_dict's check
+        raise GrowthError("recipe: " + "; ".join(errors))
     if recipe.task is not None and recipe.task not in TASKS:
         raise GrowthError(f"task must be one of {', '.join(TASKS)}, got {recipe.task!r}")
     configs = [load_source_config(s) for s in recipe.sources]

@@ -8,27 +8,19 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from hf_efftrain.errors import MissingCheckpointError
+from hf_efftrain.mat.history_file import read_history
 
 app = typer.Typer(help="Inspect MAT runs (mat_history.json written at the end of training).")
-
-
-def _history(run_dir: Path) -> dict:
-    path = run_dir / "mat_history.json"
-    if not path.is_file():
-        raise MissingCheckpointError(f"{path} not found: pass the output_dir of a finished run trained with --mat")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @app.command("summary")
 def summary(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="output_dir of a finished MAT run.")) -> None:
     """Per layer: share of measurements in which each module was active; measurement count and time."""
-    data = _history(run_dir)
+    data = read_history(run_dir)
     history, units = data["history"], data["units"]
     typer.echo(f"measurements: {data['measurements']}  measuring time: {data['measure_seconds']:.1f} s")
     saved = 1.0 - data["flops_done"] / data["flops_full"] if data["flops_full"] else 0.0
@@ -46,7 +38,7 @@ def heatmap(
     """Redraw the λmax / gates heat map (layers × heads over steps)."""
     from hf_efftrain.mat.plot import plot_heatmap
 
-    data = _history(run_dir)
+    data = read_history(run_dir)
     target = out or run_dir / "mat_heatmap.png"
     plot_heatmap(data["history"], data["units"], target)
     typer.echo(str(target))

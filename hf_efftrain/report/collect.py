@@ -21,6 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_efftrain.cmd.result import META_FILE, CMDResult
 from hf_efftrain.errors import CMDFitError, ReportError
+from hf_efftrain.mat.history_file import check_history
 from hf_efftrain.trajectory import CHECKPOINT_PATTERN
 
 # What a report looks for, relative to the run folder (named in the "nothing to report" error).
@@ -69,6 +70,16 @@ def read_json(path: Path) -> Any:
 
 def _optional_json(path: Path) -> Any:
     return read_json(path) if path.is_file() else None
+
+
+def _mapping(data: Any, path: Path, list_key: str | None = None) -> dict[str, Any] | None:
+    """``data`` unless it is not a JSON object (or its ``list_key`` is not a list of objects): a foreign file."""
+    if data is None:
+        return None
+    entries = data.get(list_key, []) if isinstance(data, dict) and list_key else []
+    if not isinstance(data, dict) or not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ReportError(f"{path} is not laid out as Trainer or hf_efftrain write it; restore or delete it")
+    return data
 
 
 def find_trainer_state(run_dir: Path) -> Path | None:
@@ -130,12 +141,14 @@ def collect_run(run_dir: str | os.PathLike) -> RunArtifacts:
     run = RunArtifacts(run_dir=run_dir)
     run.trainer_state_path = find_trainer_state(run_dir)
     if run.trainer_state_path is not None:
-        run.trainer_state = read_json(run.trainer_state_path)
+        run.trainer_state = _mapping(read_json(run.trainer_state_path), run.trainer_state_path, "log_history")
     run.mat, run.mat_source = _optional_json(run_dir / "mat_history.json"), "mat_history.json"
-    if run.mat is None:
+    if run.mat is not None:
+        check_history(run.mat, run_dir / "mat_history.json", complete=False)
+    else:
         run.mat, run.mat_source = _mat_from_state(run.trainer_state), "trainer_state.json (run not finished)"
-    run.twa = _optional_json(run_dir / "twa_history.json")
-    run.cmd_report = _optional_json(run_dir / "cmd_report.json")
+    run.twa = _mapping(_optional_json(run_dir / "twa_history.json"), run_dir / "twa_history.json")
+    run.cmd_report = _mapping(_optional_json(run_dir / "cmd_report.json"), run_dir / "cmd_report.json")
     run.cmd_modes = _cmd_modes(run_dir / "cmd_modes.json")
     run.cmd_posthoc = _cmd_result(run_dir / "cmd_posthoc")
     run.snapshot_steps = snapshot_steps(run_dir / "snapshots")

@@ -20,10 +20,11 @@ import torch
 import transformers
 from datasets import DatasetDict
 from torch.utils.data import DataLoader
-from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, PreTrainedModel
+from transformers import DataCollatorWithPadding, PreTrainedModel
 
-from hf_efftrain.errors import TransferMismatchError
+from hf_efftrain.errors import TransferError, TransferMismatchError
 from hf_efftrain.logging import progress_bar
+from hf_efftrain.model_folder import load_model, load_tokenizer, read_config
 from hf_efftrain.outputs import check_output, output_directory
 from hf_efftrain.tasks import load_splits, tokenize_classification, tokenize_lm_blocks
 from hf_efftrain.trajectory import Trajectory
@@ -37,24 +38,36 @@ from hf_efftrain.transfer.schedule import source_path
 REPORT_FILE = "transfer_report.json"
 
 
-def load_target(folder: str | os.PathLike) -> PreTrainedModel:
-    """The target model, built with the class its ``config.json`` names (sequence classifier, LM...)."""
+def target_class(folder: str | os.PathLike, max_length: int | None = None) -> tuple[type[PreTrainedModel], object]:
+    """The model class its ``config.json`` names (sequence classifier, LM...) and the config, read without weights.
+
+    ``max_length`` (tokens per example) is checked against the config's positions.
+    """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise TransferMismatchError(f"{folder}: no config.json; TARGET_INIT must be a save_pretrained folder")
-    config = AutoConfig.from_pretrained(folder)
+    config = read_config(folder, what="TARGET")
+    positions = getattr(config, "max_position_embeddings", None)
+    if max_length is not None and positions is not None and max_length > positions:
+        raise TransferError(f"--max-length {max_length} exceeds the target's max_position_embeddings ({positions})")
     names = config.architectures or []
     cls = getattr(transformers, names[0], None) if names else None
     if cls is None:
         raise TransferMismatchError(f"{folder}: config.json names no model class transformers knows ({names})")
-    return cls.from_pretrained(folder).eval()
+    return cls, config
+
+
+def load_target(folder: str | os.PathLike, max_length: int | None = None) -> PreTrainedModel:
+    """The target model, built with the class its ``config.json`` names, after the checks of :func:`target_class`."""
+    cls, _ = target_class(folder, max_length)
+    return load_model(folder, cls, what="TARGET").eval()
 
 
 def check_compatible(trajectory: Trajectory, model: PreTrainedModel, source: str | os.PathLike) -> None:
     """Raise :class:`TransferMismatchError` unless every source tensor exists in the target with its shape."""
     first = trajectory.checkpoints[0].folder / "config.json"
     if first.is_file():
-        source_type = json.loads(first.read_text()).get("model_type")
+        source_type = read_config(first.parent, what="source checkpoint").model_type
         if source_type != model.config.model_type:
             raise TransferMismatchError(
                 f"source {source} is a {source_type!r} model but the target is {model.config.model_type!r}"
@@ -71,11 +84,12 @@ def check_compatible(trajectory: Trajectory, model: PreTrainedModel, source: str
 
 
 def task_data(
-    model: PreTrainedModel, tokenizer, dataset: str, seed: int, train_rows: int, eval_rows: int, max_length: int
+    model: PreTrainedModel, tokenizer, splits: DatasetDict, seed: int, train_rows: int, eval_rows: int, max_length: int
 ):
     """(train, validation, collator) for the model's task; only the rows needed are tokenized."""
-    splits = load_splits(dataset, seed=seed)
     eval_split = "validation" if "validation" in splits else "test"
+    if eval_split not in splits:
+        raise TransferError("--dataset has no validation or test split to score the transferred points on")
     splits = DatasetDict(
         train=splits["train"].shuffle(seed=seed).select(range(min(train_rows, len(splits["train"])))),
         validation=splits[eval_split].select(range(min(eval_rows, len(splits[eval_split])))),
@@ -143,14 +157,25 @@ def _transfer_into(
     target_label: str | None,
 ) -> dict:
     trajectory = Trajectory(source)
-    model = target.eval() if isinstance(target, PreTrainedModel) else load_target(target)
-    check_compatible(trajectory, model, source)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or target)
+    trajectory.check_finite()  # a diverged source would be transferred NaN for NaN
     path = source_path(trajectory, config.spacing, config.steps)
+    if max_length < 1 or eval_samples < 1:
+        raise TransferError(f"--max-length and --eval-samples must be at least 1, got {max_length} and {eval_samples}")
+    splits = load_splits(dataset, seed=config.seed, need=("train", "text"))  # a bad --dataset fails before loading
+    if isinstance(target, PreTrainedModel):  # a fresh initialization built in memory
+        model = target.eval()
+        check_compatible(trajectory, model, source)
+        tokenizer = load_tokenizer(tokenizer_path, what="tokenizer", needed_for="transfer (to tokenize --dataset)")
+    else:
+        cls, target_config = target_class(target, max_length)
+        with torch.device("meta"):  # names and shapes only: a mismatch fails before any weight is read
+            check_compatible(trajectory, cls(target_config), source)
+        tokenizer = load_tokenizer(target, what="TARGET", needed_for="transfer (to tokenize --dataset)")
+        model = load_model(target, cls, what="TARGET").eval()
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
     train_rows = steps * config.batches_per_step * config.batch_size
-    train, validation, collate = task_data(model, tokenizer, dataset, config.seed, train_rows, eval_samples, max_length)
+    train, validation, collate = task_data(model, tokenizer, splits, config.seed, train_rows, eval_samples, max_length)
     gradients = LossGradients(model, gradient_batches(train, collate, config))
     evaluator = _Evaluator(model, validation, collate)
     spec = permutation_spec(model)
