@@ -47,24 +47,15 @@ def test_setup_is_idempotent_and_fast_when_done():
 
 
 @pytest.mark.slow
-def test_demo_example_runs_on_real_minilm(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "examples/finetune.py",
-            "--max_steps",
-            "2",
-            "--max_eval_samples",
-            "64",
-            "--output_dir",
-            str(tmp_path),
-            "--disable_tqdm",
-            "true",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_demo_runs_mat_on_real_minilm_writes_the_report_and_summarizes(tmp_path):
+    argv = ["examples/demo.py", "--max_steps", "4", "--mat_every", "2", "--mat_warmup_steps", "1"]
+    argv += ["--max_eval_samples", "64", "--output_dir", str(tmp_path / "demo"), "--disable_tqdm", "true"]
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert '"eval_accuracy"' in done.stdout
+    assert '"eval_accuracy"' in done.stdout and "== demo summary" in done.stdout
+    assert "of the attention projections' backward FLOPs skipped" in done.stdout
+    assert "benchmark (benchmarks/results/combined.json" in done.stdout
+    assert f"report: {tmp_path / 'demo' / 'report' / 'report.html'}" in done.stdout
+    assert (tmp_path / "demo" / "report" / "report.html").is_file()
+    again = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "--overwrite_output_dir true" in again.stderr  # only its own folder is replaced

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def test_missing_module_names_the_extra(monkeypatch):
 
 
 def test_cli_reports_a_missing_extra_on_one_line(run_cli, tmp_path, monkeypatch):
-    (tmp_path / "mat_history.json").write_text('{"history": [], "units": []}')
+    history = {"units": ["L0.H0"], "history": [{"step": 2, "lambda": [1.0], "active": [True]}], "measurements": 1}
+    history.update(measure_seconds=0.1, flops_full=1.0, flops_done=1.0)
+    (tmp_path / "mat_history.json").write_text(json.dumps(history))  # a valid file: the plot is what fails
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, _, err = run_cli(["mat", "heatmap", str(tmp_path)])
     assert code == 2 and "hf-efftrain[plots]" in err and "Traceback" not in err
