@@ -13,7 +13,7 @@ end, with its recipe, LAG report and card (not the Trainer's checkpoints).
 
 The grown model fine-tunes like any checkpoint, MAT included::
 
-    python examples/finetune.py --model_name_or_path outputs/grow_and_pretrain --mat true
+    python examples/finetune.py --model_name_or_path outputs/grow_and_pretrain --mat true --output_dir outputs/grown
 """
 
 from __future__ import annotations
