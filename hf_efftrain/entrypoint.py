@@ -1,8 +1,9 @@
 """Run a script's ``main`` so that user errors end it with one line and exit code 2, not a traceback.
 
-Used by the ``hf-efftrain`` command and the example scripts (also under ``accelerate launch``, where each
-process prints the line once). Anything that is not an :class:`HfEfftrainError` is a bug and keeps its
-traceback. Example::
+Used by the ``hf-efftrain`` command and the example scripts. Under ``torchrun``/``accelerate launch`` an error
+found before the processes talk to each other (a bad flag, a refused output folder) is the same on every process,
+so only process 0 prints it; later errors are printed by the process that meets them. Anything that is not an
+:class:`HfEfftrainError` is a bug and keeps its traceback. Example::
 
     if __name__ == "__main__":
         run_main(main, prog="finetune.py")
@@ -11,6 +12,7 @@ traceback. Example::
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -23,11 +25,25 @@ def run_main(main: Callable[[list[str]], Any], argv: list[str] | None = None, pr
     try:
         result = main(sys.argv[1:] if argv is None else argv)
     except HfEfftrainError as err:
-        message = " ".join(str(err).split())  # one line, whatever the message holds
-        print(f"{prog or sys.argv[0]}: error: {message}", file=sys.stderr)
+        if _rank() == 0 or _group_open():
+            message = " ".join(str(err).split())  # one line, whatever the message holds
+            print(f"{prog or sys.argv[0]}: error: {message}", file=sys.stderr)
         sys.exit(2)
     close_process_group()
     return result
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _group_open() -> bool:
+    """Whether the processes already share a ``torch.distributed`` group (so an error may be this process's own)."""
+    if "torch.distributed" not in sys.modules:
+        return False
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
 
 
 def close_process_group() -> None:

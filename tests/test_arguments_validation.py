@@ -87,7 +87,9 @@ def test_fractions_resolve_against_max_steps():
     args = EfficientTrainingArguments(output_dir="unused", report_to="none", **TWA_RUN, twa_every=0.1, twa_steps=0.2)
     config = args.twa_config()
     assert config.start_step(100) == 50 and config.collection_steps(100) == [10, 20, 30, 40, 50]
-    assert config.for_run(100).steps == 20 and args.mat_config().for_run(40).warmup_steps == 20
+    assert config.for_run(100).steps == 20 and args.mat_config().for_run(40).warmup_steps == 8  # default 0.2
+    absolute = EfficientTrainingArguments(output_dir="unused", report_to="none", mat_warmup_steps=20)
+    assert absolute.mat_config().for_run(40).warmup_steps == 20
 
 
 def package_errors() -> list[type]:
@@ -114,7 +116,7 @@ def test_built_in_kinds_keep_their_constructor():
 # arguments were checked before anything was loaded.
 EXAMPLE_BAD = [
     (["--twa", "true", "--twa_start", "2.0"], "twa_start"),
-    (["--twa", "true", "--max_steps", "20"], "twa_steps"),
+    (["--twa", "true", "--twa_steps", "20", "--max_steps", "20"], "twa_steps"),
     (["--twa_lr", "nan"], "twa_lr"),
     (["--mat_threshold", "inf"], "mat_threshold"),
     (["--mat", "true", "--mat_every", "2.5"], "mat_every"),
@@ -155,7 +157,8 @@ def test_fractional_budgets_in_a_run_and_a_warning_when_mat_cannot_gate(tmp_path
         mat=True,
         mat_every=0.5,
         mat_probe_size=4,
-    )  # fmt: skip  (mat_warmup_steps keeps its default, 20 steps: longer than the run)
+        mat_warmup_steps=20,  # absolute, longer than the run
+    )
     trainer = EfficientTrainer(model=tiny_model("bert", task="classification"), args=args, train_dataset=toy_dataset())
     logger = get_logger("hf_efftrain.mat")  # hf_efftrain's loggers do not propagate (like transformers')
     logger.addHandler(caplog.handler)

@@ -125,7 +125,7 @@ def test_api_reference_lists_our_arguments_not_the_inherited_ones():
     rows = _rows(entry)
     for name in ("mat", "mat_every", "twa_trust", "cmd_modes", "growth_mask_ramp_steps", "snapshot_every"):
         assert name in rows, name
-    assert rows["mat_every"][:2] == ["`float`", "`10`"] and "λmax" in rows["mat_every"][2]  # steps or a fraction
+    assert rows["mat_every"][:2] == ["`float`", "`0.1`"] and "λmax" in rows["mat_every"][2]  # steps or a fraction
     assert not {"learning_rate", "output_dir", "seed"} & set(rows)
     assert "From `MATArguments`:" in entry and "From `TWAArguments`:" in entry
     ours = {f.name for f in dataclasses.fields(EfficientTrainingArguments)}

@@ -20,10 +20,10 @@ class MATArguments:
 
     mat: bool = field(default=False, metadata={"help": "Enable MAT: gate attention heads by their modular NTK λmax."})
     mat_every: float = field(
-        default=10, metadata={"help": "Measure λmax every N optimizer steps (a fraction < 1: of max_steps)."}
+        default=0.1, metadata={"help": "Measure λmax every N optimizer steps (a fraction < 1: of max_steps)."}
     )
     mat_warmup_steps: float = field(
-        default=20, metadata={"help": "Keep every module active for the first N steps (a fraction < 1: of max_steps)."}
+        default=0.2, metadata={"help": "Keep every module active for the first N steps (a fraction < 1: of max_steps)."}
     )
     mat_probe_size: int = field(default=16, metadata={"help": "Probe samples per measurement (first rows of a batch)."})
     mat_ema: float = field(default=0.5, metadata={"help": "EMA weight of the previous λmax (0 = no smoothing)."})

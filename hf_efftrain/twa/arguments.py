@@ -28,11 +28,11 @@ class TWAArguments:
         metadata={"help": "First step to collect at: a fraction of max_steps (<1) or a step number (skip warm-up)."},
     )
     twa_every: float = field(
-        default=10,
+        default=0.1,
         metadata={"help": "Collect the trainable weights every N optimizer steps (a fraction < 1: of max_steps)."},
     )
     twa_steps: float = field(
-        default=20,
+        default=0.2,
         metadata={"help": "Optimizer steps of the TWA phase, then training stops (a fraction < 1: of max_steps)."},
     )
     twa_form: str = field(
