@@ -95,7 +95,7 @@ def transfer_trajectory(
                 pairs.add(source_grads[t], gradient(point(t, perm), t))
         init = perm if warm_start else None
         label = f"matching {s}/{len(path) - 1}"
-        with progress_bar(total=len(spec.groups), desc=label, leave=False, disable=not progress) as bar:
+        with progress_bar(total=len(spec.groups), desc=label, leave=False, mininterval=0, disable=not progress) as bar:
             perm, info = match_permutation(spec, pairs, init, max_sweeps, _report(bar, label))
         current = point(s, perm)
         yield TransferStep(s, current, perm, info)
