@@ -68,6 +68,10 @@ class GradientPairs:
         self.constant: dict[RoleKey, torch.Tensor] = {}
         self.kept: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> [pairs, *shape] source, target
         self.count = 0
+        # per-parameter similarity terms and objectives, with the group states they were computed under:
+        # re-used while those states are the same objects (states are replaced, never changed in place)
+        self._terms: dict[tuple[str, int, str], tuple[tuple, dict[str, torch.Tensor]]] = {}
+        self._inners: dict[str, list[tuple[tuple, float]]] = {}
         axes_of = {name: [{p.group for p in axis.parts} for axis in axes] for name, axes in spec.axes.items()}
         # groups that permute two axes of one parameter (e.g. the residual stream on both sides of a pooler):
         # there the objective is not linear in the group's permutation, so steps are checked exactly
@@ -102,6 +106,7 @@ class GradientPairs:
             ):
                 self.constant[key] = self.constant.get(key, 0) + _gram(y, x)
         self.count += 1
+        self._terms, self._inners = {}, {}
 
     def stacked(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """All kept pairs of ``name`` as two ``[pairs, *shape]`` float32 tensors (source, target)."""
@@ -124,17 +129,46 @@ class GradientPairs:
     def similarity(self, group: str, perm: Permutation) -> dict[str, torch.Tensor]:
         """``S[role][new, old]`` of ``group`` with every other axis permuted by ``perm`` (float32)."""
         out = {role: s.clone() for (g, role), s in self.constant.items() if g == group}
-        for name, (_, y_all) in self.kept.items():
-            for axis in self.spec.axes[name]:
-                if all(p.group != group for p in axis.parts):
-                    continue
-                x_all = self.permuted_source(name, perm, skip=axis)
-                for (key, x), (_, y) in zip(
-                    _rows_by_part(self.spec, axis, x_all, 1), _rows_by_part(self.spec, axis, y_all, 1), strict=True
-                ):
-                    if key[0] == group:
-                        out[key[1]] = out[key[1]] + y @ x.T if key[1] in out else y @ x.T
+        for name in self.kept:
+            for index, axis in enumerate(self.spec.axes[name]):
+                if any(p.group == group for p in axis.parts):
+                    for role, term in self._term(group, name, index, perm).items():
+                        out[role] = out[role] + term if role in out else term
         return out
+
+    def _term(self, group: str, name: str, index: int, perm: Permutation) -> dict[str, torch.Tensor]:
+        """What parameter ``name`` adds to ``group``'s similarity through its axis ``index``.
+
+        Kept for groups that depend on several others (the residual stream): after a sweep in which a few layers
+        changed, only their terms are computed again."""
+        axes = self.spec.axes[name]
+        states = tuple(perm[p.group] for i, axis in enumerate(axes) if i != index for p in axis.parts)
+        cached = self._terms.get((group, name, index))
+        if cached is not None and all(a is b for a, b in zip(cached[0], states, strict=True)):
+            return cached[1]
+        x_all, y_all = self.permuted_source(name, perm, skip=axes[index]), self.kept[name][1]
+        out: dict[str, torch.Tensor] = {}
+        for (key, x), (_, y) in zip(
+            _rows_by_part(self.spec, axes[index], x_all, 1),
+            _rows_by_part(self.spec, axes[index], y_all, 1),
+            strict=True,
+        ):
+            if key[0] == group:
+                out[key[1]] = out[key[1]] + y @ x.T if key[1] in out else y @ x.T
+        if len(self.depends[group]) > 1:
+            self._terms[group, name, index] = (states, out)
+        return out
+
+    def inner(self, name: str, perm: Permutation) -> float:
+        """⟨g', π(g)⟩ of parameter ``name`` summed over the pairs (the last two permutations asked are kept)."""
+        states = tuple(perm[p.group] for axis in self.spec.axes[name] for p in axis.parts)
+        seen = self._inners.setdefault(name, [])
+        for old, value in seen:
+            if all(a is b for a, b in zip(old, states, strict=True)):
+                return value
+        value = _inner(self.kept[name][1], self.permuted_source(name, perm))
+        seen[:] = [*seen[-1:], (states, value)]
+        return value
 
     def group_objective(self, group: str, perm: Permutation) -> float:
         """The part of Σ_t ⟨g'_t, π(g_t)⟩ that depends on ``group`` (exact, also for self-coupled groups)."""
@@ -144,7 +178,7 @@ class GradientPairs:
                 total += _diagonal(sim, self.spec.groups[group].composite(perm[group], role))
         for name in self.kept:
             if any(p.group == group for axis in self.spec.axes[name] for p in axis.parts):
-                total += _inner(self.kept[name][1], self.permuted_source(name, perm))
+                total += self.inner(name, perm)
         return total
 
 
@@ -173,7 +207,7 @@ def objective(spec: PermutationSpec, pairs: GradientPairs, perm: Permutation) ->
     for (group, role), sim in pairs.constant.items():
         total += _diagonal(sim, spec.groups[group].composite(perm[group], role))
     for name in pairs.kept:
-        total += _inner(pairs.kept[name][1], pairs.permuted_source(name, perm))
+        total += pairs.inner(name, perm)
     return total
 
 
