@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from hf_efftrain.testing import tiny_inputs, tiny_model
 from hf_efftrain.transfer import (
@@ -16,10 +17,11 @@ from hf_efftrain.transfer import (
     LossGradients,
     match_permutation,
     permutation_spec,
+    sequential_spec,
     transfer_trajectory,
 )
 from hf_efftrain.transfer.groups import tolerance
-from hf_efftrain.transfer.matching import _rows_by_part
+from hf_efftrain.transfer.matching import _independent_batch, _rows_by_part
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,14 +85,16 @@ def _reference_match(spec, grads):
     return perm, solves
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
-def test_matching_gives_the_old_permutation_with_fewer_solves(family):
+@pytest.mark.parametrize(("family", "workers"), [("bert", 1), ("gpt2", 1), ("llama", 1), ("bert", 2), ("llama", 3)])
+def test_matching_gives_the_old_permutation_with_fewer_solves(family, workers):
     spec, grads = _gradient_pairs(family)
     pairs = GradientPairs(spec)
     for g, g_prime in grads:
         pairs.add(g, g_prime)
     seen = []
-    perm, info = match_permutation(spec, pairs, progress=lambda sweep, done, planned: seen.append((done, planned)))
+    perm, info = match_permutation(
+        spec, pairs, progress=lambda sweep, done, planned: seen.append((done, planned)), workers=workers
+    )
     expected, old_solves = _reference_match(spec, grads)
     assert spec.equal(perm, expected)
     assert not spec.equal(perm, spec.identity())  # a real matching, not a trivial one
@@ -154,3 +158,20 @@ def test_transfer_shows_matching_progress(capsys):
     steps = list(transfer_trajectory([start, end], target, spec, oracle, progress=True))
     assert len(steps) == 1 and steps[0].match.solves >= len(spec.groups)
     assert "matching 1/1 sweep 1" in capsys.readouterr().err
+
+
+def test_independent_batches_follow_the_dependencies():
+    spec, grads = _gradient_pairs("bert", steps=1)
+    pairs = GradientPairs(spec)
+    pairs.add(*grads[0])
+    order = list(spec.groups)
+    assert _independent_batch(pairs, order, 0, set(order)) == (["residual"], 1)  # self-coupled: alone
+    assert _independent_batch(pairs, order, 1, set(order)) == (order[1:], len(order))  # all layers at once
+    assert _independent_batch(pairs, order, 1, {order[2]}) == ([order[2]], len(order))
+    torch.manual_seed(0)
+    chain = sequential_spec(nn.Sequential(nn.Linear(5, 12), nn.Tanh(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 3)))
+    pairs = GradientPairs(chain)
+    first, second = list(chain.groups)
+    assert pairs.depends[first] == {second} and pairs.depends[second] == {first}
+    assert _independent_batch(pairs, [first, second], 0, {first, second}) == ([first], 1)
+    assert _independent_batch(pairs, [first, second], 0, {first}) == ([first], 1)  # a clean linked group stops it

@@ -24,6 +24,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -217,36 +219,67 @@ def match_permutation(
     init: Permutation | None = None,
     max_sweeps: int = 100,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> tuple[Permutation, MatchInfo]:
     """Coordinate descent of linear assignments over the groups, from ``init`` (default: identity).
 
     A sweep visits the groups in spec order and solves those marked *dirty*: all at first, then only the
     ones whose similarity changed because a group they depend on changed (see the module docstring). This
     gives the permutation that re-solving every group every sweep would give, with far fewer solves.
+    Consecutive groups that do not depend on each other (the layers' groups, once the residual stream is
+    fixed) are solved together on ``workers`` threads (default: torch's thread count, at most 4); the
+    assignment solver releases the GIL, and the result is the same as solving them one after another.
     """
     perm = dict(init) if init is not None else spec.identity()
     order = [name for name in spec.groups if pairs.has_data(name)]
     dependents = {name: {g for g in order if name in pairs.depends[g]} for name in order}
+    workers = workers or max(1, min(4, torch.get_num_threads()))
     dirty, sweeps, solves = set(order), 0, 0
-    while dirty and sweeps < max_sweeps:
-        sweeps += 1
-        solved = 0
-        for position, name in enumerate(order):
-            if name not in dirty:
-                continue
-            dirty.discard(name)
-            if _improve(spec, pairs, perm, name):
-                dirty |= dependents[name]
-            solved += 1
-            if progress is not None:
-                left = sum(1 for g in order[position + 1 :] if g in dirty)
-                progress(sweeps, solves + solved, solves + solved + left)
-        solves += solved
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        while dirty and sweeps < max_sweeps:
+            sweeps += 1
+            solved, position = 0, 0
+            while True:
+                batch, position = _independent_batch(pairs, order, position, dirty)
+                if not batch:
+                    break
+                dirty -= set(batch)
+                run = pool.map if pool is not None and len(batch) > 1 else map
+                for name, candidate in zip(batch, run(lambda n: _improve(spec, pairs, perm, n), batch), strict=True):
+                    if candidate is not None:
+                        perm[name] = candidate
+                        dirty |= dependents[name]
+                    solved += 1
+                    if progress is not None:
+                        left = sum(1 for g in order[position:] if g in dirty)
+                        progress(sweeps, solves + solved, solves + solved + left)
+            solves += solved
     return perm, MatchInfo(sweeps, objective(spec, pairs, perm), not dirty, solves)
 
 
-def _improve(spec: PermutationSpec, pairs: GradientPairs, perm: Permutation, name: str) -> bool:
-    """Solve group ``name`` with the others fixed; keep the result (in ``perm``) only if it improves."""
+def _independent_batch(pairs: GradientPairs, order: list[str], start: int, dirty: set[str]) -> tuple[list[str], int]:
+    """The next dirty groups from ``order[start:]`` that can be solved at once, and where the next batch starts.
+
+    A batch stops before a group linked (either way) to one already in it, dirty or not — a clean group could
+    become dirty and must then be solved in this sweep, in order — and self-coupled groups are solved alone."""
+    batch: list[str] = []
+    for position in range(start, len(order)):
+        name = order[position]
+        linked = any(name in pairs.depends[b] or b in pairs.depends[name] for b in batch)
+        if name not in dirty:
+            if linked:
+                return batch, position
+            continue
+        if batch and (linked or name in pairs.self_coupled):
+            return batch, position
+        batch.append(name)
+        if name in pairs.self_coupled:
+            return batch, position + 1
+    return batch, len(order)
+
+
+def _improve(spec: PermutationSpec, pairs: GradientPairs, perm: Permutation, name: str) -> object | None:
+    """Group ``name`` solved with the others fixed: its new state, or None when that does not improve."""
     group = spec.groups[name]
     sim = pairs.similarity(name, perm)
     candidate = group.solve(sim, perm[name])
@@ -254,7 +287,4 @@ def _improve(spec: PermutationSpec, pairs: GradientPairs, perm: Permutation, nam
         old, new = pairs.group_objective(name, perm), pairs.group_objective(name, {**perm, name: candidate})
     else:
         old, new = group.score(sim, perm[name]), group.score(sim, candidate)
-    if new > old + tolerance(sim):
-        perm[name] = candidate
-        return True
-    return False
+    return candidate if new > old + tolerance(sim) else None
