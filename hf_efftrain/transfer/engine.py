@@ -6,6 +6,10 @@
   re-computed before matching (T(T+1)/2 pairs; more faithful, slower).
 * **naive**: π = identity, θ'_0 + (θ_s − θ_0) — the baseline a transfer must beat.
 
+Each step's matching starts from the previous step's permutation (``warm_start``; the first from the identity):
+consecutive steps share most gradient pairs, so few groups move and the assignments start near their optimum.
+With ``progress`` a bar per matching shows the groups solved in the current sweep and the time left.
+
 Works on any model with a :class:`~hf_efftrain.transfer.spec.PermutationSpec`: ``gradient(params, t)`` is any
 callable returning the loss gradient at ``params`` on step t's batches (:class:`LossGradients`). Example::
 
@@ -21,7 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from hf_efftrain.errors import TransferError
-from hf_efftrain.transfer.matching import GradientPairs, MatchInfo, match_permutation
+from hf_efftrain.logging import progress_bar
+from hf_efftrain.transfer.matching import GradientPairs, MatchInfo, Progress, match_permutation
 from hf_efftrain.transfer.spec import Permutation, PermutationSpec
 
 State = dict[str, torch.Tensor]
@@ -58,6 +63,8 @@ def transfer_trajectory(
     gradient: GradientFn,
     method: str = "fgmt",
     max_sweeps: int = 100,
+    warm_start: bool = True,
+    progress: bool = False,
 ) -> Iterator[TransferStep]:
     """Yield θ'_1 … θ'_T for source points ``path[0..T]`` (see the module docstring)."""
     if len(path) < 2:
@@ -86,8 +93,22 @@ def transfer_trajectory(
             pairs = GradientPairs(spec)
             for t in range(s):
                 pairs.add(source_grads[t], gradient(point(t, perm), t))
-        perm, info = match_permutation(spec, pairs, max_sweeps=max_sweeps)
+        init = perm if warm_start else None
+        label = f"matching {s}/{len(path) - 1}"
+        with progress_bar(total=len(spec.groups), desc=label, leave=False, mininterval=0, disable=not progress) as bar:
+            perm, info = match_permutation(spec, pairs, init, max_sweeps, _report(bar, label))
         current = point(s, perm)
         yield TransferStep(s, current, perm, info)
         if method == "fgmt":
             source_grads[s - 1] = {}  # FGMT never revisits a step: free the memory
+
+
+def _report(bar, label: str) -> Progress:
+    """Move ``bar`` as groups are solved; its length grows when a change makes more groups worth re-solving."""
+
+    def update(sweep: int, solved: int, planned: int) -> None:
+        bar.total = planned
+        bar.set_description(f"{label} sweep {sweep}", refresh=False)
+        bar.update(solved - bar.n)
+
+    return update

@@ -155,16 +155,38 @@ class AttentionGroup:
             "k": sim["k"].reshape(k, d, k, d),
             "v": sim["v"].reshape(k, d, k, d),
         }
-        value = torch.empty(k, k, dtype=torch.float64)
-        best: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        for a in range(k):
-            for a_old in range(k):
-                value[a, a_old], best[a, a_old] = self._pairing(blocks, a, a_old)
+        if g == 1:
+            value, best = self._pairings_one_query_head(blocks)
+        else:
+            value = torch.empty(k, k, dtype=torch.float64)
+            best = {}
+            for a in range(k):
+                for a_old in range(k):
+                    value[a, a_old], best[a, a_old] = self._pairing(blocks, a, a_old)
         kappa = assignment(value)
         rho, tau, upsilon = state.rho.clone(), state.tau.clone(), state.upsilon.clone()
         for a, a_old in enumerate(kappa.tolist()):
             rho[a_old], tau[a_old], upsilon[a_old] = best[a, a_old]
         return HeadPermutation(kappa, rho, tau, upsilon)
+
+    def _pairings_one_query_head(
+        self, blocks: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
+        """:meth:`_pairing` for all (slot, old head) pairings at once when each k/v head has one query head
+        (multi-head attention): τ and υ are then independent assignments, with no alternation to run."""
+        k, d = self.num_kv_heads, self.head_dim
+        qk = blocks["k"].permute(0, 2, 1, 3) + blocks["q"][:, 0, :, :, 0].permute(0, 2, 1, 3)  # [a, a', j, j']
+        vo = blocks["v"].permute(0, 2, 1, 3) + blocks["o"][:, 0, :, :, 0].permute(0, 2, 1, 3)
+        identity, rho = torch.arange(d), torch.zeros(1, dtype=torch.long)
+        value = torch.empty(k, k, dtype=torch.float64)
+        best = {}
+        for a in range(k):
+            for a_old in range(k):
+                tau = identity if self.rotary else assignment(qk[a, a_old])
+                upsilon = assignment(vo[a, a_old])
+                value[a, a_old] = qk[a, a_old, identity, tau].sum() + vo[a, a_old, identity, upsilon].sum()
+                best[a, a_old] = (rho, tau, upsilon)
+        return value, best
 
     def _pairing(
         self, blocks: dict[str, torch.Tensor], a: int, a_old: int, max_rounds: int = 10

@@ -2,12 +2,18 @@
 
 ``g_t`` is the loss gradient at the source point θ_t and ``g'_t`` at the transferred point θ'_t, both on the
 same mini-batches. With all groups but one fixed, the objective is linear in that group's permutation, so each
-step is a linear assignment (solved by the group itself, :mod:`hf_efftrain.transfer.groups`). Starting at the
-identity, groups are re-solved in turn until none improves.
+step is a linear assignment (solved by the group itself, :mod:`hf_efftrain.transfer.groups`). From ``init``
+(the previous step's permutation, or the identity), groups are re-solved until none improves.
+
+Only what changed is re-solved: a group's similarity depends only on the groups that permute another axis of
+the same parameters (an MLP or attention group only on the residual stream), so a group is solved again only
+after one of those changed, and the descent stops as soon as no group can change — without a final sweep that
+re-solves everything to find nothing.
 
 Memory: a parameter with a single permuted axis (embeddings, norms, biases, heads) contributes a similarity
 matrix that does not depend on the other groups, so :class:`GradientPairs` adds it up once and drops the
-gradients; only parameters with two permuted axes (the projections inside the layers) keep their gradients.
+gradients; only parameters with two permuted axes (the projections inside the layers) keep their gradients,
+once, stacked over pairs in float32 (similarities are float32 matmuls; objectives are summed in float64).
 Example::
 
     pairs = GradientPairs(spec)
@@ -17,7 +23,9 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +34,9 @@ from hf_efftrain.transfer.groups import tolerance
 from hf_efftrain.transfer.spec import Axis, Permutation, PermutationSpec
 
 RoleKey = tuple[str, str]  # (group, role)
+Progress = Callable[[int, int, int], None]
+"""``progress(sweep, solved, planned)`` after each group solve: solves so far, and those plus the ones left in
+the current sweep (a change can add more)."""
 
 
 def _rows_by_part(spec: PermutationSpec, axis: Axis, tensor: torch.Tensor, lead: int = 0):
@@ -42,125 +53,238 @@ def _rows_by_part(spec: PermutationSpec, axis: Axis, tensor: torch.Tensor, lead:
         offset += size
 
 
+def _gram(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``y @ x.T``; columns where either side is zero (embedding rows no batch token used) are skipped."""
+    if x.shape[1] > 4 * x.shape[0]:
+        used = (x != 0).any(0) & (y != 0).any(0)
+        if int(used.sum()) < x.shape[1] // 2:
+            x, y = x[:, used], y[:, used]
+    return y @ x.T
+
+
 class GradientPairs:
     """Gradient pairs reduced to what :func:`match_permutation` needs (see the module docstring)."""
 
     def __init__(self, spec: PermutationSpec) -> None:
         self.spec = spec
         self.constant: dict[RoleKey, torch.Tensor] = {}
-        self.kept: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        self._stacked: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.kept: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> [pairs, *shape] source, target
         self.count = 0
+        # per-parameter similarity terms and objectives, with the group states they were computed under:
+        # re-used while those states are the same objects (states are replaced, never changed in place)
+        self._terms: dict[tuple[str, int, str], tuple[tuple, dict[str, torch.Tensor]]] = {}
+        self._inners: dict[str, list[tuple[tuple, float]]] = {}
+        axes_of = {name: [{p.group for p in axis.parts} for axis in axes] for name, axes in spec.axes.items()}
         # groups that permute two axes of one parameter (e.g. the residual stream on both sides of a pooler):
         # there the objective is not linear in the group's permutation, so steps are checked exactly
         self.self_coupled = {
-            part.group
-            for axes in spec.axes.values()
-            for part in {p for axis in axes for p in axis.parts}
-            if sum(any(q.group == part.group for q in axis.parts) for axis in axes) > 1
+            group
+            for groups in axes_of.values()
+            for group in set().union(*groups)
+            if sum(group in g for g in groups) > 1
         }
+        # depends[g]: the groups whose permutation enters g's similarity (other axes of parameters g permutes)
+        self.depends: dict[str, set[str]] = {name: set() for name in spec.groups}
+        for groups in axes_of.values():
+            if len(groups) > 1:
+                for i, mine in enumerate(groups):
+                    others = set().union(*(g for j, g in enumerate(groups) if j != i))
+                    for group in mine:
+                        self.depends[group] |= others
 
     def add(self, source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> None:
         """Add one pair: gradients at the source point and at the transferred point (same batches)."""
         for name, axes in self.spec.axes.items():
             if name not in source or name not in target:
                 continue
-            g, g_prime = source[name].detach().double(), target[name].detach().double()
+            g, g_prime = source[name].detach().float(), target[name].detach().float()
             if len(axes) > 1:
-                self.kept.setdefault(name, []).append((g, g_prime))
+                old = self.kept.get(name)
+                pair = (g[None], g_prime[None])
+                self.kept[name] = pair if old is None else (torch.cat([old[0], pair[0]]), torch.cat([old[1], pair[1]]))
                 continue
             for (key, x), (_, y) in zip(
                 _rows_by_part(self.spec, axes[0], g), _rows_by_part(self.spec, axes[0], g_prime), strict=True
             ):
-                self.constant[key] = self.constant.get(key, 0) + y @ x.T
+                self.constant[key] = self.constant.get(key, 0) + _gram(y, x)
         self.count += 1
-        self._stacked = {}
+        self._terms, self._inners = {}, {}
 
     def stacked(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """All kept pairs of ``name`` as two ``[pairs, *shape]`` tensors (built once per ``add``)."""
-        if name not in self._stacked:
-            kept = self.kept[name]
-            self._stacked[name] = (torch.stack([g for g, _ in kept]), torch.stack([gp for _, gp in kept]))
-        return self._stacked[name]
+        """All kept pairs of ``name`` as two ``[pairs, *shape]`` float32 tensors (source, target)."""
+        return self.kept[name]
 
     def permuted_source(self, name: str, perm: Permutation, skip: Axis | None = None) -> torch.Tensor:
         """The stacked source gradients of ``name`` with every axis but ``skip`` permuted."""
-        tensor = self.stacked(name)[0]
+        tensor = self.kept[name][0]
         for axis in self.spec.axes[name]:
             if axis is not skip:
                 tensor = tensor.index_select(axis.dim + 1, self.spec.index(axis, perm))
         return tensor
 
+    def has_data(self, group: str) -> bool:
+        """Whether any pair gives ``group`` a similarity (groups of parameters without gradients are skipped)."""
+        if any(g == group for g, _ in self.constant):
+            return True
+        return any(p.group == group for name in self.kept for axis in self.spec.axes[name] for p in axis.parts)
+
     def similarity(self, group: str, perm: Permutation) -> dict[str, torch.Tensor]:
-        """``S[role][new, old]`` of ``group`` with every other axis permuted by ``perm``."""
+        """``S[role][new, old]`` of ``group`` with every other axis permuted by ``perm`` (float32)."""
         out = {role: s.clone() for (g, role), s in self.constant.items() if g == group}
         for name in self.kept:
-            for axis in self.spec.axes[name]:
-                if all(p.group != group for p in axis.parts):
-                    continue
-                x_all, y_all = self.permuted_source(name, perm, skip=axis), self.stacked(name)[1]
-                for (key, x), (_, y) in zip(
-                    _rows_by_part(self.spec, axis, x_all, 1), _rows_by_part(self.spec, axis, y_all, 1), strict=True
-                ):
-                    if key[0] == group:
-                        out[key[1]] = out[key[1]] + y @ x.T if key[1] in out else y @ x.T
+            for index, axis in enumerate(self.spec.axes[name]):
+                if any(p.group == group for p in axis.parts):
+                    for role, term in self._term(group, name, index, perm).items():
+                        out[role] = out[role] + term if role in out else term
         return out
+
+    def _term(self, group: str, name: str, index: int, perm: Permutation) -> dict[str, torch.Tensor]:
+        """What parameter ``name`` adds to ``group``'s similarity through its axis ``index``.
+
+        Kept for groups that depend on several others (the residual stream): after a sweep in which a few layers
+        changed, only their terms are computed again."""
+        axes = self.spec.axes[name]
+        states = tuple(perm[p.group] for i, axis in enumerate(axes) if i != index for p in axis.parts)
+        cached = self._terms.get((group, name, index))
+        if cached is not None and all(a is b for a, b in zip(cached[0], states, strict=True)):
+            return cached[1]
+        x_all, y_all = self.permuted_source(name, perm, skip=axes[index]), self.kept[name][1]
+        out: dict[str, torch.Tensor] = {}
+        for (key, x), (_, y) in zip(
+            _rows_by_part(self.spec, axes[index], x_all, 1),
+            _rows_by_part(self.spec, axes[index], y_all, 1),
+            strict=True,
+        ):
+            if key[0] == group:
+                out[key[1]] = out[key[1]] + y @ x.T if key[1] in out else y @ x.T
+        if len(self.depends[group]) > 1:
+            self._terms[group, name, index] = (states, out)
+        return out
+
+    def inner(self, name: str, perm: Permutation) -> float:
+        """⟨g', π(g)⟩ of parameter ``name`` summed over the pairs (the last two permutations asked are kept)."""
+        states = tuple(perm[p.group] for axis in self.spec.axes[name] for p in axis.parts)
+        seen = self._inners.setdefault(name, [])
+        for old, value in seen:
+            if all(a is b for a, b in zip(old, states, strict=True)):
+                return value
+        value = _inner(self.kept[name][1], self.permuted_source(name, perm))
+        seen[:] = [*seen[-1:], (states, value)]
+        return value
 
     def group_objective(self, group: str, perm: Permutation) -> float:
         """The part of Σ_t ⟨g'_t, π(g_t)⟩ that depends on ``group`` (exact, also for self-coupled groups)."""
         total = 0.0
         for (name, role), sim in self.constant.items():
             if name == group:
-                index = self.spec.groups[group].composite(perm[group], role)
-                total += float(sim[torch.arange(len(index)), index].sum())
+                total += _diagonal(sim, self.spec.groups[group].composite(perm[group], role))
         for name in self.kept:
             if any(p.group == group for axis in self.spec.axes[name] for p in axis.parts):
-                total += float((self.stacked(name)[1] * self.permuted_source(name, perm)).sum())
+                total += self.inner(name, perm)
         return total
+
+
+def _diagonal(sim: torch.Tensor, index: torch.Tensor) -> float:
+    return float(sim[torch.arange(len(index)), index].double().sum())
+
+
+def _inner(a: torch.Tensor, b: torch.Tensor) -> float:
+    """⟨a, b⟩ with exact float32 products summed in float64 (a float32 sum would drift between permutations)."""
+    return float((a.double() * b.double()).sum())
 
 
 @dataclass(frozen=True)
 class MatchInfo:
-    """How the coordinate descent went: sweeps over all groups, and the final objective."""
+    """How the coordinate descent went: sweeps, group solves, the final objective, whether it converged."""
 
     sweeps: int
     objective: float
     converged: bool
+    solves: int = 0
 
 
 def objective(spec: PermutationSpec, pairs: GradientPairs, perm: Permutation) -> float:
     """Σ_t ⟨g'_t, π(g_t)⟩ over the permuted parameters (unpermuted ones only add a constant)."""
     total = 0.0
     for (group, role), sim in pairs.constant.items():
-        index = spec.groups[group].composite(perm[group], role)
-        total += float(sim[torch.arange(len(index)), index].sum())
+        total += _diagonal(sim, spec.groups[group].composite(perm[group], role))
     for name in pairs.kept:
-        total += float((pairs.stacked(name)[1] * pairs.permuted_source(name, perm)).sum())
+        total += pairs.inner(name, perm)
     return total
 
 
 def match_permutation(
-    spec: PermutationSpec, pairs: GradientPairs, init: Permutation | None = None, max_sweeps: int = 100
+    spec: PermutationSpec,
+    pairs: GradientPairs,
+    init: Permutation | None = None,
+    max_sweeps: int = 100,
+    progress: Progress | None = None,
+    workers: int | None = None,
 ) -> tuple[Permutation, MatchInfo]:
-    """Coordinate descent of linear assignments over the groups, from ``init`` (default: identity)."""
+    """Coordinate descent of linear assignments over the groups, from ``init`` (default: identity).
+
+    A sweep visits the groups in spec order and solves those marked *dirty*: all at first, then only the
+    ones whose similarity changed because a group they depend on changed (see the module docstring). This
+    gives the permutation that re-solving every group every sweep would give, with far fewer solves.
+    Consecutive groups that do not depend on each other (the layers' groups, once the residual stream is
+    fixed) are solved together on ``workers`` threads (default: torch's thread count, at most 4); the
+    assignment solver releases the GIL, and the result is the same as solving them one after another.
+    """
     perm = dict(init) if init is not None else spec.identity()
-    sweeps, converged = 0, False
-    while sweeps < max_sweeps:
-        sweeps += 1
-        improved = False
-        for name, group in spec.groups.items():
-            sim = pairs.similarity(name, perm)
-            if not sim:
-                continue
-            candidate = group.solve(sim, perm[name])
-            if name in pairs.self_coupled:  # linearized step: keep it only if the true objective rises
-                old, new = pairs.group_objective(name, perm), pairs.group_objective(name, {**perm, name: candidate})
-            else:
-                old, new = group.score(sim, perm[name]), group.score(sim, candidate)
-            if new > old + tolerance(sim):
-                perm[name] = candidate
-                improved = True
-        if not improved:
-            converged = True
-            break
-    return perm, MatchInfo(sweeps, objective(spec, pairs, perm), converged)
+    order = [name for name in spec.groups if pairs.has_data(name)]
+    dependents = {name: {g for g in order if name in pairs.depends[g]} for name in order}
+    workers = workers or max(1, min(4, torch.get_num_threads()))
+    dirty, sweeps, solves = set(order), 0, 0
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        while dirty and sweeps < max_sweeps:
+            sweeps += 1
+            solved, position = 0, 0
+            while True:
+                batch, position = _independent_batch(pairs, order, position, dirty)
+                if not batch:
+                    break
+                dirty -= set(batch)
+                run = pool.map if pool is not None and len(batch) > 1 else map
+                for name, candidate in zip(batch, run(lambda n: _improve(spec, pairs, perm, n), batch), strict=True):
+                    if candidate is not None:
+                        perm[name] = candidate
+                        dirty |= dependents[name]
+                    solved += 1
+                    if progress is not None:
+                        left = sum(1 for g in order[position:] if g in dirty)
+                        progress(sweeps, solves + solved, solves + solved + left)
+            solves += solved
+    return perm, MatchInfo(sweeps, objective(spec, pairs, perm), not dirty, solves)
+
+
+def _independent_batch(pairs: GradientPairs, order: list[str], start: int, dirty: set[str]) -> tuple[list[str], int]:
+    """The next dirty groups from ``order[start:]`` that can be solved at once, and where the next batch starts.
+
+    A batch stops before a group linked (either way) to one already in it, dirty or not — a clean group could
+    become dirty and must then be solved in this sweep, in order — and self-coupled groups are solved alone."""
+    batch: list[str] = []
+    for position in range(start, len(order)):
+        name = order[position]
+        linked = any(name in pairs.depends[b] or b in pairs.depends[name] for b in batch)
+        if name not in dirty:
+            if linked:
+                return batch, position
+            continue
+        if batch and (linked or name in pairs.self_coupled):
+            return batch, position
+        batch.append(name)
+        if name in pairs.self_coupled:
+            return batch, position + 1
+    return batch, len(order)
+
+
+def _improve(spec: PermutationSpec, pairs: GradientPairs, perm: Permutation, name: str) -> object | None:
+    """Group ``name`` solved with the others fixed: its new state, or None when that does not improve."""
+    group = spec.groups[name]
+    sim = pairs.similarity(name, perm)
+    candidate = group.solve(sim, perm[name])
+    if name in pairs.self_coupled:  # linearized step: keep it only if the true objective rises
+        old, new = pairs.group_objective(name, perm), pairs.group_objective(name, {**perm, name: candidate})
+    else:
+        old, new = group.score(sim, perm[name]), group.score(sim, candidate)
+    return candidate if new > old + tolerance(sim) else None

@@ -1,0 +1,203 @@
+"""Benchmark: seconds per trajectory-transfer step (FGMT) on the real MiniLM-L6, old code against new, interleaved.
+
+The source trajectory is MiniLM-L6 with a seed-0 classifier head, θ_0 → θ_T by a short AdamW fine-tuning on
+Rotten Tomatoes; the target initialization is MiniLM-L6 with a seed-1 head (the issue's real-model scenario).
+Gradients use the CLI's default batches (``TransferConfig()``: 2 batches of 32 reviews, 64 tokens, cosine
+spacing over 10 points); the first ``--steps`` transfer steps are timed. Each repeat runs the code before the
+speed-up (a separate checkout, ``--old``) and the current code in fresh processes, alternating which goes first,
+so that load from other users of the machine hits both alike. Writes ``benchmarks/results/transfer_speed.json``
+and ``.md``::
+
+    git worktree add --detach /tmp/transfer-old 263935f     # the commit before the speed-up
+    python -m benchmarks.transfer_speed --old /tmp/transfer-old [--new /tmp/transfer-new]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_scenario(file: Path, finetune_steps: int) -> None:
+    """θ_0, θ_T, the target init and the CLI's default gradient batches, saved to ``file``."""
+    from transformers import AutoTokenizer
+
+    from hf_efftrain.data import minilm_path
+    from hf_efftrain.transfer import TransferConfig
+    from hf_efftrain.transfer.tool import gradient_batches, task_data
+
+    config = TransferConfig()
+    source = _model(seed=0)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    rows = config.steps * config.batches_per_step * config.batch_size
+    train, _, collate = task_data(source, tokenizer, "rotten_tomatoes", config.seed, rows, 1, 64)
+    batches = gradient_batches(train, collate, config)
+    theta_0 = {n: p.detach().clone() for n, p in source.named_parameters()}
+    optimizer = torch.optim.AdamW(source.parameters(), lr=5e-5)
+    source.train()
+    flat = [b for step in batches for b in step]
+    for i in range(finetune_steps):
+        source(**flat[i % len(flat)]).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    theta_t = {n: p.detach().clone() for n, p in source.named_parameters()}
+    target = {n: p.detach().clone() for n, p in _model(seed=1).named_parameters()}
+    torch.save({"theta_0": theta_0, "theta_t": theta_t, "target": target, "batches": batches}, file)
+
+
+def _model(seed: int):
+    from transformers import BertForSequenceClassification
+    from transformers.utils import logging
+
+    from hf_efftrain.data import minilm_path
+
+    logging.set_verbosity_error()  # the head is new by design: no missing-weights report
+    torch.manual_seed(seed)
+    return BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
+
+
+def worker(file: Path, steps: int) -> dict:
+    """Time the first ``steps`` FGMT steps with whichever ``hf_efftrain`` is importable (old or new)."""
+    import hf_efftrain
+    from hf_efftrain.transfer import InterpolatedPath, LossGradients, permutation_spec, spacing, transfer_trajectory
+
+    torch.set_num_threads(2)
+    data = torch.load(file)
+    model = _model(seed=1)
+    spec = permutation_spec(model)
+    oracle = LossGradients(model, data["batches"])
+    gradient_seconds = []
+
+    def gradient(params, step):
+        start = time.perf_counter()
+        out = oracle(params, step)
+        gradient_seconds.append(time.perf_counter() - start)
+        return out
+
+    path = InterpolatedPath(data["theta_0"], data["theta_t"], spacing("cosine", len(data["batches"])))
+    rows, start = [], time.perf_counter()
+    for result in transfer_trajectory(path, data["target"], spec, gradient, method="fgmt"):
+        seconds = time.perf_counter() - start
+        grads = sum(gradient_seconds)
+        digest = hashlib.sha256(json.dumps(spec.to_json(result.permutation)).encode()).hexdigest()[:12]
+        rows.append(
+            {"step": result.step, "seconds": seconds, "gradient_seconds": grads, "matching_seconds": seconds - grads,
+             "sweeps": result.match.sweeps, "objective": result.match.objective, "permutation": digest}
+        )  # fmt: skip
+        if result.step >= steps:
+            break
+        gradient_seconds.clear()
+        start = time.perf_counter()
+    return {"package": str(Path(hf_efftrain.__file__).parent.parent), "steps": rows}
+
+
+def run_worker(code: Path, file: Path, steps: int) -> dict:
+    """A fresh process importing ``hf_efftrain`` from ``code`` only (this file is loaded by path)."""
+    env = {**os.environ, "PYTHONPATH": str(code), "TOKENIZERS_PARALLELISM": "false"}
+    load = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('transfer_speed', sys.argv[1]); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); module.main(sys.argv[2:])"
+    )
+    args = [sys.executable, "-c", load, __file__, "--worker", str(file), "--steps", str(steps)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=code)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def assignment_seconds(size: int = 1536, seed: int = 0) -> dict[str, float]:
+    """``linear_sum_assignment`` on a ``size``-wide matrix: random, and near the identity (a warm start)."""
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((size, size))
+    out = {}
+    for name, matrix in (("random", noise), ("near_identity", 0.1 * noise + 3 * np.eye(size))):
+        start = time.perf_counter()
+        linear_sum_assignment(matrix, maximize=True)
+        out[f"lsap_seconds_{size}_{name}"] = time.perf_counter() - start
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", type=Path, default=Path("/tmp/transfer-old"), help="checkout of the old code")
+    parser.add_argument("--new", type=Path, default=ROOT, help="checkout of the new code (default: this one)")
+    parser.add_argument("--steps", type=int, default=2, help="transfer steps timed per run")
+    parser.add_argument("--repeats", type=int, default=2, help="old/new run pairs, interleaved")
+    parser.add_argument("--finetune-steps", type=int, default=16)
+    parser.add_argument("--name", default="transfer_speed")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+    if opts.worker is not None:  # one timed run, in its own process (see run_worker)
+        print(json.dumps(worker(opts.worker, opts.steps)))
+        return
+    from benchmarks.harness import run_facts, write_result
+
+    facts = run_facts()
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "scenario.pt"
+        build_scenario(file, opts.finetune_steps)
+        for repeat in range(opts.repeats):
+            order = [("new", opts.new), ("old", opts.old)]
+            for code, folder in order if repeat % 2 == 0 else order[::-1]:
+                run = run_worker(folder, file, opts.steps)
+                for row in run["steps"]:
+                    runs.append({"code": code, "repeat": repeat, **row})
+                print(code, repeat, run["steps"], flush=True)
+    write_result(
+        opts.name, summarize(runs, opts, facts), "Transfer speed: MiniLM-L6 FGMT step, before/after", {"runs": runs}
+    )
+
+
+def summarize(runs: list[dict], opts, facts: dict) -> dict:
+    def mean(code: str, key: str) -> float:
+        return statistics.mean(r[key] for r in runs if r["code"] == code)
+
+    first = {c: {r["permutation"] for r in runs if r["code"] == c and r["step"] == 1} for c in ("old", "new")}
+    after, before = mean("new", "seconds"), mean("old", "seconds")
+    return {
+        "minilm_seconds_per_step": after,
+        "minilm_seconds_per_step_before": before,
+        "speedup": before / after,
+        "matching_seconds_per_step": mean("new", "matching_seconds"),
+        "matching_seconds_per_step_before": mean("old", "matching_seconds"),
+        "gradient_seconds_per_step": mean("new", "gradient_seconds"),
+        "gradient_seconds_per_step_before": mean("old", "gradient_seconds"),
+        "same_step1_permutation": first["old"] == first["new"] and len(first["new"]) == 1,
+        **assignment_seconds(),
+        "old_code": f"{_commit(opts.old)} (checkout {opts.old})",
+        "new_code": f"{_commit(opts.new)} (checkout {opts.new})",
+        "budget_note": (
+            f"MiniLM-L6 (6 layers, hidden 384, 12 heads, MLP 1536) on a shared 2-core CPU (torch threads 2), "
+            f"other engineers' jobs running at the same time: timings are noisy, so old and new run "
+            f"{opts.repeats} times each in fresh processes, interleaved (alternating which goes first), over the "
+            f"first {opts.steps} of 10 FGMT steps; a step = 2 gradient computations (source and transferred "
+            f"point, 2 batches of 32 each) + matching + building the point; evaluation and saving (CLI) not "
+            f"included. Source: {opts.finetune_steps} AdamW steps (lr 5e-5) of fine-tuning from a seed-0 head; "
+            "target: MiniLM-L6 with a seed-1 head. Step 1 starts from the identity in both codes (same "
+            "permutation expected); later steps of the new code start from the previous permutation."
+        ),
+        **facts,
+    }
+
+
+def _commit(folder: Path) -> str:
+    done = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

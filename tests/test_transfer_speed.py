@@ -1,0 +1,177 @@
+"""The faster matching gives the permutations of the old one, and does less work for them.
+
+The reference below is the matching before the speed-up, kept here only: float64 similarities rebuilt from every
+gradient, every group re-solved in every sweep from the identity, until a sweep changes nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hf_efftrain.testing import tiny_inputs, tiny_model
+from hf_efftrain.transfer import (
+    AttentionGroup,
+    GradientPairs,
+    LossGradients,
+    match_permutation,
+    permutation_spec,
+    sequential_spec,
+    transfer_trajectory,
+)
+from hf_efftrain.transfer.groups import tolerance
+from hf_efftrain.transfer.matching import _independent_batch, _rows_by_part
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _gradient_pairs(family: str, steps: int = 2):
+    source, target = tiny_model(family, task="classification"), tiny_model(family, task="classification", seed=1)
+    batches = []
+    for step in range(steps):
+        batch = tiny_inputs(source, batch=4, seq=7, seed=10 + step)
+        batch["labels"] = torch.randint(0, 2, (4,), generator=torch.Generator().manual_seed(step))
+        batches.append([batch])
+    oracle = LossGradients(tiny_model(family, task="classification"), batches)
+    grads = [(oracle(source.state_dict(), t), oracle(target.state_dict(), t)) for t in range(steps)]
+    return permutation_spec(source), grads
+
+
+def _reference_similarity(spec, grads, group: str, perm) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for g, g_prime in grads:
+        for name, axes in spec.axes.items():
+            for axis in axes:
+                if all(p.group != group for p in axis.parts):
+                    continue
+                x = spec.permute_tensor(name, g[name].double(), perm, skip=axis)
+                for (key, rows_x), (_, rows_y) in zip(
+                    _rows_by_part(spec, axis, x), _rows_by_part(spec, axis, g_prime[name].double()), strict=True
+                ):
+                    if key[0] == group:
+                        out[key[1]] = out.get(key[1], 0) + rows_y @ rows_x.T
+    return out
+
+
+def _reference_objective(spec, grads, group: str, perm) -> float:
+    names = [n for n, axes in spec.axes.items() if any(p.group == group for a in axes for p in a.parts)]
+    return sum(
+        float((g_prime[n].double() * spec.permute_tensor(n, g[n].double(), perm)).sum())
+        for g, g_prime in grads
+        for n in names
+    )
+
+
+def _reference_match(spec, grads):
+    """The old matching: returns the permutation and the number of group solves."""
+    coupled = GradientPairs(spec).self_coupled
+    perm, solves, improved = spec.identity(), 0, True
+    while improved:
+        improved = False
+        for name, group in spec.groups.items():
+            sim = _reference_similarity(spec, grads, name, perm)
+            if not sim:
+                continue
+            solves += 1
+            candidate = group.solve(sim, perm[name])
+            if name in coupled:
+                old = _reference_objective(spec, grads, name, perm)
+                new = _reference_objective(spec, grads, name, {**perm, name: candidate})
+            else:
+                old, new = group.score(sim, perm[name]), group.score(sim, candidate)
+            if new > old + tolerance(sim):
+                perm[name], improved = candidate, True
+    return perm, solves
+
+
+@pytest.mark.parametrize(("family", "workers"), [("bert", 1), ("gpt2", 1), ("llama", 1), ("bert", 2), ("llama", 3)])
+def test_matching_gives_the_old_permutation_with_fewer_solves(family, workers):
+    spec, grads = _gradient_pairs(family)
+    pairs = GradientPairs(spec)
+    for g, g_prime in grads:
+        pairs.add(g, g_prime)
+    seen = []
+    perm, info = match_permutation(
+        spec, pairs, progress=lambda sweep, done, planned: seen.append((done, planned)), workers=workers
+    )
+    expected, old_solves = _reference_match(spec, grads)
+    assert spec.equal(perm, expected)
+    assert not spec.equal(perm, spec.identity())  # a real matching, not a trivial one
+    assert info.converged and info.solves < old_solves
+    assert [done for done, _ in seen] == list(range(1, info.solves + 1))  # the bar moves at every group
+    assert all(planned >= done for done, planned in seen) and seen[-1][0] == seen[-1][1]
+
+
+def test_gradients_are_kept_once_in_float32():
+    spec, grads = _gradient_pairs("gpt2", steps=3)
+    pairs = GradientPairs(spec)
+    for g, g_prime in grads:
+        pairs.add(g, g_prime)
+    for name, (source, target) in pairs.kept.items():
+        assert source.dtype == target.dtype == torch.float32
+        assert source.shape == (3, *grads[0][0][name].shape)
+        assert torch.equal(target[2], grads[2][1][name])
+
+
+def test_warm_start_at_the_optimum_solves_each_group_once():
+    spec, grads = _gradient_pairs("bert")
+    pairs = GradientPairs(spec)
+    for g, g_prime in grads:
+        pairs.add(g, g_prime)
+    perm, _ = match_permutation(spec, pairs)
+    again, info = match_permutation(spec, pairs, init=perm)
+    assert spec.equal(again, perm)
+    assert info.sweeps == 1 and info.solves == len(spec.groups)
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_multi_head_pairings_at_once_match_the_pairwise_solver(rotary):
+    """The batched τ/υ assignments for one query head per k/v head give what the general solver gives."""
+    group = AttentionGroup(num_heads=4, num_kv_heads=4, head_dim=5, rotary=rotary)
+    gen = torch.Generator().manual_seed(3)
+    sim = {role: torch.randn(n, n, generator=gen) for role, n in group.roles().items()}
+    k, d = group.num_kv_heads, group.head_dim
+    blocks = {
+        "q": sim["q"].double().reshape(k, 1, d, k, 1, d),
+        "o": sim["o"].double().reshape(k, 1, d, k, 1, d),
+        "k": sim["k"].double().reshape(k, d, k, d),
+        "v": sim["v"].double().reshape(k, d, k, d),
+    }
+    value, best = group._pairings_one_query_head(blocks)
+    for a in range(k):
+        for a_old in range(k):
+            score, (rho, tau, upsilon) = group._pairing(blocks, a, a_old)
+            assert value[a, a_old].item() == pytest.approx(score, rel=1e-12)
+            assert torch.equal(tau, best[a, a_old][1]) and torch.equal(upsilon, best[a, a_old][2])
+
+
+def test_transfer_shows_matching_progress(capsys):
+    model = tiny_model("gpt2", task="classification")
+    spec = permutation_spec(model)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    end = {n: v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) for n, v in start.items()}
+    target = tiny_model("gpt2", task="classification", seed=1).state_dict()
+    oracle = LossGradients(tiny_model("gpt2", task="classification"), [[tiny_inputs(model, batch=4, seq=7, seed=1)]])
+    batch = oracle.batches[0][0]
+    batch["labels"] = torch.tensor([0, 1, 0, 1])
+    steps = list(transfer_trajectory([start, end], target, spec, oracle, progress=True))
+    assert len(steps) == 1 and steps[0].match.solves >= len(spec.groups)
+    assert "matching 1/1 sweep 1" in capsys.readouterr().err
+
+
+def test_independent_batches_follow_the_dependencies():
+    spec, grads = _gradient_pairs("bert", steps=1)
+    pairs = GradientPairs(spec)
+    pairs.add(*grads[0])
+    order = list(spec.groups)
+    assert _independent_batch(pairs, order, 0, set(order)) == (["residual"], 1)  # self-coupled: alone
+    assert _independent_batch(pairs, order, 1, set(order)) == (order[1:], len(order))  # all layers at once
+    assert _independent_batch(pairs, order, 1, {order[2]}) == ([order[2]], len(order))
+    torch.manual_seed(0)
+    chain = sequential_spec(nn.Sequential(nn.Linear(5, 12), nn.Tanh(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 3)))
+    pairs = GradientPairs(chain)
+    first, second = list(chain.groups)
+    assert pairs.depends[first] == {second} and pairs.depends[second] == {first}
+    assert _independent_batch(pairs, [first, second], 0, {first, second}) == ([first], 1)
+    assert _independent_batch(pairs, [first, second], 0, {first}) == ([first], 1)  # a clean linked group stops it
