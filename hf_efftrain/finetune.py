@@ -72,6 +72,9 @@ def parse_classification_args(
 def build_classification_trainer(script: ClassificationArguments, args: EfficientTrainingArguments) -> EfficientTrainer:
     """Tokenizer, data (subsampled before tokenizing), a 2-label classifier and an ``EfficientTrainer``."""
     set_seed(args.seed)
+    if args.ddp_find_unused_parameters is None and not (args.mat or args.cmd_embed_every):
+        # every parameter gets a gradient: spare DDP its per-step graph search (and torch's warning about it)
+        args.ddp_find_unused_parameters = False
     model_dir = str(minilm_path()) if script.model_name_or_path == "minilm" else script.model_name_or_path
     with preparation_output(args):  # --log_level and --disable_tqdm apply already; one process draws the bars
         tokenizer = AutoTokenizer.from_pretrained(model_dir)

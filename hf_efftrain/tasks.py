@@ -66,7 +66,7 @@ def tokenize_lm_blocks(splits: DatasetDict, tokenizer: PreTrainedTokenizerBase, 
     """Concatenate each split's texts and cut them into ``block_size`` token blocks (for MLM or causal LM)."""
 
     def encode(batch):
-        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        ids = tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]  # cut into blocks next
         flat = [token for doc in ids for token in doc]
         usable = len(flat) // block_size * block_size
         return {"input_ids": [flat[i : i + block_size] for i in range(0, usable, block_size)]}
