@@ -17,16 +17,12 @@ lives on the main process only; embedded CMD needs a single process. Example::
 
 from __future__ import annotations
 
-import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -35,6 +31,7 @@ from hf_efftrain.atomic import atomic_directory, write_json, write_safetensors
 from hf_efftrain.budget import resolve_steps
 from hf_efftrain.cmd.embedded import Embedding, embed_tensors
 from hf_efftrain.cmd.online import OnlineCMD
+from hf_efftrain.cmd.paired_files import new_stamp, read_paired
 from hf_efftrain.cmd.posthoc import fit_cmd
 from hf_efftrain.errors import CMDFitError, CMDNotReadyError
 from hf_efftrain.logging import get_logger
@@ -206,7 +203,7 @@ class CMDCallback(TrainerCallback):
             "embedded": sorted(self.embedding.a),
             "history": self.history,
         }
-        meta["state_id"] = uuid.uuid4().hex  # pairs the two files: a kill between the writes is detected on resume
+        meta["state_id"] = new_stamp()  # pairs the two files: a kill between the writes is detected on resume
         write_safetensors(folder / STATE_TENSORS, tensors or {"empty": torch.zeros(1)}, {"state_id": meta["state_id"]})
         write_json(folder / STATE_JSON, meta)
 
@@ -245,14 +242,9 @@ def read_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             "run with cmd_online or cmd_embed_every (in the same output_dir)"
         )
     try:
-        meta = json.loads(json_path.read_text())
-        with safe_open(str(tensor_path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        tensors = load_file(str(tensor_path))
-    except Exception as err:  # json or safetensors parse errors of several types
-        raise CMDFitError(
-            f"{folder}: unreadable CMD state ({type(err).__name__}); resume from an earlier checkpoint"
-        ) from None
+        meta, tensors, header = read_paired(json_path, tensor_path)
+    except ValueError as err:
+        raise CMDFitError(f"{folder}: unreadable CMD state ({err}); resume from an earlier checkpoint") from None
     required = {"snapshots", "history", "reference_ids", "embedded"}
     if not isinstance(meta, dict) or not required <= set(meta):
         raise CMDFitError(f"{json_path} is not a CMD state file; resume from an earlier checkpoint")

@@ -11,20 +11,17 @@ load instead of mixing new tensors with old metadata. Example::
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from hf_efftrain.atomic import write_json, write_safetensors
 from hf_efftrain.cmd.fit import reference_at
+from hf_efftrain.cmd.paired_files import new_stamp, read_paired
 from hf_efftrain.errors import CMDFitError
 
 RESULT_FORMAT = "hf_efftrain.cmd.v1"
@@ -140,7 +137,7 @@ class CMDResult:
             tensors[f"a.{name}"] = self.a[name]
             tensors[f"b.{name}"] = self.b[name]
             tensors[f"label.{name}"] = self.labels[name]
-        result_id = uuid.uuid4().hex
+        result_id = new_stamp()
         write_safetensors(folder / TENSORS_FILE, tensors, {"format": RESULT_FORMAT, "result_id": result_id})
         meta = {
             "format": RESULT_FORMAT,
@@ -163,11 +160,8 @@ class CMDResult:
         if not meta_path.is_file() or not tensor_path.is_file():
             raise CMDFitError(f"{folder} holds no CMD result ({META_FILE} + {TENSORS_FILE}); run `hf-efftrain cmd fit`")
         try:
-            meta = json.loads(meta_path.read_text())
-            with safe_open(str(tensor_path), framework="pt") as handle:
-                header = handle.metadata() or {}
-            tensors = load_file(str(tensor_path))
-        except Exception as err:  # json or safetensors parse errors of several types
+            meta, tensors, header = read_paired(meta_path, tensor_path)
+        except ValueError as err:
             raise CMDFitError(f"{folder}: unreadable CMD result ({err}); fit it again") from None
         if not isinstance(meta, dict) or meta.get("format") != RESULT_FORMAT:
             found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
