@@ -23,7 +23,6 @@ from hf_efftrain.errors import CheckpointError, CorruptCheckpointError, MissingC
 from hf_efftrain.outputs import MANIFEST_FILE, MANIFEST_FORMAT, check_writable, read_manifest, visible_entries
 
 RUN_COMMAND = "run"
-WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 # What a run of the examples (Trainer, methods, analyses, reports) writes at the top of its output_dir.
 RUN_ENTRIES = (
     MANIFEST_FILE,
@@ -128,33 +127,20 @@ def check_resume_checkpoint(folder: str | os.PathLike) -> None:
         raise CorruptCheckpointError(
             f"{folder}/trainer_state.json holds no global_step; resume from an earlier checkpoint"
         )
-    weights = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():  # sharded: every shard it lists
-        try:
-            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
-        except (OSError, ValueError, KeyError, AttributeError):
-            raise CorruptCheckpointError(f"{index} is damaged; resume from an earlier checkpoint") from None
-        weights += [folder / shard for shard in sorted(shards)]
-    if not weights and any(folder.glob("pytorch_model*.bin")) or (folder / "adapter_model.bin").is_file():
-        return  # a torch pickle checkpoint (save_safetensors=False): the Trainer reads it as it is
-    if not weights:
+    from hf_efftrain.trajectory import SHARD_INDEX, WEIGHT_FILES, read_safetensors_header, weight_files
+
+    if not any((folder / name).is_file() for name in (*WEIGHT_FILES, SHARD_INDEX)):
+        if any(folder.glob("pytorch_model*.bin")) or (folder / "adapter_model.bin").is_file():
+            return  # a torch pickle checkpoint (save_safetensors=False): the Trainer reads it as it is
         raise MissingCheckpointError(
             f"{folder} holds no model weights ({', '.join(WEIGHT_FILES)}); resume from another checkpoint"
         )
-    for file in weights:
-        if not file.is_file():
-            raise MissingCheckpointError(f"{file} is missing; resume from an earlier checkpoint")
+    for file in weight_files(folder):  # every shard of a sharded checkpoint, each present
         try:
-            from safetensors import safe_open
-
-            with safe_open(str(file), framework="pt") as handle:
-                for name in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
-                    handle.get_slice(name)  # checks the header and that the data fits in the file
-        except Exception as err:  # safetensors raises several types for damaged files
-            raise CorruptCheckpointError(
-                f"{file} is damaged ({type(err).__name__}); resume from an earlier checkpoint"
-            ) from None
+            read_safetensors_header(file)  # the header parses and every tensor fits in the file
+        except CorruptCheckpointError as err:
+            reason = str(err).removeprefix(f"{file}: ")
+            raise CorruptCheckpointError(f"{file} is damaged ({reason}); resume from an earlier checkpoint") from None
 
 
 def resume_folder(args) -> str | None:
