@@ -150,6 +150,15 @@ def replace_directory(new: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_directory(path: str | os.PathLike) -> None:
+    """Delete a folder so that a kill midway never leaves half of it: it is first renamed to a hidden temp name,
+    which the next write to the same place removes (a ``.tmp``, never restored like an ``.old``)."""
+    path = Path(path)
+    aside = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+    os.replace(path, aside / path.name)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_file(path) as tmp:

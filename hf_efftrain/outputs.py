@@ -58,12 +58,13 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     return manifest
 
 
-def write_manifest(folder: str | os.PathLike, command: str) -> None:
+def write_manifest(folder: str | os.PathLike, command: str, **extra: str) -> None:
     """Record ``command`` and every file now in ``folder`` (call it last, inside the temporary folder)."""
     from hf_efftrain import __version__
 
     folder = Path(folder)
     manifest = {"format": MANIFEST_FORMAT, "command": command, "version": __version__, "files": _files(folder)}
+    manifest.update(extra)
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 

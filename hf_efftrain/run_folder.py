@@ -14,13 +14,12 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hf_efftrain.atomic import remove_directory
 from hf_efftrain.errors import CheckpointError, CorruptCheckpointError, MissingCheckpointError, OutputError
-from hf_efftrain.outputs import MANIFEST_FILE, MANIFEST_FORMAT, check_writable, read_manifest, visible_entries
+from hf_efftrain.outputs import MANIFEST_FILE, check_writable, read_manifest, visible_entries, write_manifest
 
 RUN_COMMAND = "run"
 # What a run of the examples (Trainer, methods, analyses, reports) writes at the top of its output_dir.
@@ -101,13 +100,10 @@ def start_run_folder(output_dir: str | os.PathLike, script: str, remove_earlier:
     """Remove the earlier run (moved aside first, so a kill never leaves half of it) and mark the folder as a run."""
     out = Path(output_dir)
     if remove_earlier and out.is_dir():
-        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".old", dir=out.parent))
-        os.replace(out, aside / out.name)
-        shutil.rmtree(aside, ignore_errors=True)
+        remove_directory(out)
     out.mkdir(parents=True, exist_ok=True)
     if read_manifest(out) is None:
-        marker = {"format": MANIFEST_FORMAT, "command": RUN_COMMAND, "script": script}
-        (out / MANIFEST_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        write_manifest(out, RUN_COMMAND, script=script)  # a marker: a run's files are not listed
 
 
 def check_resume_checkpoint(folder: str | os.PathLike) -> None:
