@@ -87,13 +87,14 @@ def reconstruct(
     from hf_efftrain.cmd.export import export_model
     from hf_efftrain.cmd.result import CMDResult
     from hf_efftrain.errors import CMDFitError
-    from hf_efftrain.outputs import check_output
+    from hf_efftrain.outputs import check_inputs, check_output
 
     check_output(save, "cmd reconstruct", inputs=[out, base_model], overwrite=overwrite)
     result = CMDResult.load(out)
     base = base_model or result.meta.get("base_model")
     if not base:
         raise CMDFitError(f"{out} records no base model; pass --base-model with the folder the run started from")
-    check_output(save, "cmd reconstruct", inputs=[out, base], overwrite=overwrite)
+    if base != base_model:
+        check_inputs(save.resolve(), [base])  # the base the fit recorded is an input too
     export_model(result.reconstruct(step), base, save)
     typer.echo(f"saved the CMD reconstruction at step {step:g} to {save}")
