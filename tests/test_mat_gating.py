@@ -156,7 +156,7 @@ def test_stop_backprop_freezes_everything_below_and_counts_flops():
 def test_plain_loop_engine_gates_causal_lms(family):
     """The engine works without Trainer on decoders (random-projection output) and really gates."""
     model = tiny_model(family, task="causal-lm").train()
-    config = MATConfig(every=1, warmup_steps=2, probe_size=2)
+    config = MATConfig(every=1, warmup_steps=2, probe_size=2, stable_backoff=1)
     engine = MATEngine(model, config).attach()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     engine.guard_optimizer(optimizer)
@@ -190,3 +190,22 @@ def test_bf16_autocast_gradients_match_plain_autocast():
         assert q.grad.dtype == p.grad.dtype == torch.float32, name
         torch.testing.assert_close(q.grad, p.grad, rtol=2e-2, atol=1e-3)
     engine.detach()
+
+
+def test_stable_gates_back_off_the_probe_interval_and_a_change_resets_it(monkeypatch):
+    model = tiny_model("bert", task="classification").train()
+    engine = MATEngine(model, MATConfig(every=2, warmup_steps=4, probe_size=2, stable_backoff=4))
+    units = len(engine.layout.units)
+    changed = torch.arange(units) % 2 == 0
+
+    def scripted(_ema, _layout, step, *_args):  # the same gates until step 24, other gates from then on
+        return changed.clone() if step >= 24 else torch.ones(units, dtype=torch.bool)
+
+    monkeypatch.setattr("hf_efftrain.mat.engine.gates_for_step", scripted)
+    batch = tiny_inputs(model, batch=2, seq=6)
+    measured = [step for step in range(1, 41) if engine.after_step(step, batch)]
+    # every 2 until warm-up ends at 4; stable: 4, then 8 (the cap 2×4); the change at 24 resets the interval to 2
+    assert measured == [2, 4, 8, 16, 24, 26, 30, 38]
+    twin = MATEngine(model, engine.config)
+    twin.load_state_dict(engine.state_dict())
+    assert (twin.interval, twin.next_step) == (engine.interval, engine.next_step) == (8, 46)

@@ -125,7 +125,7 @@ def test_partial_run_reads_its_last_checkpoint(tmp_path):
     saved = state["stateful_callbacks"]["MATCallback"]["attributes"]["history"][-1]
     assert "checkpoint-8/trainer_state.json" in text and "trainer_state.json (run not finished)" in text
     assert f"| active modules | {sum(saved['active'])} / {len(saved['active'])} |" in text
-    assert "| layer 1 |" in text  # module names recovered from the logged mat/lambda keys
+    assert "| layer 1 |" in text  # module names saved with the MAT state
     images_of(run / "report" / "report.md", "markdown")
 
 

@@ -36,6 +36,12 @@ class MATArguments:
         default="auto", metadata={"help": "NTK of: auto | logits | projection (random, LMs) | loss (not the NTK)."}
     )
     mat_granularity: str = field(default="heads", metadata={"help": "Modules: heads (paper) or heads+ffn."})
+    mat_gqa_unit: str = field(
+        default="query_head", metadata={"help": "Under GQA gate each query_head or each kv_group as one module."}
+    )
+    mat_stable_backoff: int = field(
+        default=4, metadata={"help": "Probe interval doubles while gates stay stable, up to this × mat_every."}
+    )
     mat_stop_backprop: bool = field(
         default=False, metadata={"help": "Stop back-propagation below the lowest layer with an active module."}
     )
@@ -55,6 +61,8 @@ class MATArguments:
             scope=self.mat_scope,
             output=self.mat_output,
             granularity=self.mat_granularity,
+            gqa_unit=self.mat_gqa_unit,
+            stable_backoff=self.mat_stable_backoff,
             stop_backprop=self.mat_stop_backprop,
             skip_optimizer_update=self.mat_skip_optimizer_update,
             seed=getattr(self, "seed", 0),

@@ -5,6 +5,7 @@ projections. Its backward always returns the full input gradient (lower layers n
 gradient only for the rows (q/k/v, FFN) or columns (output projection) of active modules:
 ``Δ[:, active]ᵀ X`` instead of ``ΔᵀX``. A projection with no active piece gets no weight gradient at all
 (``None``, so the optimizer skips it), or zeros where a gradient must exist (DDP all-reduces every parameter).
+A weight that needs no gradient at all (a PEFT base, an embedded CMD parameter) gets none computed or counted.
 Backward FLOPs done and skipped are counted exactly per call. Example::
 
     handle = GatedProjection(entry, counter)
@@ -135,9 +136,11 @@ class GatedLinearFunction(torch.autograd.Function):
             grad_x = (grad @ (weight.T if handle.entry.kind == "conv1d" else weight)).to(x_dtype)
             handle.counter.full += 2.0 * grad.numel() * x.shape[-1]
             handle.counter.done += 2.0 * grad.numel() * x.shape[-1]
-        grad_w, grad_b = handle.weight_grads(
-            grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1]), ctx.has_bias and ctx.needs_input_grad[2]
-        )
-        grad_w = None if grad_w is None or not ctx.needs_input_grad[1] else grad_w.to(w_dtype)
+        want_bias = ctx.has_bias and ctx.needs_input_grad[2]
+        if not ctx.needs_input_grad[1]:  # a frozen weight (PEFT base, embedded CMD): no dW at all, none counted
+            grad_b = grad.reshape(-1, grad.shape[-1]).sum(0).to(b_dtype) if want_bias else None
+            return grad_x, None, grad_b, None
+        grad_w, grad_b = handle.weight_grads(grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1]), want_bias)
+        grad_w = None if grad_w is None else grad_w.to(w_dtype)
         grad_b = None if grad_b is None else grad_b.to(b_dtype)
         return grad_x, grad_w, grad_b, None

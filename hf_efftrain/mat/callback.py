@@ -4,8 +4,9 @@
   ``trainer_state.json`` through :class:`~transformers.trainer_callback.ExportableState`).
 * every forward in training: remember the batch (a reference, no copy), the probe takes its first rows;
 * ``on_step_end``: every ``every`` steps measure λmax, update the EMA and the gates for the next steps;
-* ``on_log``: add ``mat/*`` figures (active fraction, backward FLOPs saved, measurement time, per-head λmax)
-  to Trainer's logs, so TensorBoard / W&B / ``log_history`` show them;
+* ``on_log``: add ``mat/*`` figures (active fractions, backward FLOPs saved, probe time and share of training time,
+  the probe interval, min/median/max λmax) to Trainer's logs, so TensorBoard / W&B / ``log_history`` show them;
+  λmax of every unit goes to one histogram per measurement (TensorBoard, W&B) and to ``mat_history.json``;
 * ``on_train_end``: write ``mat_history.json`` and ``mat_heatmap.png`` to ``output_dir``; undo the patches.
 
 Example::
@@ -16,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import torch
@@ -29,20 +31,23 @@ from hf_efftrain.logging import get_logger
 from hf_efftrain.mat.config import MATConfig
 from hf_efftrain.mat.engine import MATEngine
 from hf_efftrain.mat.plot import plot_heatmap
+from hf_efftrain.mat.summary import HistogramSink, lambda_summary
 
 logger = get_logger("hf_efftrain.mat")
 
 
 class MATCallback(TrainerCallback, ExportableState):
-    """Modular adaptive training for any Trainer; ``log_lambdas`` adds one ``mat/lambda/L{l}.H{h}`` key per head."""
+    """Modular adaptive training for any Trainer; ``log_lambdas=True`` adds a ``mat/lambda/L{l}.H{h}`` key per head."""
 
-    def __init__(self, config: MATConfig | None = None, log_lambdas: bool = True) -> None:
+    def __init__(self, config: MATConfig | None = None, log_lambdas: bool = False) -> None:
         self.config = (config or MATConfig()).validate()
         self.log_lambdas = log_lambdas
         self.engine: MATEngine | None = None
         self._batch: dict[str, torch.Tensor] | None = None
         self._capture = None
         self._pending: dict[str, float] = {}
+        self._histograms: HistogramSink | None = None
+        self._started = self._measured_before = 0.0
         self.released = False
 
     def release(self) -> None:
@@ -90,6 +95,8 @@ class MATCallback(TrainerCallback, ExportableState):
             logger.info(
                 "MAT: resumed at step %d with %d active modules", state.global_step, int(self.engine.active.sum())
             )
+        self._started, self._measured_before = time.perf_counter(), self.engine.measure_seconds  # share: this session
+        self._histograms = HistogramSink.for_args(args) if state.is_world_process_zero else HistogramSink([])
         self._capture = model.register_forward_pre_hook(self._remember, with_kwargs=True)
         listen_whole_gradients(model, self, self._release_once)  # TWA's phase, whatever the Trainer
 
@@ -106,6 +113,8 @@ class MATCallback(TrainerCallback, ExportableState):
             return
         if self.engine.after_step(state.global_step, self._batch):
             self._pending = self._figures()
+            if self._histograms is not None:
+                self._histograms.write("mat/lambda", self.engine.last_lambda, state.global_step)
         self._batch = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -130,6 +139,8 @@ class MATCallback(TrainerCallback, ExportableState):
             )
             plot_heatmap(self.engine.history, names, os.path.join(args.output_dir, "mat_heatmap.png"))
         self.engine.detach()
+        if self._histograms is not None:
+            self._histograms.close()
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
@@ -137,12 +148,17 @@ class MATCallback(TrainerCallback, ExportableState):
     # ---- figures --------------------------------------------------------------------------------------------
     def _figures(self, with_lambdas: bool = True) -> dict[str, float]:
         engine = self.engine
+        elapsed = time.perf_counter() - self._started
         figures = {
             "mat/active_fraction": float(engine.active.float().mean()),
             "mat/projection_backward_flops_saved": engine.counter.saved_fraction,
             "mat/measure_seconds": engine.measure_seconds,
+            "mat/measure_share": (engine.measure_seconds - self._measured_before) / elapsed if elapsed > 0 else 0.0,
+            "mat/probe_interval": float(engine.interval),
             "mat/stop_layer": float(engine.stop_layer),
         }
+        if with_lambdas and engine.last_lambda is not None:
+            figures.update(lambda_summary(engine.last_lambda, engine.active, engine.layout))
         if with_lambdas and self.log_lambdas and engine.last_lambda is not None:
             for unit, value in zip(engine.layout.units, engine.last_lambda.tolist(), strict=True):
                 figures[f"mat/lambda/{unit.name}"] = value

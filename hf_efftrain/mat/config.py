@@ -18,6 +18,7 @@ from hf_efftrain.errors import MATConfigError
 OutputMode = Literal["auto", "logits", "projection", "loss"]
 ThresholdRule = Literal["mean", "quantile", "max"]
 Granularity = Literal["heads", "heads+ffn"]
+GQAUnit = Literal["query_head", "kv_group"]
 
 
 @dataclass
@@ -27,6 +28,9 @@ class MATConfig:
     * ``every``: measure λmax every K optimizer steps (one extra forward + backward on ``probe_size`` samples).
     * ``warmup_steps``: all modules stay active before this step (λmax is still measured to fill the EMA).
       Both take a whole number of steps or a fraction in (0, 1) of the run's ``max_steps`` (see :meth:`for_run`).
+    * ``stable_backoff``: once past warm-up, each measurement that leaves the gates unchanged doubles the interval
+      to the next one, up to ``stable_backoff × every``; a change brings it back to ``every`` (1 = fixed interval).
+      Probes cost about a training step each; stable gates do not need re-measuring.
     * ``ema``: weight of the *old* value in the exponential moving average of λmax (0 = no smoothing).
     * ``threshold_rule``/``threshold``: a module is active when its smoothed λmax is at least
       ``threshold * mean`` (``mean``), ``threshold * max`` (``max``) of its group, or the ``threshold``-quantile
@@ -36,8 +40,11 @@ class MATConfig:
       random projection of the logits, for LMs), ``loss`` (per-sample loss gradients: a residual-weighted
       kernel, cheaper, *not* the NTK), ``auto`` (logits when there are at most 16, else projection).
     * ``granularity``: ``heads`` (the paper) or ``heads+ffn`` (each layer's FFN block is a module too).
+    * ``gqa_unit``: under grouped-query attention, gate each ``query_head`` (its k/v rows train while any head of
+      its group does) or each ``kv_group`` (the group's query heads, k/v rows and output columns as one module).
     * ``stop_backprop``: when every module below a layer is gated, back-propagation stops there (everything
-      below, LayerNorms and embeddings included, is frozen for that step). Not available under DDP.
+      below, LayerNorms and embeddings included, is frozen for that step). Needs ``granularity="heads+ffn"`` (it
+      would otherwise freeze FFN blocks MAT never measured); not available under DDP.
     * ``skip_optimizer_update``: a fully gated projection gets no gradient, so the optimizer skips it.
     """
 
@@ -50,6 +57,8 @@ class MATConfig:
     scope: Literal["model", "layer"] = "model"
     output: OutputMode = "auto"
     granularity: Granularity = "heads"
+    gqa_unit: GQAUnit = "query_head"
+    stable_backoff: int = 4
     stop_backprop: bool = False
     skip_optimizer_update: bool = True
     gram_strategy: Literal["auto", "gram", "persample"] = "auto"
@@ -62,6 +71,7 @@ class MATConfig:
         check_number("probe_size", self.probe_size, 2, 256, error=MATConfigError)
         check_number("ema", self.ema, 0, 1, high_open=True, error=MATConfigError)
         check_number("threshold", self.threshold, 0, error=MATConfigError)
+        check_number("stable_backoff", self.stable_backoff, 1, 64, error=MATConfigError)
         checks = [
             (self.probe_size == int(self.probe_size), f"probe_size must be a whole number, got {self.probe_size}"),
             (self.threshold_rule in ("mean", "quantile", "max"), f"unknown threshold_rule {self.threshold_rule!r}"),
@@ -70,6 +80,13 @@ class MATConfig:
             (self.scope in ("model", "layer"), f"scope must be 'model' or 'layer', got {self.scope!r}"),
             (self.output in ("auto", "logits", "projection", "loss"), f"unknown output {self.output!r}"),
             (self.granularity in ("heads", "heads+ffn"), f"granularity must be heads or heads+ffn: {self.granularity}"),
+            (self.gqa_unit in ("query_head", "kv_group"), f"gqa_unit must be query_head or kv_group: {self.gqa_unit}"),
+            (self.stable_backoff == int(self.stable_backoff), "stable_backoff must be a whole number"),
+            (
+                not self.stop_backprop or self.granularity == "heads+ffn",
+                "stop_backprop freezes whole layers, FFN blocks included: use granularity='heads+ffn' so that they "
+                "are measured too",
+            ),
             (self.gram_strategy in ("auto", "gram", "persample"), f"unknown gram_strategy {self.gram_strategy!r}"),
         ]
         for ok, message in checks:

@@ -52,7 +52,7 @@ class MATEngine:
     def __init__(self, model: nn.Module, config: MATConfig | None = None) -> None:
         self.model = model
         self.config = (config or MATConfig()).validate()
-        self.layout: Layout = build_layout(model, self.config.granularity)
+        self.layout: Layout = build_layout(model, self.config.granularity, self.config.gqa_unit)
         self.counter = FlopCounter()
         self.handles = [GatedProjection(entry, self.counter) for entry in self.layout.modules]
         self.ema: torch.Tensor | None = None
@@ -62,6 +62,8 @@ class MATEngine:
         self.history: list[dict[str, Any]] = []
         self.measure_seconds = 0.0
         self.measurements = 0
+        self.interval = int(self.config.every)  # grows while gates stay stable (config.stable_backoff)
+        self.next_step = int(self.config.every)
         self._hooks: list[Any] = []
         self._guard: OptimizerGuard | None = None
         self._probing = False
@@ -176,22 +178,31 @@ class MATEngine:
 
     def after_step(self, step: int, inputs: dict[str, torch.Tensor] | None) -> bool:
         """Measure and re-gate when ``step`` is due; return whether gates were recomputed."""
-        if inputs is None or step % self.config.every != 0:
+        if inputs is None or step < self.next_step:
             return False
         lam = self.measure(inputs, step)
         self.last_lambda = lam
         self.ema = update_ema(self.ema, lam, self.config.ema)
         cfg = self.config
+        previous = self.active
         self.apply_gates(
             gates_for_step(self.ema, self.layout, step, cfg.warmup_steps, cfg.threshold_rule, cfg.threshold, cfg.scope)
         )
+        self._schedule_next(step, gated=step >= cfg.warmup_steps, stable=bool(torch.equal(previous, self.active)))
         self.history.append({"step": step, "lambda": lam.tolist(), "active": self.active.tolist()})
         return True
+
+    def _schedule_next(self, step: int, gated: bool, stable: bool) -> None:
+        """Double the interval after a measurement that changed no gate (up to ``stable_backoff × every``)."""
+        every = int(self.config.every)
+        self.interval = min(2 * self.interval, every * self.config.stable_backoff) if gated and stable else every
+        self.next_step = step + self.interval
 
     # ---- state ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state: what resuming needs to continue with the same gates."""
         return {
+            "units": [unit.name for unit in self.layout.units],  # names for reports read from a checkpoint
             "ema": None if self.ema is None else self.ema.tolist(),
             "active": self.active.tolist(),
             "history": self.history,
@@ -199,6 +210,8 @@ class MATEngine:
             "measurements": self.measurements,
             "flops_full": self.counter.full,
             "flops_done": self.counter.done,
+            "interval": self.interval,
+            "next_step": self.next_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -209,4 +222,7 @@ class MATEngine:
         self.measurements = int(state.get("measurements", 0))
         self.counter.full = float(state.get("flops_full", 0.0))
         self.counter.done = float(state.get("flops_done", 0.0))
+        self.interval = int(state.get("interval", self.config.every))
+        last = self.history[-1]["step"] if self.history else 0
+        self.next_step = int(state.get("next_step", last + self.interval))
         self.apply_gates(torch.tensor(state["active"], dtype=torch.bool))

@@ -26,13 +26,16 @@ Axis = Literal["out", "in"]
 class Unit:
     """One gateable module: head ``index`` of ``layer`` or the FFN block of ``layer``."""
 
-    kind: Literal["head", "ffn"]
+    kind: Literal["head", "group", "ffn"]
     layer: int
     index: int = 0
 
     @property
     def name(self) -> str:
-        return f"L{self.layer}.H{self.index}" if self.kind == "head" else f"L{self.layer}.FFN"
+        """``L0.H5`` (query head), ``L0.G1`` (k/v group under ``gqa_unit="kv_group"``), ``L0.FFN``."""
+        if self.kind == "ffn":
+            return f"L{self.layer}.FFN"
+        return f"L{self.layer}.{'H' if self.kind == 'head' else 'G'}{self.index}"
 
 
 @dataclass(frozen=True)
@@ -94,19 +97,29 @@ def refuse_peft(model: nn.Module) -> None:
         )
 
 
-def build_layout(model: nn.Module, granularity: str = "heads") -> Layout:
-    """Units and projection pieces of ``model``, from the architecture registry."""
+def build_layout(model: nn.Module, granularity: str = "heads", gqa_unit: str = "query_head") -> Layout:
+    """Units and projection pieces of ``model``, from the architecture registry.
+
+    With ``gqa_unit="kv_group"`` (and grouped-query attention) a unit is a k/v head with every query head that
+    reads it; without GQA the two are the same thing and query heads are kept.
+    """
     refuse_peft(model)
     arch = get_architecture(model)
     geo = arch.geometry(model.config)
     depth = arch.num_layers(model.config)
-    units = [Unit("head", layer, head) for layer in range(depth) for head in range(geo.num_heads)]
+    grouped = gqa_unit == "kv_group" and geo.group_size > 1
+    per_layer = geo.num_kv_heads if grouped else geo.num_heads
+    units = [Unit("group" if grouped else "head", layer, i) for layer in range(depth) for i in range(per_layer)]
     if granularity == "heads+ffn":
         units += [Unit("ffn", layer) for layer in range(depth)]
     unit_id = {(u.kind, u.layer, u.index): i for i, u in enumerate(units)}
     modules: dict[str, ModuleLayout] = {}
     for layer in range(depth):
-        _add_head_pieces(model, arch, layer, geo.num_heads, unit_id, modules)
+        owner = {
+            h: unit_id[("group", layer, geo.kv_head_of(h)) if grouped else ("head", layer, h)]
+            for h in range(geo.num_heads)
+        }
+        _add_head_pieces(model, arch, layer, geo.num_heads, owner, modules)
         if granularity == "heads+ffn":
             for proj in (*arch.mlp_in, arch.mlp_out):
                 _add_whole(model, arch, layer, proj, unit_id[("ffn", layer, 0)], modules)
@@ -121,8 +134,8 @@ def _module_layout(model: nn.Module, arch: ArchitectureSpec, layer: int, proj: P
     return modules[path]
 
 
-def _add_head_pieces(model, arch: ArchitectureSpec, layer: int, heads: int, unit_id, modules) -> None:
-    """q/k/v rows and output-projection columns of each head; a k/v piece gets all query heads it serves."""
+def _add_head_pieces(model, arch: ArchitectureSpec, layer: int, heads: int, owner: dict[int, int], modules) -> None:
+    """q/k/v rows and output-projection columns of each head; a k/v piece gets all units whose heads read it."""
     owners: dict[tuple[str, int, int], tuple[ModuleLayout, list[int], bool]] = {}
     roles = arch.projections()
     for head in range(heads):
@@ -130,7 +143,9 @@ def _add_head_pieces(model, arch: ArchitectureSpec, layer: int, heads: int, unit
             axis: Axis = "in" if piece.role == "o" else "out"
             entry = _module_layout(model, arch, layer, roles[piece.role], axis, modules)
             key = (entry.path, piece.index.start, piece.index.stop)
-            owners.setdefault(key, (entry, [], piece.has_bias))[1].append(unit_id[("head", layer, head)])
+            units = owners.setdefault(key, (entry, [], piece.has_bias))[1]
+            if owner[head] not in units:
+                units.append(owner[head])
     for (_path, start, stop), (entry, units, bias) in owners.items():
         entry.pieces.append(Piece(tuple(units), start, stop, bias))
 

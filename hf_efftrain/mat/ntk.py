@@ -3,7 +3,8 @@
 Why: a module's NTK Θ_u = J_u J_uᵀ (J_u = ∂f(X)/∂θ_u over n probe samples) has the same nonzero
 eigenvalues as the huge J_uᵀ J_u, so an n×n (or nC×nC for C logits) matrix suffices. For a projection
 y = W x, the per-sample gradient is Σ_t Δ_i[t] x_i[t]ᵀ, built from the input X_i (forward hook) and the
-output gradient Δ_i (``autograd.grad`` w.r.t. the projection's output). Two exact contractions give the Gram:
+output gradient Δ_i (``autograd.grad`` w.r.t. the projection's output; one batched backward serves every
+measured output). Two exact contractions give the Gram:
 
 * ``gram`` (the trick of the method note): ⟨g_i, g_j⟩ = Σ (Δ_i Δ_jᵀ) ⊙ (X_i X_jᵀ), cost ~ N²T²(I+O);
 * ``persample``: G_i = Δ_iᵀ X_i as one einsum (no Python loop), then G Gᵀ, cost ~ (NT + N²)·O·I.
@@ -17,6 +18,7 @@ sum over its pieces (q/k/v rows, output-projection columns, biases of its rows).
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -48,10 +50,10 @@ def probe_outputs(
         if logits.dim() != 2:
             raise MATConfigError("output='logits' needs one logit vector per sample; use output='projection' for LMs")
         return logits.transpose(0, 1)
-    if mode == "projection":
-        gen = torch.Generator().manual_seed(seed)
-        proj = torch.randn(logits.shape[1:], generator=gen, dtype=torch.float32).to(logits)
-        weighted = logits * proj
+    if mode == "projection":  # drawn where the logits live, at their (padding-trimmed) size
+        gen = torch.Generator(device=logits.device).manual_seed(seed)
+        proj = torch.randn(logits.shape[1:], generator=gen, dtype=torch.float32, device=logits.device)
+        weighted = logits * proj.to(logits.dtype)
         if mask is not None and logits.dim() == 3:
             weighted = weighted * mask[..., None].to(logits)
         return weighted.flatten(1).sum(1)[None]
@@ -123,6 +125,36 @@ def module_grams(entry: ModuleLayout, x: torch.Tensor, d: torch.Tensor, strategy
     return grams
 
 
+def output_gradients(outs: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """∂outs[c].sum() / ∂output for every hooked output, as one [C, *output.shape] tensor per projection.
+
+    All C measured outputs go through ONE batched backward (``is_grads_batched``, a vmap over the backward);
+    where an operator has no batching rule the C backwards run one after another, with the same result.
+    """
+    count = outs.shape[0]
+    if count > 1:
+        seeds = torch.eye(count, dtype=outs.dtype, device=outs.device)[:, :, None].expand(count, *outs.shape)
+        try:
+            with warnings.catch_warnings():  # vmap's per-operator fallback notice: correct, only slower
+                warnings.filterwarnings("ignore", message="There is a performance drop")
+                grads = torch.autograd.grad(
+                    outs, outputs, grad_outputs=seeds, retain_graph=True, allow_unused=True, is_grads_batched=True
+                )
+            return [_zeros_if_none(g, o, count) for g, o in zip(grads, outputs, strict=True)]
+        except RuntimeError:
+            pass  # no vmap rule for some operator of this model: fall back to one backward per output
+    per_output: list[list[torch.Tensor]] = [[] for _ in outputs]
+    for c in range(count):
+        grads = torch.autograd.grad(outs[c].sum(), outputs, retain_graph=c < count - 1, allow_unused=True)
+        for i, g in enumerate(grads):
+            per_output[i].append(torch.zeros_like(outputs[i]) if g is None else g.detach())
+    return [torch.stack(gs) for gs in per_output]
+
+
+def _zeros_if_none(grad: torch.Tensor | None, output: torch.Tensor, count: int) -> torch.Tensor:
+    return output.new_zeros(count, *output.shape) if grad is None else grad.detach()
+
+
 def unit_kernels(
     model: nn.Module,
     layout: Layout,
@@ -140,17 +172,13 @@ def unit_kernels(
         raise MATConfigError("some hooked projections did not run in the probe forward; is the layout right?")
     outs = probe_outputs(logits, output, seed, model_inputs.get("attention_mask"), labels)
     outputs = [r[1] for r in records]
-    deltas: list[list[torch.Tensor]] = [[] for _ in outputs]
-    for c in range(outs.shape[0]):
-        grads = torch.autograd.grad(outs[c].sum(), outputs, retain_graph=c < outs.shape[0] - 1, allow_unused=True)
-        for i, g in enumerate(grads):
-            deltas[i].append(torch.zeros_like(outputs[i]) if g is None else g.detach())
+    deltas = output_gradients(outs, outputs)
     n_out = outs.shape[0] * outs.shape[1]
     kernels = torch.zeros(len(layout.units), n_out, n_out, dtype=torch.float64, device=logits.device)
     for entry, (x, _y), ds in zip(layout.modules, records, deltas, strict=True):
         x3 = _wide(x.reshape(x.shape[0], -1, x.shape[-1]))
-        x_rep = x3.repeat(len(ds), 1, 1)  # output c of sample i pairs with input i
-        d3 = _wide(torch.cat([d.reshape(d.shape[0], -1, d.shape[-1]) for d in ds]))
+        x_rep = x3.repeat(ds.shape[0], 1, 1)  # output c of sample i pairs with input i
+        d3 = _wide(ds.reshape(ds.shape[0] * ds.shape[1], -1, ds.shape[-1]))  # [C·n, T, O], output-major
         grams = module_grams(entry, x_rep, d3, _strategy(entry, n_out, x3.shape[1], strategy))
         for piece, gram in zip(entry.pieces, grams, strict=True):
             for unit in piece.units:

@@ -21,12 +21,17 @@ from hf_efftrain.mat.ntk import probe_outputs
 def _unit_slices(model: nn.Module, layout: Layout, unit: int) -> list[tuple[str, int, slice]]:
     """(parameter name, axis, index) of everything unit ``unit`` owns, from the registry."""
     u = layout.units[unit]
-    if u.kind == "head":
+    if u.kind in ("head", "group"):
+        geo = layout.arch.geometry(model.config)
+        heads = [u.index] if u.kind == "head" else [h for h in range(geo.num_heads) if geo.kv_head_of(h) == u.index]
         slices = []
-        for piece in layout.arch.head_slices(model, u.layer, u.index):
-            slices.append((f"{piece.module}.weight", piece.dim, piece.index))
-            if piece.has_bias:
-                slices.append((f"{piece.module}.bias", 0, piece.index))
+        for head in heads:
+            for piece in layout.arch.head_slices(model, u.layer, head):
+                for item in [(f"{piece.module}.weight", piece.dim, piece.index)] + (
+                    [(f"{piece.module}.bias", 0, piece.index)] if piece.has_bias else []
+                ):
+                    if item not in slices:  # a group's query heads share its k/v rows
+                        slices.append(item)
         return slices
     slices = []
     layer = layout.arch.layer_path(model, u.layer)

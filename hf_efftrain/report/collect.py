@@ -99,9 +99,11 @@ def _mat_from_state(trainer_state: dict[str, Any] | None) -> dict[str, Any] | No
         return None
     attributes = saved["attributes"]
     count = len(attributes["history"][0]["lambda"])
-    keys = dict.fromkeys(k for entry in trainer_state["log_history"] for k in entry if k.startswith("mat/lambda/"))
-    units = [key.removeprefix("mat/lambda/") for key in keys]  # logged in module order
-    if len(units) != count:  # names come from the logs; without them, number the modules
+    units = attributes.get("units")  # saved with the state; older runs only logged them as mat/lambda/<name> keys
+    if not isinstance(units, list):
+        keys = dict.fromkeys(k for entry in trainer_state["log_history"] for k in entry if k.startswith("mat/lambda/"))
+        units = [key.removeprefix("mat/lambda/") for key in keys]  # logged in module order
+    if len(units) != count:  # without names, number the modules
         units = [f"module {i}" for i in range(count)]
     return {"config": saved.get("args", {}).get("config", {}), "units": units, **attributes}
 
