@@ -7,22 +7,10 @@ import torch
 from datasets import Dataset
 
 from hf_efftrain.mat import MATCallback, MATConfig
-from hf_efftrain.testing import VOCAB, tiny_model
+from hf_efftrain.testing import VOCAB, tiny_model, tiny_tokenizer
 from hf_efftrain.twa import TWACallback, TWAConfig
 
 trl = pytest.importorskip("trl")
-
-
-def word_tokenizer():
-    """A tokenizer over the tiny models' vocabulary (token ``tI`` is id I): SFTTrainer needs one for padding."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import WhitespaceSplit
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t1"))
-    backend.pre_tokenizer = WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="t0", eos_token="t2", unk_token="t1")
 
 
 def test_mat_and_twa_link_inside_sft_trainer(tmp_path, one_thread):
@@ -38,7 +26,7 @@ def test_mat_and_twa_link_inside_sft_trainer(tmp_path, one_thread):
         report_to="none", save_strategy="no", disable_tqdm=True, use_cpu=True, seed=0, max_length=12,
     )  # fmt: skip
     trainer = trl.SFTTrainer(
-        model=model, args=args, train_dataset=data, processing_class=word_tokenizer(), callbacks=[twa, mat]
+        model=model, args=args, train_dataset=data, processing_class=tiny_tokenizer(), callbacks=[twa, mat]
     )
     trainer.train()
     assert twa.start_step == 6 and twa.config.steps == 2 and twa.collected_steps == [2, 4, 6]
