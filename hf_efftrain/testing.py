@@ -4,6 +4,7 @@ They are built from configs in code, so nothing is downloaded. Example::
 
     model = tiny_model("llama", task="causal-lm")     # GQA, head_dim != hidden/heads
     batch = tiny_inputs(model)
+    tokenizer = tiny_tokenizer()                      # word ``t07`` is token id 7
 """
 
 from __future__ import annotations
@@ -76,3 +77,19 @@ def tiny_inputs(model: tf.PreTrainedModel, batch: int = 2, seq: int = 7, seed: i
         size = model.config.image_size
         return {"pixel_values": torch.randn(batch, model.config.num_channels, size, size, generator=gen)}
     return {"input_ids": torch.randint(1, VOCAB, (batch, seq), generator=gen)}
+
+
+def tiny_tokenizer() -> tf.PreTrainedTokenizerFast:
+    """A word-level tokenizer over the tiny models' vocabulary: word ``t07`` is id 7 (t00 pad, t01 unk, t02 eos).
+
+    Trainers that pad or save (TRL's ``SFTTrainer``, the example scripts) need a real tokenizer object. Words have
+    two digits so that no special token is the prefix of another word (added tokens are split out of words first).
+    """
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(WordLevel({f"t{i:02d}": i for i in range(VOCAB)}, unk_token="t01"))
+    backend.pre_tokenizer = WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="t00", eos_token="t02", unk_token="t01")

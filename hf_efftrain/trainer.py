@@ -146,6 +146,21 @@ def method_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
     return callbacks
 
 
+def check_model_fits_methods(args: TrainingArguments, model: nn.Module) -> None:
+    """Refuse a model a method cannot train *when the trainer is built*, not minutes later at ``train()``.
+
+    MAT lays out its heads from the architecture registry at train begin; laying them out now costs a walk over
+    the modules and turns a model MAT cannot gate (e.g. a PEFT/LoRA model, an unregistered family) into an error
+    before any data is loaded or step is run. Example::
+
+        check_model_fits_methods(EfficientTrainingArguments(output_dir="out", mat=True), lora_model)  # raises
+    """
+    if isinstance(args, EfficientTrainingArguments) and args.mat:
+        from hf_efftrain.mat.layout import build_layout
+
+        build_layout(model, args.mat_config().granularity)
+
+
 _LOSS_TAKES_KWARGS = re.compile(r"num_items_in_batch|loss_function\([^)]*\*\*kwargs", re.S)
 
 
@@ -178,5 +193,6 @@ class EfficientTrainer(Trainer):
         fix = getattr(self.args, "fix_loss_scaling", False) and self.model_accepts_loss_kwargs
         if fix and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
             self.model_accepts_loss_kwargs = False
+        check_model_fits_methods(self.args, self.accelerator.unwrap_model(self.model))
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys

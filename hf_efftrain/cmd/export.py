@@ -16,20 +16,38 @@ import torch
 import transformers
 from transformers import PreTrainedModel
 
+from hf_efftrain.adapters import ADAPTER_WEIGHTS, is_adapter_folder, save_adapter
 from hf_efftrain.errors import CMDFitError
-from hf_efftrain.model_folder import load_model, load_tokenizer, read_config
+from hf_efftrain.model_folder import check_model_folder, load_model, load_tokenizer, read_config
 from hf_efftrain.outputs import output_directory
+from hf_efftrain.trajectory import read_safetensors_header
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 
 def find_base_model(trajectory_root: str | os.PathLike, checkpoint_folders: list[Path]) -> str | None:
-    """A folder with a ``config.json`` that can rebuild the model: a checkpoint, the trajectory folder or its parent."""
+    """A folder that can rebuild the model (a ``config.json`` or a PEFT adapter): the newest checkpoint holding
+    one, else the trajectory folder or its parent (a run's ``output_dir`` above its ``snapshots``)."""
     root = Path(trajectory_root)
     for candidate in [*checkpoint_folders[::-1], root, root.parent]:
-        if (candidate / "config.json").is_file():
+        if (candidate / "config.json").is_file() or is_adapter_folder(candidate):
             return str(candidate.resolve())
     return None
+
+
+def check_base_folder(folder: str | os.PathLike, what: str = "--base-model") -> None:
+    """Refuse a base folder that cannot serve an export, before a long fit: a complete model or adapter folder."""
+    if is_adapter_folder(folder):
+        read_safetensors_header(Path(folder) / ADAPTER_WEIGHTS)  # a truncated adapter names itself now
+        return
+    check_model_folder(folder, what=what)
+
+
+def export_reconstruction(weights: dict[str, torch.Tensor], base: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """An adapter folder when ``base`` is a PEFT adapter, else a full model folder (:func:`export_model`)."""
+    if is_adapter_folder(base):
+        return save_adapter(weights, like=base, folder=folder, command="cmd reconstruct")
+    return export_model(weights, base, folder)
 
 
 def _base_class(base_model: str | os.PathLike) -> tuple[type, object]:

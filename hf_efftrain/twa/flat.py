@@ -12,15 +12,13 @@ Example::
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from hf_efftrain.adapters import saved_name
 from hf_efftrain.errors import TrajectoryMismatchError, TWAError
-
-_ADAPTER_SEGMENT = re.compile(r"\.(default|modules_to_save\.default)(?=\.)")
 
 
 class TrainableView:
@@ -69,12 +67,12 @@ class TrainableView:
 
     def vector_from_state(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """θ of a saved checkpoint (Trainer, PEFT adapter or snapshot naming), in this view's order."""
-        by_name = {_ADAPTER_SEGMENT.sub("", k): v for k, v in state.items()}
+        by_name = {saved_name(k): v for k, v in state.items()}
         pieces = []
         for name, size in zip(self.names, self.sizes, strict=True):
             tensor = state.get(name)
             if tensor is None:
-                tensor = by_name.get(_ADAPTER_SEGMENT.sub("", name))
+                tensor = by_name.get(saved_name(name))
             if tensor is None:
                 raise TrajectoryMismatchError(
                     f"checkpoint has no tensor for trainable parameter {name!r}: "

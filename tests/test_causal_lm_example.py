@@ -1,0 +1,56 @@
+"""examples/finetune_causal_lm.py on a tiny Llama and a local text dataset: LoRA, LoRA + TWA, full; MAT refused."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from _examples_support import load_example
+
+from hf_efftrain.errors import MATConfigError
+from hf_efftrain.testing import tiny_model, tiny_tokenizer
+
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module")
+def local_assets(tmp_path_factory):
+    """A saved tiny Llama with its tokenizer, and a dataset folder of train/validation text files."""
+    root = tmp_path_factory.mktemp("assets")
+    tiny_model("llama", task="causal-lm", hidden_size=32).save_pretrained(root / "model")
+    tiny_tokenizer().save_pretrained(root / "model")
+    rng = random.Random(0)
+    (root / "data").mkdir()
+    for split, lines in (("train", 40), ("validation", 10)):
+        text = "\n".join(" ".join(f"t{rng.randrange(3, 96):02d}" for _ in range(20)) for _ in range(lines))
+        (root / "data" / f"{split}.txt").write_text(text + "\n")
+    return root
+
+
+def run_example(assets, out, *flags: str) -> dict:
+    example = load_example("finetune_causal_lm")
+    argv = ["--model_name_or_path", str(assets / "model"), "--dataset_name", str(assets / "data")]
+    argv += ["--block_size", "16", "--max_steps", "4", "--output_dir", str(out), "--disable_tqdm", "true"]
+    argv += ["--use_cpu", "true", "--lora_r", "2", *flags]
+    return example.main(argv)
+
+
+def test_lora_with_twa_saves_the_adapter_and_reports_perplexity(local_assets, tmp_path, one_thread):
+    metrics = run_example(local_assets, tmp_path, "--twa", "true", "--twa_start", "0.5", "--twa_every", "1")
+    assert metrics["twa_checkpoints"] == 2 and metrics["eval_perplexity"] == pytest.approx(
+        torch.tensor(metrics["eval_loss"]).exp().item(), rel=1e-6
+    )
+    assert (tmp_path / "adapter_config.json").is_file() and not (tmp_path / "model.safetensors").exists()
+
+
+def test_full_fine_tuning_saves_the_whole_model(local_assets, tmp_path, one_thread):
+    metrics = run_example(local_assets, tmp_path, "--lora", "false", "--learning_rate", "1e-3")
+    assert (tmp_path / "model.safetensors").is_file() and not (tmp_path / "adapter_config.json").exists()
+    assert metrics["eval_loss"] > 0
+
+
+def test_mat_on_a_lora_model_is_refused_before_training(local_assets, tmp_path):
+    with pytest.raises(MATConfigError, match="PEFT/LoRA"):
+        run_example(local_assets, tmp_path, "--mat", "true")
+    assert not list(tmp_path.glob("checkpoint-*")) and not (tmp_path / "trainer_state.json").exists()
