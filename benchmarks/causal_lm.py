@@ -7,8 +7,9 @@ every arm gets the same LoRA initialization, the same data order and the same nu
 * ``lora``: plain LoRA fine-tuning; its adapter is snapshotted every ``--snapshot-every`` steps and post-hoc
   CMD is fitted to those snapshots (relative reconstruction error, and the eval loss of the reconstructed
   final adapter);
-* ``lora+mat``: ``EfficientTrainer(mat=True)`` on the LoRA model (refused until MAT supports LoRA adapters;
-  the refusal is checked before anything trains: leave the arm out with ``--arms lora lora+twa``);
+* ``lora+mat``: ``EfficientTrainer(mat=True)`` on the LoRA model: heads gated on their adapter slices (rows of
+  lora_B of q/k/v, columns of lora_A of o), a k/v slice gated when all query heads reading it are;
+* ``lora+mat_kv``: the same with ``mat_gqa_unit="kv_group"`` (a k/v head and its query heads are one module);
 * ``lora+twa``: ordinary steps collecting the adapter every ``--twa-every`` steps, then the last
   ``--twa-steps`` steps are TWA steps in the span of the collected adapters.
 
@@ -49,7 +50,8 @@ from hf_efftrain.trainer import check_model_fits_methods
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.twa import TWACallback
 
-ARMS = ("lora", "lora+mat", "lora+twa")
+ARMS = ("lora", "lora+mat", "lora+mat_kv", "lora+twa")
+MAT_ARMS = {"lora+mat": "query_head", "lora+mat_kv": "kv_group"}
 MB = 2**20
 
 
@@ -112,8 +114,9 @@ def arm_arguments(arm: str, out: str, opts: argparse.Namespace, seed: int) -> Ef
     knobs: dict[str, Any] = {}
     if arm == "lora":
         knobs = {"snapshot_every": opts.snapshot_every}
-    elif arm == "lora+mat":
-        knobs = {"mat": True}
+    elif arm in MAT_ARMS:
+        knobs = {"mat": True, "mat_gqa_unit": MAT_ARMS[arm], "mat_every": opts.mat_every}
+        knobs |= {"mat_warmup_steps": opts.mat_warmup, "mat_probe_size": opts.batch_size}
     elif arm == "lora+twa":
         knobs = {"twa": True, "twa_start": opts.steps - opts.twa_steps, "twa_steps": opts.twa_steps}
         knobs |= {"twa_every": opts.twa_every, "twa_collect_from": opts.twa_collect_from, "twa_lr": opts.twa_lr}
@@ -145,8 +148,8 @@ def run_arm(arm: str, folder: str, blocks: DatasetDict, opts: argparse.Namespace
         if arm == "lora+twa":
             report = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TWACallback)).report
             row |= {"twa_checkpoints": report["checkpoints"], "twa_basis_mb": report["basis_memory_mb"]}
-        if arm == "lora+mat":
-            row["mat_projection_backward_flops_saved"] = _mat_saved(trainer)
+        if arm in MAT_ARMS:
+            row |= _mat_figures(trainer, row["train_seconds"])
     return row
 
 
@@ -165,15 +168,23 @@ def adapter_figures(trainer: EfficientTrainer, out: Path, opts: argparse.Namespa
     }
 
 
-def _mat_saved(trainer: EfficientTrainer) -> float | None:
+def _mat_figures(trainer: EfficientTrainer, train_seconds: float) -> dict[str, float]:
+    """MAT's own counts: projection backward FLOPs skipped, probe time and its share, mean active fraction."""
     from hf_efftrain.mat import MATCallback
 
-    mat = next((c for c in trainer.callback_handler.callbacks if isinstance(c, MATCallback)), None)
-    return mat.engine.counter.saved_fraction if mat is not None and mat.engine is not None else None
+    engine = next(c for c in trainer.callback_handler.callbacks if isinstance(c, MATCallback)).engine
+    fractions = [sum(h["active"]) / len(h["active"]) for h in engine.history]
+    return {
+        "mat_projection_backward_flops_saved": engine.counter.saved_fraction,
+        "measure_seconds": engine.measure_seconds,
+        "measurement_overhead": engine.measure_seconds / train_seconds,
+        "measurements": engine.measurements,
+        "active_fraction_at_probes": statistics.mean(fractions) if fractions else 1.0,
+    }
 
 
 def check_arms(arms: list[str], folder: str, opts: argparse.Namespace, vocab: int) -> None:
-    """Refuse, before anything trains, an arm the library refuses for this model (MAT on LoRA today)."""
+    """Refuse, before anything trains, an arm the library refuses for this model (e.g. MAT on an unsliceable one)."""
     if "lora+mat" in arms:
         with tempfile.TemporaryDirectory() as out:
             args = arm_arguments("lora+mat", out, opts, 0)
@@ -205,6 +216,11 @@ def summarize(runs: list[dict], arms: list[str]) -> dict[str, Any]:
         "lora_twa_eval_loss": mean("lora+twa/eval_loss") if "lora+twa" in arms else None,
         "lora_mat_backward_flops_ratio": backward_ratio("lora+mat"),
         "lora_mat_wall_clock_ratio": ratio("lora+mat", "train_seconds"),
+        "lora_mat_measurement_overhead": mean("lora+mat/measurement_overhead") if "lora+mat" in arms else None,
+        "lora_mat_kv_eval_loss": mean("lora+mat_kv/eval_loss") if "lora+mat_kv" in arms else None,
+        "lora_mat_kv_backward_flops_ratio": backward_ratio("lora+mat_kv"),
+        "lora_mat_kv_wall_clock_ratio": ratio("lora+mat_kv", "train_seconds"),
+        "lora_mat_kv_measurement_overhead": mean("lora+mat_kv/measurement_overhead") if "lora+mat_kv" in arms else None,
         "lora_twa_wall_clock_ratio": ratio("lora+twa", "train_seconds"),
         "lora_twa_backward_flops_ratio": backward_ratio("lora+twa"),
         "adapter_mb": mean("lora/adapter_mb"),
@@ -233,6 +249,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--flops-every", type=int, default=8, help="count FLOPs on every N-th step (all arms)")
     parser.add_argument("--snapshot-every", type=int, default=4, help="lora arm: adapter snapshots for CMD")
     parser.add_argument("--cmd-modes", type=int, default=5)
+    parser.add_argument("--mat-every", type=float, default=0.1, help="MAT probe interval (fraction of --steps)")
+    parser.add_argument("--mat-warmup", type=float, default=0.2, help="MAT warm-up (fraction of --steps)")
     parser.add_argument("--twa-every", type=int, default=4)
     parser.add_argument("--twa-collect-from", type=float, default=0.25)
     parser.add_argument("--twa-steps", type=int, default=8, help="the last N of --steps are TWA steps")

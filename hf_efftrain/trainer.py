@@ -158,7 +158,8 @@ def check_model_fits_methods(args: TrainingArguments, model: nn.Module) -> None:
     if isinstance(args, EfficientTrainingArguments) and args.mat:
         from hf_efftrain.mat.layout import build_layout
 
-        build_layout(model, args.mat_config().granularity)
+        config = args.mat_config()
+        build_layout(model, config.granularity, config.gqa_unit)
 
 
 _LOSS_TAKES_KWARGS = re.compile(r"num_items_in_batch|loss_function\([^)]*\*\*kwargs", re.S)

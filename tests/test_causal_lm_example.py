@@ -1,7 +1,8 @@
-"""examples/finetune_causal_lm.py on a tiny Llama and a local text dataset: LoRA, LoRA + TWA, full; MAT refused."""
+"""examples/finetune_causal_lm.py on a tiny Llama and a local text dataset: LoRA, LoRA + TWA, LoRA + MAT, full."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -50,7 +51,13 @@ def test_full_fine_tuning_saves_the_whole_model(local_assets, tmp_path, one_thre
     assert metrics["eval_loss"] > 0
 
 
-def test_mat_on_a_lora_model_is_refused_before_training(local_assets, tmp_path):
-    with pytest.raises(MATConfigError, match="PEFT/LoRA"):
-        run_example(local_assets, tmp_path, "--mat", "true")
+def test_mat_on_a_lora_model_gates_the_adapter(local_assets, tmp_path, one_thread):
+    run_example(local_assets, tmp_path, "--mat", "true", "--mat_every", "1", "--mat_warmup_steps", "1")
+    history = json.loads((tmp_path / "mat_history.json").read_text())
+    assert history["units"][0] == "L0.H0" and len(history["history"]) >= 2
+
+
+def test_mat_on_a_lora_model_without_attention_adapters_is_refused_before_training(local_assets, tmp_path):
+    with pytest.raises(MATConfigError, match="nothing to train"):
+        run_example(local_assets, tmp_path, "--mat", "true", "--lora_target_modules", "gate_proj,up_proj,down_proj")
     assert not list(tmp_path.glob("checkpoint-*")) and not (tmp_path / "trainer_state.json").exists()

@@ -1,4 +1,4 @@
-"""LoRA on decoder LLMs with GQA (Llama, Qwen2, Mistral): alone, with TWA, with post-hoc CMD; MAT refused at build.
+"""LoRA on decoder LLMs with GQA (Llama, Qwen2, Mistral): alone, with MAT, with TWA, with post-hoc CMD.
 
 Tiny random configs (2 layers, hidden 32, 4 query and 2 key/value heads) with a rank-4 adapter on q/k/v/o;
 each training run takes about a second.
@@ -16,6 +16,7 @@ from hf_efftrain.adapters import ADAPTER_WEIGHTS, save_adapter, saved_name
 from hf_efftrain.causal_lm import add_lora, attention_targets
 from hf_efftrain.cmd import CMDResult
 from hf_efftrain.errors import MATConfigError, TrajectoryMismatchError
+from hf_efftrain.mat import MATCallback
 from hf_efftrain.testing import VOCAB, tiny_model
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.twa import TrainableView, TWACallback
@@ -129,9 +130,22 @@ def test_adapter_export_refuses_tensors_of_another_adapter(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_mat_with_lora_is_refused_when_the_trainer_is_built(tmp_path):
-    with pytest.raises(MATConfigError, match="PEFT/LoRA"):
-        lm_trainer(lora_lm("qwen2"), tmp_path, mat=True)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mat_gates_lora_heads_and_leaves_the_base_untouched(family, tmp_path, one_thread):
+    model = lora_lm(family)
+    frozen = frozen_state(model)
+    trainer = lm_trainer(model, tmp_path, mat=True, mat_every=2, mat_warmup_steps=2, mat_probe_size=2)
+    trainer.train()
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    engine = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, MATCallback)).engine
+    assert engine.layout.modules and all(".lora_" in e.path for e in engine.layout.modules)
+    logs = [h for h in trainer.state.log_history if "mat/active_fraction" in h]
+    assert logs and logs[-1]["mat/active_fraction"] < 1.0  # gating happened on the adapter's heads
+
+
+def test_mat_with_lora_on_no_attention_projection_is_refused_when_the_trainer_is_built(tmp_path):
+    with pytest.raises(MATConfigError, match="nothing to train"):
+        lm_trainer(add_lora(base_lm("qwen2"), r=4, targets="gate_proj,up_proj"), tmp_path, mat=True)
 
 
 def test_trainable_view_of_a_lora_model_reads_saved_adapter_names(tmp_path):

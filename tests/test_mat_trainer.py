@@ -1,4 +1,4 @@
-"""MAT inside Trainer: logs, heat map, exact resume, and a clear refusal for PEFT LoRA models."""
+"""MAT inside Trainer: logs, heat map, exact resume, and a clear refusal for LoRA adapters it cannot gate."""
 
 from __future__ import annotations
 
@@ -100,12 +100,12 @@ def test_callback_works_with_plain_trainer(tmp_path):
     assert sum(callback.engine.history[-1]["active"]) < 8
 
 
-def test_peft_lora_is_refused_clearly(tmp_path):
+def test_peft_lora_without_attention_adapters_is_refused_clearly(tmp_path):
     peft = pytest.importorskip("peft")
     model = peft.get_peft_model(
-        tiny_model("bert", task="classification"), peft.LoraConfig(r=2, target_modules=["query", "value"])
+        tiny_model("bert", task="classification"), peft.LoraConfig(r=2, target_modules=["intermediate.dense"])
     )
-    with pytest.raises(MATConfigError, match="merge_and_unload"):  # when the trainer is built, before train()
+    with pytest.raises(MATConfigError, match="target_modules"):  # when the trainer is built, before train()
         EfficientTrainer(model=model, args=tiny_args(str(tmp_path)), train_dataset=tiny_classification_data())
 
 

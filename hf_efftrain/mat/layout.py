@@ -18,6 +18,7 @@ from torch import nn
 
 from hf_efftrain.architectures import ArchitectureSpec, Projection, get_architecture
 from hf_efftrain.errors import MATConfigError
+from hf_efftrain.mat.lora import active_lora_adapter, trainable_part, whole_parts
 
 Axis = Literal["out", "in"]
 
@@ -87,23 +88,14 @@ class Layout:
         ]
 
 
-def refuse_peft(model: nn.Module) -> None:
-    """MAT gates full fine-tuning; LoRA adapters would need their own kernels, so refuse clearly."""
-    if hasattr(model, "peft_config") or any(hasattr(m, "base_layer") for m in model.modules()):
-        raise MATConfigError(
-            "MAT does not support PEFT/LoRA models: a head's LoRA factors are shared across heads (LoRA A of q/k/v, "
-            "LoRA B of the output projection), so their gradients cannot be gated per head. Train with MAT on the "
-            "full model (mat=False for LoRA runs), or merge the adapter first with model.merge_and_unload()."
-        )
-
-
 def build_layout(model: nn.Module, granularity: str = "heads", gqa_unit: str = "query_head") -> Layout:
     """Units and projection pieces of ``model``, from the architecture registry.
 
     With ``gqa_unit="kv_group"`` (and grouped-query attention) a unit is a k/v head with every query head that
-    reads it; without GQA the two are the same thing and query heads are kept.
+    reads it; without GQA the two are the same thing and query heads are kept. On a PEFT LoRA model the pieces
+    are the adapter's trainable slices (:mod:`hf_efftrain.mat.lora`), never the frozen base weights.
     """
-    refuse_peft(model)
+    adapter = active_lora_adapter(model)
     arch = get_architecture(model)
     geo = arch.geometry(model.config)
     depth = arch.num_layers(model.config)
@@ -119,38 +111,74 @@ def build_layout(model: nn.Module, granularity: str = "heads", gqa_unit: str = "
             h: unit_id[("group", layer, geo.kv_head_of(h)) if grouped else ("head", layer, h)]
             for h in range(geo.num_heads)
         }
-        _add_head_pieces(model, arch, layer, geo.num_heads, owner, modules)
+        _add_head_pieces(model, arch, layer, geo.num_heads, owner, modules, adapter)
         if granularity == "heads+ffn":
             for proj in (*arch.mlp_in, arch.mlp_out):
-                _add_whole(model, arch, layer, proj, unit_id[("ffn", layer, 0)], modules)
+                _add_whole(model, arch, layer, proj, unit_id[("ffn", layer, 0)], modules, adapter)
+    _check_every_unit_trains(units, modules, adapter)
     ordered = sorted(modules.values(), key=lambda m: m.layer)
     return Layout(units, ordered, depth, arch)
 
 
-def _module_layout(model: nn.Module, arch: ArchitectureSpec, layer: int, proj: Projection, axis: Axis, modules):
-    path = f"{arch.layer_path(model, layer)}.{proj.path}"
+def _check_every_unit_trains(units: list[Unit], modules: dict[str, ModuleLayout], adapter: str | None) -> None:
+    """A LoRA adapter must give every head (and FFN block, with heads+ffn) something trainable to gate."""
+    if adapter is None:
+        return
+    owned = {u for entry in modules.values() for piece in entry.pieces for u in piece.units}
+    missing = [units[i].name for i in range(len(units)) if i not in owned]
+    if missing:
+        kind = "FFN blocks" if all(name.endswith("FFN") for name in missing) else "heads"
+        raise MATConfigError(
+            f"the LoRA adapter's target_modules give {len(missing)} {kind} (e.g. {missing[0]}) nothing to train, so "
+            "MAT cannot gate them: add the attention projections (and, for mat_granularity=heads+ffn, the MLP "
+            "projections) to target_modules"
+        )
+
+
+def _module_layout(model: nn.Module, path: str, module: nn.Module, kind, axis: Axis, layer: int, modules):
     if path not in modules:
-        modules[path] = ModuleLayout(path, model.get_submodule(path), proj.kind, axis, layer)
+        modules[path] = ModuleLayout(path, module, kind, axis, layer)
     return modules[path]
 
 
-def _add_head_pieces(model, arch: ArchitectureSpec, layer: int, heads: int, owner: dict[int, int], modules) -> None:
+def _head_target(model, arch: ArchitectureSpec, layer: int, role: str, adapter: str | None):
+    """(path, module, kind) MAT hooks for ``role``: the projection, or its LoRA factor; None if nothing trains."""
+    proj = arch.projections()[role]
+    path = f"{arch.layer_path(model, layer)}.{proj.path}"
+    module = model.get_submodule(path)
+    if adapter is None:
+        return path, module, proj.kind
+    part = trainable_part(module, role, adapter)
+    return None if part is None else (path + part[0], part[1], "linear")
+
+
+def _add_head_pieces(
+    model, arch: ArchitectureSpec, layer: int, heads: int, owner: dict[int, int], modules, adapter: str | None
+) -> None:
     """q/k/v rows and output-projection columns of each head; a k/v piece gets all units whose heads read it."""
     owners: dict[tuple[str, int, int], tuple[ModuleLayout, list[int], bool]] = {}
-    roles = arch.projections()
     for head in range(heads):
         for piece in arch.head_slices(model, layer, head):
+            target = _head_target(model, arch, layer, piece.role, adapter)
+            if target is None:  # a projection the adapter leaves out: nothing of this head trains there
+                continue
             axis: Axis = "in" if piece.role == "o" else "out"
-            entry = _module_layout(model, arch, layer, roles[piece.role], axis, modules)
+            entry = _module_layout(model, *target, axis, layer, modules)
+            bias = piece.has_bias if adapter is None else getattr(entry.module, "bias", None) is not None
             key = (entry.path, piece.index.start, piece.index.stop)
-            units = owners.setdefault(key, (entry, [], piece.has_bias))[1]
+            units = owners.setdefault(key, (entry, [], bias and axis == "out"))[1]
             if owner[head] not in units:
                 units.append(owner[head])
     for (_path, start, stop), (entry, units, bias) in owners.items():
         entry.pieces.append(Piece(tuple(units), start, stop, bias))
 
 
-def _add_whole(model, arch: ArchitectureSpec, layer: int, proj: Projection, unit: int, modules) -> None:
-    entry = _module_layout(model, arch, layer, proj, "out", modules)
-    has_bias = getattr(entry.module, "bias", None) is not None
-    entry.pieces.append(Piece((unit,), 0, entry.out_features, has_bias))
+def _add_whole(model, arch: ArchitectureSpec, layer: int, proj: Projection, unit: int, modules, adapter) -> None:
+    path = f"{arch.layer_path(model, layer)}.{proj.path}"
+    module = model.get_submodule(path)
+    targets = [(path, module, proj.kind)] if adapter is None else []
+    targets += [(path + suffix, part, "linear") for suffix, part in whole_parts(module, adapter or "")]
+    for target in targets:
+        entry = _module_layout(model, *target, "out", layer, modules)
+        has_bias = getattr(entry.module, "bias", None) is not None
+        entry.pieces.append(Piece((unit,), 0, entry.out_features, has_bias))

@@ -27,19 +27,33 @@ def _unit_slices(model: nn.Module, layout: Layout, unit: int) -> list[tuple[str,
         slices = []
         for head in heads:
             for piece in layout.arch.head_slices(model, u.layer, head):
-                for item in [(f"{piece.module}.weight", piece.dim, piece.index)] + (
-                    [(f"{piece.module}.bias", 0, piece.index)] if piece.has_bias else []
-                ):
-                    if item not in slices:  # a group's query heads share its k/v rows
+                for item in _trainable_slices(model, piece):
+                    if item not in slices and model.get_parameter(item[0]).requires_grad:  # a group shares k/v rows
                         slices.append(item)
         return slices
     slices = []
     layer = layout.arch.layer_path(model, u.layer)
     for proj in (*layout.arch.mlp_in, layout.arch.mlp_out):
         module = model.get_submodule(f"{layer}.{proj.path}")
-        for name, _param in module.named_parameters(recurse=False):
-            slices.append((f"{layer}.{proj.path}.{name}", 0, slice(None)))
+        for name, param in module.named_parameters():
+            if param.requires_grad:
+                slices.append((f"{layer}.{proj.path}.{name}", 0, slice(None)))
     return slices
+
+
+def _trainable_slices(model: nn.Module, piece) -> list[tuple[str, int, slice]]:
+    """A registry slice of a head, moved onto the LoRA factor that trains when the projection has an adapter."""
+    module = model.get_submodule(piece.module)
+    if not hasattr(module, "lora_A"):
+        base = [(f"{piece.module}.weight", piece.dim, piece.index)]
+        return base + ([(f"{piece.module}.bias", 0, piece.index)] if piece.has_bias else [])
+    (adapter,) = module.active_adapters
+    if piece.role == "o":  # head columns of the output projection: columns of lora_A
+        return [(f"{piece.module}.lora_A.{adapter}.weight", 1, piece.index)]
+    rows = [(f"{piece.module}.lora_B.{adapter}.weight", 0, piece.index)]
+    return rows + (
+        [(f"{piece.module}.lora_B.{adapter}.bias", 0, piece.index)] if module.lora_B[adapter].bias is not None else []
+    )
 
 
 def reference_kernels(
