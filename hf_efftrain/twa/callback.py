@@ -178,12 +178,13 @@ class TWACallback(TrainerCallback):
             add_from_folder(self.collector, folders)
         elif self.config.checkpoints_from:
             add_from_folder(self.collector, self.config.checkpoints_from)
+        spread = self.collector.spread  # before build: building frees w₁, the spread's origin
         self.solver = self.collector.build(total_steps=self.config.steps)
         self.solver.start(self.collector.average)
         self.report.update(
             checkpoints=self.collector.count,
             basis_memory_mb=self.solver.memory_mb,
-            spread=self.collector.spread,
+            spread=spread,
             trust_radius=self.solver.radius,
         )
         if self.config.form == "subspace":
