@@ -63,6 +63,8 @@ def test_embedded_tensors_get_no_gradient_no_optimizer_state_and_follow_a_r_plus
     first = callback.history[0]["step"]
     assert not (spy.with_grad[-1] & embedded) and spy.with_grad[first - 1] >= embedded
     r = callback.online.reference_values(params)
+    weights = callback.cmd_weights(trainer.model)  # the CMD weights of an embedded tensor are its frozen a·r + b
+    assert all(torch.equal(weights[n], params[n]) for n in embedded)
     for name in embedded:
         expected = callback.embedding.a[name].double() * r[callback.online.labels[name].long()]
         torch.testing.assert_close(params[name].double(), expected + callback.embedding.b[name].double())

@@ -166,7 +166,11 @@ class CMDCallback(TrainerCallback):
             raise CMDNotReadyError(
                 f"CMD weights exist only after {self.warmup} warm-up snapshots ({self.snapshots} taken so far)"
             )
-        return self.online.weights(dict(model.named_parameters()))
+        params = dict(model.named_parameters())
+        weights = self.online.weights(params, [n for n in self.online.labels if n not in self.online.frozen])
+        for name in self.online.frozen:  # embedded: its moments stopped, its value already is a·r(t) + b
+            weights[name] = params[name].detach().clone()
+        return weights
 
     @contextmanager
     def swapped(self, model: nn.Module) -> Iterator[nn.Module]:
