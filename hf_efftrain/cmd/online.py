@@ -60,8 +60,7 @@ class OnlineCMD:
 
     def reference_values(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """r'(t): the current value of each mode's reference parameter, minus the shift."""
-        values = [float(params[name].detach().reshape(-1)[index]) for name, index in self.reference_ids]
-        return torch.tensor(values, dtype=torch.float64) - self.shift
+        return reference_values(params, self.reference_ids, self.shift)
 
     @torch.no_grad()
     def update(self, params: Mapping[str, torch.Tensor]) -> None:
@@ -135,6 +134,14 @@ def _moments_from_sums(tensors: dict[str, torch.Tensor], labels: dict[str, torch
         out[f"mean_theta.{name}"] = sum_theta / count
         out[f"co_moment.{name}"] = tensors[f"sum_rtheta.{name}"] - sum_r[label.long()] * sum_theta / count
     return out
+
+
+def reference_values(
+    params: Mapping[str, torch.Tensor], reference_ids: list[tuple[str, int]], shift: torch.Tensor
+) -> torch.Tensor:
+    """r'(t) = the current values of the reference parameters ``reference_ids`` minus ``shift`` (float64)."""
+    values = [float(params[name].detach().reshape(-1)[index]) for name, index in reference_ids]
+    return torch.tensor(values, dtype=torch.float64) - shift
 
 
 def reference_tensor_names(online: OnlineCMD) -> set[str]:
