@@ -41,6 +41,7 @@ from hf_efftrain.twa.config import TWAConfig
 from hf_efftrain.twa.distributed import barrier, process_position
 from hf_efftrain.twa.flat import TrainableView
 from hf_efftrain.twa.history import coefficient_matrix, step_coefficients
+from hf_efftrain.twa.holdout import HoldoutBatches
 from hf_efftrain.twa.memory import BasisPlan
 from hf_efftrain.twa.norm import recompute_norm_statistics
 
@@ -71,10 +72,16 @@ class TWACallback(TrainerCallback):
         self.rank, self.world = process_position()
         self.on_twa_phase: list[Callable[[], None]] = []
         self._stopped_at: int | None = None  # step of an early stop, until it is logged
+        self.holdout: HoldoutBatches | None = None  # TWA-v: set by EfficientTrainer, which feeds its batches
 
     # ---- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self.config = self.requested.for_run(state.max_steps)  # fractions of max_steps become steps
+        if self.config.holdout and self.holdout is None:
+            raise TWAError(
+                "twa_holdout needs EfficientTrainer, which feeds the TWA phase from the held-out rows; with another "
+                "Trainer, set twa_holdout=0 and run train_twa on held-out batches after training"
+            )
         whole_gradients_done(kwargs["model"])  # a new run: nothing announced yet
         self.rank, self.world = process_position()
         self.view = TrainableView(kwargs["model"])
@@ -93,6 +100,8 @@ class TWACallback(TrainerCallback):
         self.report.update(planned_checkpoints=planned, planned_basis_mb=plan.basis_mb, world_size=self.world)
         self.collector = Collector(self.view, self.config)
         self._marks = {"begin": time.perf_counter()}
+        if self.holdout is not None:
+            self.holdout.restart_at(0)
         if state.global_step > 0:
             self._restore(Path(args.output_dir) / f"checkpoint-{state.global_step}", kwargs["model"])
         elif self.start_step == 0:
@@ -135,6 +144,7 @@ class TWACallback(TrainerCallback):
             "checkpoints": self.report.get("checkpoints"),
             "collector": self.collector.state_dict() if self.collector is not None else None,
             "solver": self.solver.state_dict() if self.solver is not None else None,
+            "holdout_batches": self.holdout.served if self.holdout is not None else 0,
         }
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         with atomic_file(folder / STATE_FILE.format(rank=self.rank)) as tmp:
@@ -215,6 +225,8 @@ class TWACallback(TrainerCallback):
             raise TWAError(f"{file} is not a TWA state file; resume from a checkpoint saved by a run with twa=True")
         self.phase, self.collected_steps = saved["phase"], list(saved["collected_steps"])
         self.history = list(saved.get("history", []))
+        if self.holdout is not None:
+            self.holdout.restart_at(int(saved.get("holdout_batches", 0)))
         if saved.get("checkpoints") is not None:
             self.report["checkpoints"] = saved["checkpoints"]
         if saved["collector"] is not None:
