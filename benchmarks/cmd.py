@@ -30,6 +30,7 @@ from benchmarks.harness import run_facts, stopwatch, write_result
 from benchmarks.sentiment import RECIPE, SentimentTask
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.cmd import CMDCallback, CMDResult, fit_cmd
+from hf_efftrain.cmd.embedded import backward_flops
 from hf_efftrain.cmd.fit import fit_block
 from hf_efftrain.cmd.modes import cluster_modes, moving_columns
 from hf_efftrain.cmd.sampling import sample_candidates
@@ -157,7 +158,8 @@ def train(task: SentimentTask, out: Path, opts, ema: bool = True, **cmd_args) ->
 
 def step_cost(task: SentimentTask, opts, frozen: set[str], repeats: int = 4) -> dict[str, float]:
     """Median seconds of one forward + backward + AdamW step on the same fixed batches, with everything trained
-    vs with the embedded tensors frozen (what embedded CMD leaves to compute), interleaved so load hits both."""
+    vs with the embedded tensors frozen (what embedded CMD leaves to compute), interleaved so load hits both; and
+    the share of backward matmul FLOPs the frozen tensors save (measured with torch's FLOP counter)."""
     rows = task.splits["train"]
     size = opts.batch_size
     batches = [task.collator([rows[i] for i in range(j * size, (j + 1) * size)]) for j in range(2)]
@@ -168,6 +170,7 @@ def step_cost(task: SentimentTask, opts, frozen: set[str], repeats: int = 4) -> 
             param.requires_grad_(key == "all_trained" or name not in frozen)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
         runs[key] = (model, optimizer, [])
+    flops = {key: backward_flops(model, batches[0]) for key, (model, _, _) in runs.items()}
     for _ in range(repeats):
         for model, optimizer, seconds in runs.values():
             for batch in batches:
@@ -176,7 +179,9 @@ def step_cost(task: SentimentTask, opts, frozen: set[str], repeats: int = 4) -> 
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 seconds.append(time.perf_counter() - start)
-    return {key: statistics.median(seconds) for key, (_, _, seconds) in runs.items()}
+    cost = {key: statistics.median(seconds) for key, (_, _, seconds) in runs.items()}
+    cost["backward_flops_saved"] = 1 - flops["embedded_frozen"] / flops["all_trained"]
+    return cost
 
 
 @torch.no_grad()
@@ -304,6 +309,7 @@ def benchmark(opts, work: Path, started: float) -> None:
         "naive_seconds": naive["seconds"],
         "naive_relative_reconstruction_error_M10": naive["relative_reconstruction_error"],
         "embedded_accuracy": embedded_accuracy,
+        "embedded_backward_flops_saved": embedded_step.pop("backward_flops_saved"),
         "embedded_compute": {k: v for k, v in embedded_report.items() if k != "embedding_history"},
         "embedded_step_seconds_fixed_batches": embedded_step,
         "seconds_per_step_second_half": {

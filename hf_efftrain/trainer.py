@@ -31,6 +31,7 @@ from hf_efftrain.mat.arguments import MATArguments
 from hf_efftrain.trajectory import SnapshotCallback, snapshot_dtype
 from hf_efftrain.twa.arguments import TWAArguments
 from hf_efftrain.twa.callback import TWACallback
+from hf_efftrain.twa.holdout import HoldoutBatches, split_holdout
 
 
 @dataclass
@@ -197,3 +198,22 @@ class EfficientTrainer(Trainer):
         check_model_fits_methods(self.args, self.accelerator.unwrap_model(self.model))
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys
+        self._twa = next((c for c in self.callback_handler.callbacks if isinstance(c, TWACallback)), None)
+        if self._twa is not None and self._twa.requested.holdout:
+            self._hold_out_for_twa(self._twa.requested.holdout)
+
+    def _hold_out_for_twa(self, fraction: float) -> None:
+        """TWA-v: take the held-out rows out of the training data; the TWA phase gets its batches from them."""
+        self.train_dataset, held_out = split_holdout(self.train_dataset, fraction, self.args.seed)
+
+        def make_loader(sampler):
+            return self._get_dataloader(held_out, "TWA held-out", self._train_batch_size, lambda _: sampler, True)
+
+        self._twa.holdout = HoldoutBatches(make_loader, len(held_out), self.args.seed)
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        """In the TWA phase of TWA-v the batches (and the loss normalization) come from the held-out rows."""
+        twa = getattr(self, "_twa", None)
+        if twa is not None and twa.holdout is not None and twa.phase == "twa":
+            epoch_iterator = twa.holdout.iterator()
+        return super().get_batch_samples(epoch_iterator, num_batches, device)

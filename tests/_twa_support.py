@@ -17,7 +17,7 @@ def toy_dataset(n: int = 64, seq: int = 8, seed: int = 0) -> Dataset:
     return Dataset.from_dict({"input_ids": ids.tolist(), "labels": labels.tolist()})
 
 
-def toy_trainer(output_dir: str, seed: int = 0, model=None, **overrides) -> EfficientTrainer:
+def toy_trainer(output_dir: str, seed: int = 0, model=None, eval_dataset=None, **overrides) -> EfficientTrainer:
     """EfficientTrainer on the toy task with a tiny BERT classifier; ``overrides`` go to the arguments."""
     settings = {
         "output_dir": output_dir,
@@ -35,7 +35,7 @@ def toy_trainer(output_dir: str, seed: int = 0, model=None, **overrides) -> Effi
     }
     args = EfficientTrainingArguments(**settings)
     model = model if model is not None else tiny_model("bert", task="classification", seed=seed).train()
-    return EfficientTrainer(model=model, args=args, train_dataset=toy_dataset())
+    return EfficientTrainer(model=model, args=args, train_dataset=toy_dataset(), eval_dataset=eval_dataset)
 
 
 def losses(trainer: EfficientTrainer) -> dict[int, float]:

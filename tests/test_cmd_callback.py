@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, TrainerCallback
 
 from hf_efftrain.cmd import CMDCallback
+from hf_efftrain.cmd.embedded import backward_flops
 from hf_efftrain.errors import CMDNotReadyError
 
 CMD = {"cmd_online": True, "cmd_every": 2, "cmd_warmup": 4, "cmd_modes": 3, "cmd_candidates": 200}
@@ -63,6 +64,8 @@ def test_embedded_tensors_get_no_gradient_no_optimizer_state_and_follow_a_r_plus
     first = callback.history[0]["step"]
     assert not (spy.with_grad[-1] & embedded) and spy.with_grad[first - 1] >= embedded
     r = callback.online.reference_values(params)
+    weights = callback.cmd_weights(trainer.model)  # the CMD weights of an embedded tensor are its frozen a·r + b
+    assert all(torch.equal(weights[n], params[n]) for n in embedded)
     for name in embedded:
         expected = callback.embedding.a[name].double() * r[callback.online.labels[name].long()]
         torch.testing.assert_close(params[name].double(), expected + callback.embedding.b[name].double())
@@ -89,3 +92,28 @@ def test_resume_after_a_kill_continues_exactly(tmp_path):
     assert _callback(resumed).embedding.a.keys() == _callback(whole).embedding.a.keys()
     for name, value in load_file(str(tmp_path / "whole/cmd_model/model.safetensors")).items():
         torch.testing.assert_close(load_file(str(tmp_path / "cut/cmd_model/model.safetensors"))[name], value)
+
+
+def test_embedded_linear_weights_cost_no_backward_matmul(tmp_path):
+    """Measured with torch's FLOP counter: the backward pass skips exactly 2·rows·in·out per embedded Linear weight
+    (rows: the inputs it saw, batch × sequence, or batch alone for the pooler and classifier)."""
+    trainer = tiny_trainer(tmp_path, **EMBED)
+    trainer.train()
+    model, embedded = trainer.model, set(_callback(trainer).embedding.a)
+    batch = {"input_ids": torch.randint(1, 96, (4, 8)), "labels": torch.tensor([0, 1, 0, 1])}
+    linear = {f"{path}.weight": m for path, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert embedded & set(linear)  # the run embedded at least one Linear weight
+    rows: dict[str, int] = {}
+    hooks = [
+        m.register_forward_hook(lambda m, x, y, n=n: rows.__setitem__(n, x[0].numel() // m.in_features))
+        for n, m in linear.items()
+    ]
+    frozen_flops = backward_flops(model, batch)
+    for hook in hooks:
+        hook.remove()
+    params = dict(model.named_parameters())
+    for name in embedded:
+        params[name].requires_grad_(True)
+    all_flops = backward_flops(model, batch)
+    expected = sum(2 * rows[n] * linear[n].in_features * linear[n].out_features for n in embedded if n in linear)
+    assert all_flops - frozen_flops == expected > 0

@@ -39,3 +39,54 @@ def test_state_round_trip_continues_identically(tmp_path):
         twin.update(traj.load(7))
     for name in traj.names:
         torch.testing.assert_close(copy.coefficients(name), online.coefficients(name), rtol=0, atol=0)
+
+
+def test_float32_moments_keep_a_slow_motion_under_a_large_weight():
+    """Fine-tuning regime, made extreme: weights ~1 moving by ~1e-4 over 300 snapshots, with the reference drifted
+    away from the shift (r' in [1, 2]). The float32 moments stay within 1% of the motion of the float64 fit; raw
+    float32 sums Σθ, Σr'θ (the old form, without float64) lose several times more to cancellation (measured: ~10x)."""
+    gen = torch.Generator().manual_seed(0)
+    steps, size = 300, 5000
+    r = torch.linspace(0, 1, steps, dtype=torch.float64) ** 2
+    a, b = 1e-4 * torch.randn(size, generator=gen, dtype=torch.float64), torch.randn(size, generator=gen)
+    noise = 1e-6 * torch.randn(steps, size, generator=gen, dtype=torch.float64)
+    thetas = (a[None] * r[:, None] + b.double()[None] + noise).float()  # float32 snapshots, as trained
+    online = OnlineCMD([("ref", 0)], torch.tensor([-1.0]), {"w": torch.zeros(size, dtype=torch.uint8)})
+    sums = torch.zeros(4, size)  # the raw-sum form in float32: Σθ, Σr'θ (Σr', Σr'² are exact here)
+    for t in range(steps):
+        online.update({"ref": r[t : t + 1].float(), "w": thetas[t]})
+        sums[0] += thetas[t]
+        sums[1] += float(r[t] + 1) * thetas[t]
+    rc, values = r - r.mean(), thetas.double()
+    exact = (rc[:, None] * (values - values.mean(0))).sum(0) / (rc**2).sum() * rc[-1] + values.mean(0)
+    predicted = online.weights({"ref": r[-1:].float(), "w": thetas[-1]})["w"].double()
+    sum_r, sum_rr = float((r + 1).sum()), float(((r + 1) ** 2).sum())
+    a_raw = (steps * sums[1].double() - sum_r * sums[0].double()) / (steps * sum_rr - sum_r**2)
+    raw = a_raw * float(r[-1] + 1) + (sums[0].double() - a_raw * sum_r) / steps
+    motion = (values[-1] - values[0]).abs().mean()
+    # the float32 grid at |θ| ~ 1 is 6e-8 = 0.08% of the motion; 300 rounded mean updates walk a few grid steps
+    assert (predicted - exact).abs().mean() < 1e-2 * motion
+    assert (raw - exact).abs().mean() > 5 * (predicted - exact).abs().mean()
+
+
+def test_state_is_nine_bytes_per_parameter_and_reads_the_older_float64_sums(tmp_path):
+    synthetic_trajectory(tmp_path, steps=12, noise=1e-2)
+    traj = Trajectory(tmp_path)
+    online = OnlineCMD.from_result(fit_cmd(Trajectory([c.folder for c in traj.checkpoints[:6]]), 2, 100))
+    for index in range(6, 10):
+        online.update(traj.load(index))
+    tensors = online.state_tensors()
+    per_parameter = sum(t.nbytes for k, t in tensors.items() if "." in k)  # label, mean_theta, co_moment per tensor
+    assert per_parameter == 9 * sum(t.numel() for t in online.labels.values())  # was 17 with float64 sums
+    old = {"shift": online.shift, "count": tensors["count"]}  # the same state as the float64 raw sums saved before
+    old["sum_r"] = online.count * online.mean_r
+    old["sum_rr"] = online.m2_r + online.count * online.mean_r**2
+    for name, labels in online.labels.items():
+        old[f"label.{name}"] = labels
+        old[f"sum_theta.{name}"] = online.count * online.mean_theta[name].double()
+        old[f"sum_rtheta.{name}"] = (
+            online.co_moment[name].double() + old["sum_r"][labels.long()] * online.mean_theta[name].double()
+        )
+    converted = OnlineCMD.from_state(old, online.reference_ids, frozen=[])
+    for name in traj.names:
+        torch.testing.assert_close(converted.coefficients(name), online.coefficients(name), rtol=1e-6, atol=1e-9)

@@ -5,9 +5,11 @@ A tiny BERT classifier on a toy task; every run takes about a second.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
-from _twa_support import losses, toy_trainer
+from _twa_support import losses, toy_dataset, toy_trainer
 from peft import LoraConfig, get_peft_model
 from transformers import HfArgumentParser, TrainerCallback
 
@@ -163,3 +165,26 @@ def test_peft_adapters_only_and_twa_from_existing_adapter_checkpoints(tmp_path):
         basis.add(view.vector_from_state(trajectory.load(index)))
     final = view.vector()
     assert torch.allclose(basis.project(final), final, atol=1e-5)
+
+
+def test_early_stop_is_announced_and_still_saves_and_evaluates(tmp_path):
+    """TWA ends the run at step 10 of 12: the logs say so, and the last checkpoint and evaluation still happen."""
+    knobs = {**TWA, "save_strategy": "steps", "save_steps": 100, "eval_strategy": "steps", "eval_steps": 100}
+    trainer = toy_trainer(str(tmp_path), twa_lr=0.5, eval_dataset=toy_dataset(16, seed=1), **knobs)
+    logger = logging.getLogger("hf_efftrain.twa")
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        trainer.train()
+    finally:
+        logger.removeHandler(handler)
+    assert trainer.state.global_step == 10
+    assert "TWA: phase done at step 10 of 12, stopping early" in records
+    assert [e["step"] for e in trainer.state.log_history if "eval_loss" in e] == [10]
+    assert [e["step"] for e in trainer.state.log_history if "twa_stopped_early_at_step" in e] == [10]
+    assert (tmp_path / "checkpoint-10" / "model.safetensors").is_file()
+    assert (tmp_path / "checkpoint-10" / "twa_state-rank0.pt").is_file()
+    saved = torch.load(tmp_path / "checkpoint-10" / "twa_state-rank0.pt", weights_only=True)
+    assert saved["phase"] == "done"

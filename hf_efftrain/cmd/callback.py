@@ -6,7 +6,8 @@ statistics go to ``<output_dir>/cmd_modes.json``); later snapshots
 update the running least-squares sums in O(N). With ``embed_every`` > 0, every ``embed_every`` snapshots the
 least-moving tensors are embedded (see :mod:`hf_efftrain.cmd.embedded`). State is written into each
 ``checkpoint-N/`` (``cmd_state.safetensors`` + ``cmd_state.json``) and read back on resume. The online state
-lives on the main process only; embedded CMD needs a single process. Example::
+lives on the main process only; with several processes, embedding steps are taken by all of them together (the
+main process chooses and broadcasts, see :mod:`hf_efftrain.cmd.embedded`). Example::
 
     callback = CMDCallback("runs/demo", every=5, warmup=10, modes=5)
     trainer.add_callback(callback)
@@ -29,6 +30,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_efftrain.atomic import atomic_directory, write_json, write_safetensors
 from hf_efftrain.budget import resolve_steps
+from hf_efftrain.cmd.distributed import broadcast_from_main, process_count
 from hf_efftrain.cmd.embedded import Embedding, embed_tensors
 from hf_efftrain.cmd.online import OnlineCMD
 from hf_efftrain.cmd.paired_files import new_stamp, read_paired
@@ -107,10 +109,9 @@ class CMDCallback(TrainerCallback):
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         model = kwargs["model"]
-        if self.online is not None:
-            self.embedding.apply(self.online, model)  # embedded tensors follow their references
-        if state.global_step % self.every_steps == 0 and state.is_world_process_zero:
-            self._snapshot(state.global_step, model, kwargs.get("optimizer"))
+        self.embedding.apply(model)  # embedded tensors follow their references (on every process)
+        if state.global_step % self.every_steps == 0:  # every process counts snapshots: they embed together
+            self._snapshot(state.global_step, model, kwargs.get("optimizer"), state.is_world_process_zero)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if state.is_world_process_zero:
@@ -129,17 +130,18 @@ class CMDCallback(TrainerCallback):
                     processing_class.save_pretrained(tmp)
 
     # ---- the work ----------------------------------------------------------------------------------------
-    def _snapshot(self, step: int, model: nn.Module, optimizer) -> None:
+    def _snapshot(self, step: int, model: nn.Module, optimizer, main: bool) -> None:
+        """Warm-up snapshot or online update on the main process; on an embedding step, every process embeds."""
         self.snapshots += 1
-        if self.online is None:
-            save_snapshot(self.warmup_dir, step, trainable_state(model))
-            if self.snapshots >= self.warmup:
-                self._freeze_modes()
-            return
-        self.online.update(dict(model.named_parameters()))
         since = self.snapshots - self.warmup
-        if self.embed_every and since % self.embed_every == 0:
-            self._embed(step, model, optimizer)
+        if main and since <= 0:
+            save_snapshot(self.warmup_dir, step, trainable_state(model))
+            if since == 0:
+                self._freeze_modes()
+        elif main:
+            self.online.update(dict(model.named_parameters()))
+        if self.embed_every and since > 0 and since % self.embed_every == 0:
+            self._embed(step, model, optimizer, main)
 
     def _freeze_modes(self) -> None:
         result = fit_cmd(Trajectory(self.warmup_dir), self.modes, self.candidates, self.seed)
@@ -149,12 +151,20 @@ class CMDCallback(TrainerCallback):
         if self.embed_every:
             self.embedding.remember(self.online)
 
-    def _embed(self, step: int, model: nn.Module, optimizer) -> None:
-        params = dict(model.named_parameters())
-        chosen = self.embedding.choose(self.online, params, self.embed_fraction, self.embed_max)
-        self.embedding.embed(chosen, self.online, model, optimizer)
-        self.embedding.apply(self.online, model)
-        self.embedding.remember(self.online)
+    def _embed(self, step: int, model: nn.Module, optimizer, main: bool) -> None:
+        """The main process chooses (it alone holds the online state); the others embed what it chose."""
+        chosen: list[str] = []
+        if main:
+            params = dict(model.named_parameters())
+            chosen = self.embedding.choose(self.online, params, self.embed_fraction, self.embed_max)
+            self.embedding.embed(chosen, self.online, model, optimizer)
+            self.embedding.remember(self.online)
+        if process_count() > 1:
+            shared = broadcast_from_main(self.embedding.share(chosen) if main else None)
+            if not main:
+                chosen = shared["names"]
+                self.embedding.adopt(shared, model, optimizer)
+        self.embedding.apply(model)
         report = self.embedding.report(model)
         self.history.append({"step": step, "newly_embedded": len(chosen), **report})
         logger.info("CMD: step %d, embedded %.1f%% of the parameters", step, 100 * report["embedded_fraction"])
@@ -166,7 +176,11 @@ class CMDCallback(TrainerCallback):
             raise CMDNotReadyError(
                 f"CMD weights exist only after {self.warmup} warm-up snapshots ({self.snapshots} taken so far)"
             )
-        return self.online.weights(dict(model.named_parameters()))
+        params = dict(model.named_parameters())
+        weights = self.online.weights(params, [n for n in self.online.labels if n not in self.online.frozen])
+        for name in self.online.frozen:  # embedded: its moments stopped, its value already is a·r(t) + b
+            weights[name] = params[name].detach().clone()
+        return weights
 
     @contextmanager
     def swapped(self, model: nn.Module) -> Iterator[nn.Module]:
@@ -217,8 +231,9 @@ class CMDCallback(TrainerCallback):
         if meta["reference_ids"] is not None:
             part = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
             ids = [(n, int(i)) for n, i in meta["reference_ids"]]
-            self.online = OnlineCMD.from_state(part("online:"), ids, meta["embedded"])
-            self.embedding = Embedding.from_state(part("embedding:"))
+            if state.is_world_process_zero:  # the online state lives on the main process only
+                self.online = OnlineCMD.from_state(part("online:"), ids, meta["embedded"])
+            self.embedding = Embedding.from_state(part("embedding:"), part("online:"), ids)
             embed_tensors(model, meta["embedded"], optimizer)
         if state.is_world_process_zero:
             self._drop_warmup_after(state.global_step)

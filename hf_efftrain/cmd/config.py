@@ -59,4 +59,13 @@ class CMDArguments:
         if not (0 < self.cmd_embed_fraction <= 1 and 0 < self.cmd_embed_max <= 1):
             raise ArgumentsError("cmd_embed_fraction and cmd_embed_max must be in (0, 1]")
         if self.cmd_embed_every and getattr(self, "world_size", 1) > 1:
-            raise ArgumentsError("embedded CMD (cmd_embed_every > 0) runs in a single process only; use one process")
+            self._let_ddp_skip_embedded_tensors()
+
+    def _let_ddp_skip_embedded_tensors(self) -> None:
+        """Embedded tensors stop receiving gradients after DDP was built: it must look for unused parameters."""
+        if getattr(self, "ddp_find_unused_parameters", None) is False:
+            raise ArgumentsError(
+                "embedded CMD with several processes needs ddp_find_unused_parameters=True (embedded tensors get no "
+                "gradient, which DDP otherwise waits for): set it to True or leave it unset"
+            )
+        self.ddp_find_unused_parameters = True

@@ -3,12 +3,17 @@
 Embedding is done per *tensor*, not per scalar, because only then is work really saved: the tensor gets
 ``requires_grad=False``, so autograd skips its weight-gradient (for ``nn.Linear``: one of the three matmuls
 of its training step), the optimizer skips it (its state is dropped), and after each optimizer step its value
-is set from the reference parameters, which keep training. Example::
+is set from the reference parameters, which keep training.
+
+Several processes: only the main process holds the online CMD state and chooses; it hands the choice with each
+tensor's (a, b) and mode labels to the others (:meth:`Embedding.share` / :meth:`Embedding.adopt`, one broadcast
+per embedding step), so every process freezes the same tensors at the same step and sets them to the same values
+from its own (identical, DDP-synchronized) reference parameters. Example::
 
     embedding = Embedding()
     chosen = embedding.choose(online, params, fraction=0.1, budget=0.5)
     embedding.embed(chosen, online, model, optimizer)
-    embedding.apply(online, model)                        # after every optimizer step
+    embedding.apply(model)                                # after every optimizer step
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from hf_efftrain.cmd.online import OnlineCMD, reference_tensor_names
+from hf_efftrain.cmd.online import OnlineCMD, reference_tensor_names, reference_values
 
 
 def coefficient_movement(
@@ -48,15 +53,37 @@ def embed_tensors(model: nn.Module, names: list[str], optimizer: torch.optim.Opt
             optimizer.state.pop(param, None)
 
 
+def backward_flops(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> int:
+    """Matmul FLOPs of one backward pass on ``batch`` (``torch.utils.flop_counter``), measured, not estimated.
+
+    Why: an embedded tensor saves work only if autograd really skips its weight gradient; comparing this count
+    with all tensors trainable and with the embedded ones frozen shows what is saved. Gradients are dropped after.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    loss = model(**batch).loss
+    with FlopCounterMode(display=False) as counter:
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
 class Embedding:
-    """The embedded tensors with their frozen (a, b), plus the coefficients at the last check."""
+    """The embedded tensors with their frozen (a, b) and modes, plus the coefficients at the last check.
+
+    It keeps what :meth:`apply` needs (labels of the embedded tensors, reference parameters, shift), so a process
+    without the online CMD state can follow the embedded tensors too.
+    """
 
     def __init__(self) -> None:
         self.a: dict[str, torch.Tensor] = {}
         self.b: dict[str, torch.Tensor] = {}
+        self.labels: dict[str, torch.Tensor] = {}  # mode of each parameter of the embedded tensors (uint8)
+        self.reference_ids: list[tuple[str, int]] = []
+        self.shift = torch.zeros(0, dtype=torch.float64)
         self.previous: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.total_parameters = 0
-        self._index: dict[str, torch.Tensor] = {}  # int64 labels of the embedded tensors, built lazily
+        self._index: dict[str, torch.Tensor] = {}  # int32 labels of the embedded tensors, built lazily
 
     def candidates(self, online: OnlineCMD) -> list[str]:
         """Tensors that may still be embedded: tracked, not yet embedded, holding no reference parameter."""
@@ -90,24 +117,45 @@ class Embedding:
 
     def embed(self, names: list[str], online: OnlineCMD, model: nn.Module, optimizer) -> None:
         """Freeze ``names`` at their current coefficients and stop training them."""
+        self.reference_ids, self.shift = list(online.reference_ids), online.shift
         for name in names:
             a, b = online.coefficients(name)
-            self.a[name], self.b[name] = a.float(), b.float()
+            self.a[name], self.b[name], self.labels[name] = a.float(), b.float(), online.labels[name]
             online.frozen.add(name)
         embed_tensors(model, names, optimizer)
 
+    def share(self, names: list[str]) -> dict:
+        """What another process needs to embed ``names`` exactly as this one did (see :meth:`adopt`)."""
+        return {
+            "names": list(names),
+            "a": {n: self.a[n] for n in names},
+            "b": {n: self.b[n] for n in names},
+            "labels": {n: self.labels[n] for n in names},
+            "reference_ids": self.reference_ids,
+            "shift": self.shift,
+            "total_parameters": self.total_parameters,
+        }
+
+    def adopt(self, shared: dict, model: nn.Module, optimizer) -> None:
+        """Embed the tensors another process chose (:meth:`share`), with its coefficients."""
+        self.reference_ids, self.shift = [tuple(r) for r in shared["reference_ids"]], shared["shift"]
+        self.total_parameters = shared["total_parameters"]
+        for name in shared["names"]:
+            self.a[name], self.b[name], self.labels[name] = shared["a"][name], shared["b"][name], shared["labels"][name]
+        embed_tensors(model, shared["names"], optimizer)
+
     @torch.no_grad()
-    def apply(self, online: OnlineCMD, model: nn.Module) -> None:
+    def apply(self, model: nn.Module) -> None:
         """Set every embedded tensor to a·r'(t) + b at the current reference values (float32, one fused op)."""
         if not self.a:
             return
         params = dict(model.named_parameters())
-        r = online.reference_values(params).float()
+        r = reference_values(params, self.reference_ids, self.shift).float()
         for name, a in self.a.items():
             param = params[name]
             index = self._index.get(name)
             if index is None:  # cached: converting the uint8 labels every step would cost more than the update
-                index = self._index[name] = online.labels[name].long().to(param.device)
+                index = self._index[name] = self.labels[name].to(param.device, torch.int32)
             value = torch.addcmul(self.b[name].to(param.device), a.to(param.device), r.to(param.device)[index])
             param.copy_(value.to(param.dtype))
 
@@ -136,13 +184,19 @@ class Embedding:
         return out
 
     @classmethod
-    def from_state(cls, tensors: dict[str, torch.Tensor]) -> Embedding:
+    def from_state(
+        cls, tensors: dict[str, torch.Tensor], online_tensors: dict[str, torch.Tensor], reference_ids: list
+    ) -> Embedding:
+        """Inverse of :meth:`state_tensors`; labels and shift come from the saved online state (``online_tensors``)."""
         embedding = cls()
         embedding.total_parameters = int(tensors["total_parameters"][0])
+        embedding.reference_ids = [(n, int(i)) for n, i in reference_ids]
+        embedding.shift = online_tensors["shift"].double()
         for key, value in tensors.items():
             kind, _, name = key.partition(".")
             if kind == "embedded_a":
                 embedding.a[name], embedding.b[name] = value, tensors[f"embedded_b.{name}"]
+                embedding.labels[name] = online_tensors[f"label.{name}"]
             elif kind == "previous_a":
                 embedding.previous[name] = (value, tensors[f"previous_b.{name}"])
         return embedding

@@ -1,8 +1,11 @@
 """Online CMD: modes frozen after a warm-up, coefficients updated by recursive least squares at each snapshot.
 
-With the modes fixed, the least-squares fit θ_i ≈ a_i·r'(t) + b_i needs only running sums: per mode n, Σr',
-Σr'² (shared by all its parameters) and per parameter Σθ and Σr'θ (float64). An update is O(N); no
-history is kept. ``r' = r − shift`` is centred on the warm-up mean to avoid cancellation. Example::
+With the modes fixed, the least-squares fit θ_i ≈ a_i·r'(t) + b_i needs only running moments: per mode n the mean
+of r' and Σ(r' − mean)² (float64, M numbers), and per parameter the mean of θ and the co-moment
+Σ(r' − mean_r)(θ − mean_θ), both float32: 8 bytes per parameter (+1 for its mode label). They are updated the
+Welford way, which adds deviations from the running means instead of raw sums: float64 is not needed because
+nothing large cancels (raw sums Σθ, Σr'θ would lose the slow motion of a weight under its large value in float32).
+An update is O(N); no history is kept. ``r' = r − shift`` is centred on the warm-up mean. Example::
 
     online = OnlineCMD.from_result(fit_cmd(Trajectory("warmup"), modes=5))
     online.update(dict(model.named_parameters()))     # at every later snapshot
@@ -19,7 +22,7 @@ from hf_efftrain.cmd.result import CMDResult
 
 
 class OnlineCMD:
-    """Running least-squares state of every tracked parameter against M frozen reference parameters."""
+    """Running least-squares moments of every tracked parameter against M frozen reference parameters."""
 
     def __init__(self, reference_ids: list[tuple[str, int]], shift: torch.Tensor, labels: dict[str, torch.Tensor]):
         self.reference_ids = list(reference_ids)
@@ -27,28 +30,28 @@ class OnlineCMD:
         self.labels = labels
         modes = len(reference_ids)
         self.count = 0
-        self.sum_r = torch.zeros(modes, dtype=torch.float64)
-        self.sum_rr = torch.zeros(modes, dtype=torch.float64)
-        self.sum_theta = {n: torch.zeros(t.shape, dtype=torch.float64) for n, t in labels.items()}
-        self.sum_rtheta = {n: torch.zeros(t.shape, dtype=torch.float64) for n, t in labels.items()}
-        self.frozen: set[str] = set()  # tensors whose sums no longer change (embedded CMD)
+        self.mean_r = torch.zeros(modes, dtype=torch.float64)
+        self.m2_r = torch.zeros(modes, dtype=torch.float64)  # Σ (r' − mean_r)²
+        self.mean_theta = {n: torch.zeros(t.shape, dtype=torch.float32) for n, t in labels.items()}
+        self.co_moment = {n: torch.zeros(t.shape, dtype=torch.float32) for n, t in labels.items()}
+        self.frozen: set[str] = set()  # tensors whose moments no longer change (embedded CMD)
 
     @classmethod
     def from_result(cls, result: CMDResult) -> OnlineCMD:
-        """Start from a post-hoc fit of the warm-up: its least-squares sums are recovered exactly from (a, b)."""
+        """Start from a post-hoc fit of the warm-up: its least-squares moments are recovered exactly from (a, b)."""
         references = torch.from_numpy(result.references)
         shift = references.mean(dim=1)
         online = cls(result.reference_ids, shift, dict(result.labels))
         centred = references - shift[:, None]
         online.count = references.shape[1]
-        online.sum_r = centred.sum(dim=1)
-        online.sum_rr = (centred**2).sum(dim=1)
+        online.mean_r = centred.mean(dim=1)
+        online.m2_r = ((centred - online.mean_r[:, None]) ** 2).sum(dim=1)
         for name, labels in result.labels.items():
+            index = labels.long()
             a = result.a[name].double()
-            b_centred = result.b[name].double() + a * shift[labels.long()]
-            # residuals of a least-squares fit sum to 0 and are orthogonal to r', and Σr' = 0 here:
-            online.sum_theta[name] = online.count * b_centred
-            online.sum_rtheta[name] = a * online.sum_rr[labels.long()]
+            # θ ≈ a·r + b = a·r' + (b + a·shift); residuals of the fit sum to 0 and are orthogonal to r'
+            online.mean_theta[name] = (result.b[name].double() + a * (shift[index] + online.mean_r[index])).float()
+            online.co_moment[name] = (a * online.m2_r[index]).float()
         return online
 
     @property
@@ -57,30 +60,30 @@ class OnlineCMD:
 
     def reference_values(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """r'(t): the current value of each mode's reference parameter, minus the shift."""
-        values = [float(params[name].detach().reshape(-1)[index]) for name, index in self.reference_ids]
-        return torch.tensor(values, dtype=torch.float64) - self.shift
+        return reference_values(params, self.reference_ids, self.shift)
 
     @torch.no_grad()
     def update(self, params: Mapping[str, torch.Tensor]) -> None:
-        """Add one snapshot (current values of the tracked parameters) to the running sums: O(N)."""
+        """Add one snapshot (current values of the tracked parameters) to the running moments: O(N)."""
         r = self.reference_values(params)
         self.count += 1
-        self.sum_r += r
-        self.sum_rr += r**2
+        before = r - self.mean_r  # deviation from the old mean; the co-moment pairs it with the new one
+        self.mean_r += before / self.count
+        self.m2_r += before * (r - self.mean_r)
+        before = before.float()
         for name, labels in self.labels.items():
             if name in self.frozen:
                 continue
-            theta = params[name].detach().to("cpu", torch.float64)
-            self.sum_theta[name] += theta
-            self.sum_rtheta[name] += r[labels.long()] * theta
+            theta = params[name].detach().to("cpu", torch.float32)
+            mean = self.mean_theta[name]
+            mean.add_(theta - mean, alpha=1 / self.count)
+            self.co_moment[name].addcmul_(before[labels.long()], theta - mean)
 
     def coefficients(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, b) of one tensor in the centred form θ ≈ a·r' + b (float64)."""
         labels = self.labels[name].long()
-        n = float(self.count)
-        det = n * self.sum_rr - self.sum_r**2
-        a = (n * self.sum_rtheta[name] - self.sum_r[labels] * self.sum_theta[name]) / det[labels]
-        b = (self.sum_theta[name] - a * self.sum_r[labels]) / n
+        a = self.co_moment[name].double() / self.m2_r[labels]
+        b = self.mean_theta[name].double() - a * self.mean_r[labels]
         return a, b
 
     def weights(self, params: Mapping[str, torch.Tensor], names: list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -97,27 +100,48 @@ class OnlineCMD:
         """Everything needed to continue exactly, as a flat dict of tensors (safetensors-ready)."""
         out = {
             "shift": self.shift,
-            "sum_r": self.sum_r,
-            "sum_rr": self.sum_rr,
+            "mean_r": self.mean_r,
+            "m2_r": self.m2_r,
             "count": torch.tensor([self.count]),
         }
         for name in self.labels:
             out[f"label.{name}"] = self.labels[name]
-            out[f"sum_theta.{name}"] = self.sum_theta[name]
-            out[f"sum_rtheta.{name}"] = self.sum_rtheta[name]
+            out[f"mean_theta.{name}"] = self.mean_theta[name]
+            out[f"co_moment.{name}"] = self.co_moment[name]
         return out
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], reference_ids: list[tuple[str, int]], frozen: list[str]):
-        """Inverse of :meth:`state_tensors`."""
+        """Inverse of :meth:`state_tensors` (also reads the float64 raw sums that earlier versions saved)."""
         labels = {k[len("label.") :]: v for k, v in tensors.items() if k.startswith("label.")}
         online = cls(reference_ids, tensors["shift"], labels)
         online.count = int(tensors["count"][0])
-        online.sum_r, online.sum_rr = tensors["sum_r"].clone(), tensors["sum_rr"].clone()
-        online.sum_theta = {n: tensors[f"sum_theta.{n}"].clone() for n in labels}
-        online.sum_rtheta = {n: tensors[f"sum_rtheta.{n}"].clone() for n in labels}
+        if "mean_r" not in tensors:
+            tensors = _moments_from_sums(tensors, labels, online.count)
+        online.mean_r, online.m2_r = tensors["mean_r"].clone(), tensors["m2_r"].clone()
+        online.mean_theta = {n: tensors[f"mean_theta.{n}"].float().clone() for n in labels}
+        online.co_moment = {n: tensors[f"co_moment.{n}"].float().clone() for n in labels}
         online.frozen = set(frozen)
         return online
+
+
+def _moments_from_sums(tensors: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], count: int) -> dict:
+    """Moments from the raw sums Σr', Σr'², Σθ, Σr'θ of a state saved before the moments form."""
+    sum_r = tensors["sum_r"]
+    out = {"mean_r": sum_r / count, "m2_r": tensors["sum_rr"] - sum_r**2 / count}
+    for name, label in labels.items():
+        sum_theta = tensors[f"sum_theta.{name}"]
+        out[f"mean_theta.{name}"] = sum_theta / count
+        out[f"co_moment.{name}"] = tensors[f"sum_rtheta.{name}"] - sum_r[label.long()] * sum_theta / count
+    return out
+
+
+def reference_values(
+    params: Mapping[str, torch.Tensor], reference_ids: list[tuple[str, int]], shift: torch.Tensor
+) -> torch.Tensor:
+    """r'(t) = the current values of the reference parameters ``reference_ids`` minus ``shift`` (float64)."""
+    values = [float(params[name].detach().reshape(-1)[index]) for name, index in reference_ids]
+    return torch.tensor(values, dtype=torch.float64) - shift
 
 
 def reference_tensor_names(online: OnlineCMD) -> set[str]:

@@ -64,6 +64,13 @@ class TWAArguments:
     twa_checkpoints_from: str | None = field(
         default=None, metadata={"help": "Skip collection: use the checkpoint-N/snapshot-N folders in this folder."}
     )
+    twa_holdout: float = field(
+        default=0.0,
+        metadata={
+            "help": "TWA-v: hold this fraction (0-1) of the training rows out of ordinary training; the TWA phase "
+            "trains the coefficients on them instead of on training batches (0 = off; needs EfficientTrainer)."
+        },
+    )
 
     def twa_config(self) -> TWAConfig:
         """The :class:`TWAConfig` these arguments describe."""
@@ -83,12 +90,15 @@ class TWAArguments:
             max_basis_mb=self.twa_max_basis_mb,
             snapshot_dir=self.twa_snapshot_dir,
             checkpoints_from=self.twa_checkpoints_from,
+            holdout=self.twa_holdout,
         )
 
     def _validate_twa(self) -> None:
         """Check the knobs up front, and what TWA cannot combine with."""
         config = self.twa_config()  # values are checked even with TWA off; how they fit the run only with it on
         if not self.twa:
+            if self.twa_holdout:
+                raise TWAConfigError("twa_holdout holds rows out for the TWA phase, but twa is off: set twa=True")
             return
         if getattr(self, "load_best_model_at_end", False):
             raise TWAConfigError("twa=True makes the TWA solution the final model: turn off load_best_model_at_end")

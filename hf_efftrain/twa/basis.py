@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from hf_efftrain.errors import TWAError
 from hf_efftrain.logging import get_logger
 from hf_efftrain.twa.distributed import all_reduce_sum, owner_of, process_position
 from hf_efftrain.twa.memory import tensor_mb
@@ -39,17 +40,31 @@ class SubspaceBasis:
         self.rows: list[torch.Tensor] = []
         self.size = 0  # rows over all processes
         self.dropped = 0
-        self.anchor: torch.Tensor | None = None
+        self.anchor: torch.Tensor | None = None  # w₁; Collector.first reads it there (one copy per process)
+        self.sealed = False
 
     def project(self, vector: torch.Tensor) -> torch.Tensor:
-        """Pᵀ(P v): the component of ``vector`` in the span (one all-reduce)."""
+        """Pᵀ(P v): the component of ``vector`` in the span (one all-reduce, no host sync).
+
+        The coefficients P v stay on the device: reading each one back (``float(dot)``) would stall an
+        accelerator once per row and step.
+        """
         out = torch.zeros(self.dim, device=vector.device, dtype=torch.float32)
-        for row in self.rows:
-            out.add_(row, alpha=float(torch.dot(row, vector)))
+        if self.rows:
+            coefficients = torch.stack([torch.dot(row, vector) for row in self.rows])
+            for row, coefficient in zip(self.rows, coefficients, strict=True):
+                out.addcmul_(row, coefficient)
         return all_reduce_sum(out)
+
+    def seal(self) -> None:
+        """End collection: the anchor w₁ (a whole parameter vector) is only needed to add checkpoints; free it."""
+        self.anchor = None
+        self.sealed = True
 
     def add(self, vector: torch.Tensor) -> bool:
         """Orthogonalize a checkpoint against the basis; keep it (True) or drop it as dependent (False)."""
+        if self.sealed:
+            raise TWAError("the TWA basis is sealed (the TWA phase has begun): no checkpoint can be added now")
         vector = vector.to(self.device, torch.float32)
         if self.anchor is None:
             self.anchor = vector.clone()
@@ -82,10 +97,11 @@ class SubspaceBasis:
 
     def state_dict(self) -> dict[str, Any]:
         rows = torch.stack(self.rows) if self.rows else torch.zeros(0, self.dim)
-        return {"rows": rows, "size": self.size, "dropped": self.dropped, "anchor": self.anchor}
+        return {"rows": rows, "size": self.size, "dropped": self.dropped, "anchor": self.anchor, "sealed": self.sealed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows = [row.to(self.device).clone() for row in state["rows"]]
         self.size, self.dropped = int(state["size"]), int(state["dropped"])
         anchor = state["anchor"]
         self.anchor = anchor.to(self.device).clone() if anchor is not None else None
+        self.sealed = bool(state.get("sealed", False))

@@ -7,7 +7,9 @@ Timeline of a run with ``max_steps = N``, ``twa_start = s``, ``twa_every = k``, 
 * steps sN+1 … sN+T: the Trainer computes gradients as usual, but its optimizer step is replaced by the
   TWA step (see :mod:`optimize`: the TWA solver steps and clears ``.grad``, so the Trainer's optimizer
   skips every parameter);
-* after step sN+T training stops: the model holds the TWA solution and is saved/evaluated/pushed as usual;
+* after step sN+T training stops: the model holds the TWA solution and is saved/evaluated/pushed as usual
+  (stopping before ``max_steps`` is logged, ``twa_stopped_early_at_step`` appears in the logs, and the Trainer
+  still writes the final checkpoint and runs the final evaluation its step strategies ask for);
   ``<output_dir>/twa_history.json`` records the collected steps, the report and the coefficients at every TWA step
   (see :mod:`history`; ``hf-efftrain report`` plots them).
 
@@ -27,6 +29,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from hf_efftrain.atomic import atomic_file, write_json
 from hf_efftrain.errors import TWAError
@@ -38,6 +41,7 @@ from hf_efftrain.twa.config import TWAConfig
 from hf_efftrain.twa.distributed import barrier, process_position
 from hf_efftrain.twa.flat import TrainableView
 from hf_efftrain.twa.history import coefficient_matrix, step_coefficients
+from hf_efftrain.twa.holdout import HoldoutBatches
 from hf_efftrain.twa.memory import BasisPlan
 from hf_efftrain.twa.norm import recompute_norm_statistics
 
@@ -67,10 +71,17 @@ class TWACallback(TrainerCallback):
         self.solver: Solver | None = None
         self.rank, self.world = process_position()
         self.on_twa_phase: list[Callable[[], None]] = []
+        self._stopped_at: int | None = None  # step of an early stop, until it is logged
+        self.holdout: HoldoutBatches | None = None  # TWA-v: set by EfficientTrainer, which feeds its batches
 
     # ---- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self.config = self.requested.for_run(state.max_steps)  # fractions of max_steps become steps
+        if self.config.holdout and self.holdout is None:
+            raise TWAError(
+                "twa_holdout needs EfficientTrainer, which feeds the TWA phase from the held-out rows; with another "
+                "Trainer, set twa_holdout=0 and run train_twa on held-out batches after training"
+            )
         whole_gradients_done(kwargs["model"])  # a new run: nothing announced yet
         self.rank, self.world = process_position()
         self.view = TrainableView(kwargs["model"])
@@ -89,6 +100,8 @@ class TWACallback(TrainerCallback):
         self.report.update(planned_checkpoints=planned, planned_basis_mb=plan.basis_mb, world_size=self.world)
         self.collector = Collector(self.view, self.config)
         self._marks = {"begin": time.perf_counter()}
+        if self.holdout is not None:
+            self.holdout.restart_at(0)
         if state.global_step > 0:
             self._restore(Path(args.output_dir) / f"checkpoint-{state.global_step}", kwargs["model"])
         elif self.start_step == 0:
@@ -105,7 +118,17 @@ class TWACallback(TrainerCallback):
             self.phase = "done"
             self._marks["done"] = time.perf_counter()
             control.should_training_stop = True
+            if step < state.max_steps:
+                self._stop_early(args, state, control)
         return control
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
+        if self._stopped_at is None or logs is None:
+            return
+        logs["twa_stopped_early_at_step"] = self._stopped_at  # the progress bar prints it with the last losses
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1]["twa_stopped_early_at_step"] = self._stopped_at
+        self._stopped_at = None
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.phase == "twa":
@@ -121,6 +144,7 @@ class TWACallback(TrainerCallback):
             "checkpoints": self.report.get("checkpoints"),
             "collector": self.collector.state_dict() if self.collector is not None else None,
             "solver": self.solver.state_dict() if self.solver is not None else None,
+            "holdout_batches": self.holdout.served if self.holdout is not None else 0,
         }
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         with atomic_file(folder / STATE_FILE.format(rank=self.rank)) as tmp:
@@ -138,6 +162,13 @@ class TWACallback(TrainerCallback):
         self._write_history(args, state)
 
     # ---- phases ------------------------------------------------------------------------------------------
+    def _stop_early(self, args: TrainingArguments, state: TrainerState, control: TrainerControl) -> None:
+        """Say that the run ends before ``max_steps``, and keep the end-of-run save and evaluation it would get."""
+        logger.info("TWA: phase done at step %d of %d, stopping early", state.global_step, state.max_steps)
+        self._stopped_at = state.global_step
+        control.should_log = True
+        request_end_of_run(args, state, control)
+
     def _collect(self, step: int, model: torch.nn.Module) -> None:
         began = time.perf_counter()
         if self.config.snapshot_dir:
@@ -157,12 +188,13 @@ class TWACallback(TrainerCallback):
             add_from_folder(self.collector, folders)
         elif self.config.checkpoints_from:
             add_from_folder(self.collector, self.config.checkpoints_from)
+        spread = self.collector.spread  # before build: building frees w₁, the spread's origin
         self.solver = self.collector.build(total_steps=self.config.steps)
         self.solver.start(self.collector.average)
         self.report.update(
             checkpoints=self.collector.count,
             basis_memory_mb=self.solver.memory_mb,
-            spread=self.collector.spread,
+            spread=spread,
             trust_radius=self.solver.radius,
         )
         if self.config.form == "subspace":
@@ -193,6 +225,8 @@ class TWACallback(TrainerCallback):
             raise TWAError(f"{file} is not a TWA state file; resume from a checkpoint saved by a run with twa=True")
         self.phase, self.collected_steps = saved["phase"], list(saved["collected_steps"])
         self.history = list(saved.get("history", []))
+        if self.holdout is not None:
+            self.holdout.restart_at(int(saved.get("holdout_batches", 0)))
         if saved.get("checkpoints") is not None:
             self.report["checkpoints"] = saved["checkpoints"]
         if saved["collector"] is not None:
@@ -233,3 +267,17 @@ class TWACallback(TrainerCallback):
         self.report["twa_seconds"] = marks.get("done", now) - marks.get("twa", marks["begin"])
         if self.solver is not None:
             self.report["confined_steps"] = self.solver.confined_steps
+
+
+def request_end_of_run(args: TrainingArguments, state: TrainerState, control: TrainerControl) -> None:
+    """Ask for what ``DefaultFlowCallback`` asks for when a run reaches ``max_steps``: a last checkpoint and evaluation.
+
+    Why: that callback only does so at ``max_steps``; a run stopped earlier through ``should_training_stop``
+    would end without the final checkpoint (``save_strategy="steps"``) or evaluation (``eval_strategy="steps"``)
+    the user asked for. Epoch strategies need nothing: the Trainer ends the epoch, and saves there, after a stop.
+    """
+    step = state.global_step
+    if args.eval_strategy == IntervalStrategy.STEPS and step % state.eval_steps != 0 and args.eval_delay <= step:
+        control.should_evaluate = True
+    if args.save_strategy == SaveStrategy.STEPS:
+        control.should_save = True

@@ -44,8 +44,13 @@ class Collector:
         self.total = torch.zeros(view.dim, device=view.device)
         self.basis = SubspaceBasis(view.dim, view.device, config.rank_tol) if config.form == "subspace" else None
         self.raw_rows: dict[int, torch.Tensor] = {}
-        self.first: torch.Tensor | None = None  # the first checkpoint, reference point of the spread
+        self._first: torch.Tensor | None = None  # layer-wise form only: the subspace basis holds w₁ as its anchor
         self.sq_offsets = 0.0  # Σᵢ ‖wᵢ − w₁‖² in float64
+
+    @property
+    def first(self) -> torch.Tensor | None:
+        """The first checkpoint w₁, origin of the spread: one copy per process, shared with the basis or raw rows."""
+        return self.basis.anchor if self.basis is not None else self._first
 
     @property
     def spread(self) -> float:
@@ -73,19 +78,22 @@ class Collector:
         """Take in one checkpoint (call it on every process with the same θ)."""
         theta = theta.to(self.view.device, torch.float32)
         self.total += theta
-        if self.first is None:
-            self.first = theta.clone()
-        self.sq_offsets += float((theta - self.first).double().norm()) ** 2
+        if self.count > 0:
+            self.sq_offsets += float((theta - self.first).double().norm()) ** 2
         if self.basis is not None:
-            self.basis.add(theta)
-        elif owner_of(self.count, self.world) == self.rank:
-            self.raw_rows[self.count] = theta.clone()
+            self.basis.add(theta)  # the first becomes the basis anchor, which ``first`` returns
+        else:
+            if self.count == 0:
+                self._first = theta.clone()
+            if owner_of(self.count, self.world) == self.rank:  # w₁'s raw row is ``first`` itself, not a copy
+                self.raw_rows[self.count] = self._first if self.count == 0 else theta.clone()
         self.count += 1
 
     def build(self, total_steps: int) -> Solver:
         """The solver of the configured form over what was collected (releases the raw checkpoints)."""
         c, radius = self.config, self.trust_radius()
         if self.basis is not None:
+            self.basis.seal()  # collection is over: w₁ is not needed in the TWA phase
             return SubspaceTWA(self.view, self.basis, c.lr, c.momentum, c.weight_decay, c.schedule, total_steps, radius)
         raw_rows, self.raw_rows = self.raw_rows, {}  # handed over: the basis frees them as it encodes
         basis = LayerwiseBasis(self.average, raw_rows, self.view.sizes, c.bits)
@@ -96,8 +104,8 @@ class Collector:
             "count": self.count,
             "total": self.total,
             "basis": self.basis.state_dict() if self.basis is not None else None,
-            "raw_rows": self.raw_rows,
-            "first": self.first,
+            "raw_rows": self.raw_rows,  # w₁'s row shares ``first``'s storage: torch.save writes it once
+            "first": self._first,
             "sq_offsets": self.sq_offsets,
         }
 
@@ -107,8 +115,10 @@ class Collector:
         if self.basis is not None:
             self.basis.load_state_dict(state["basis"])
         self.raw_rows = {int(k): v.to(self.view.device) for k, v in state["raw_rows"].items()}
-        first = state.get("first")
-        self.first = first.to(self.view.device).clone() if first is not None else None
+        first = state.get("first") if self.basis is None else None  # the subspace form reads w₁ from its basis
+        self._first = first.to(self.view.device).clone() if first is not None else None
+        if self._first is not None and 0 in self.raw_rows:
+            self.raw_rows[0] = self._first  # one copy again, as before the save
         self.sq_offsets = float(state.get("sq_offsets", 0.0))
 
 

@@ -40,6 +40,7 @@ class TWAConfig:
     max_basis_mb: float | None = None
     snapshot_dir: str | None = None
     checkpoints_from: str | None = None
+    holdout: float = 0.0  # TWA-v: share of the training rows the TWA phase trains on instead (0 = off)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,6 +70,7 @@ class TWAConfig:
         check_number("twa_rank_tol", self.rank_tol, 0, 1, low_open=True, high_open=True, error=TWAConfigError)
         if self.max_basis_mb is not None:
             check_number("twa_max_basis_mb", self.max_basis_mb, 0, low_open=True, error=TWAConfigError)
+        check_number("twa_holdout", self.holdout, 0, 1, high_open=True, error=TWAConfigError)
         if self.snapshot_dir and self.checkpoints_from:
             raise TWAConfigError(
                 "give either twa_snapshot_dir (collect during the run) or twa_checkpoints_from, not both"
