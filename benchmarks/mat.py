@@ -124,14 +124,38 @@ def headline(arms: list[dict], default: dict) -> dict[str, Any]:
     return result
 
 
+def causal_lm_figures(path: Path) -> dict[str, Any] | None:
+    """The causal-LM arm, read from ``python -m benchmarks.causal_lm`` (SmolLM2-135M + LoRA, same steps and data)."""
+    if not path.is_file():
+        return None
+    lm = json.loads(path.read_text())
+    if lm.get("lora_mat_eval_loss") is None:
+        return None
+    return {
+        "source": "benchmarks/results/causal_lm.json (lora vs lora+mat arms)",
+        "model": lm["model"],
+        "seeds": lm["seeds"],
+        "baseline_eval_loss": lm["lora_eval_loss"],
+        "mat_eval_loss": lm["lora_mat_eval_loss"],
+        "eval_loss_ratio": lm["lora_mat_eval_loss"] / lm["lora_eval_loss"],
+        "measurement_overhead": lm["lora_mat_measurement_overhead"],
+        "backward_flops_ratio": lm["lora_mat_backward_flops_ratio"],
+        "wall_clock_ratio": lm["lora_mat_wall_clock_ratio"],
+        "kv_group": {
+            "mat_eval_loss": lm.get("lora_mat_kv_eval_loss"),
+            "backward_flops_ratio": lm.get("lora_mat_kv_backward_flops_ratio"),
+            "measurement_overhead": lm.get("lora_mat_kv_measurement_overhead"),
+        },
+    }
+
+
 def aggregate(opts: argparse.Namespace) -> None:
     records = {
         (a, s): json.loads(run_file(a, s, opts.steps).read_text()) for a in ["baseline", *opts.arms] for s in opts.seeds
     }
     arms = [summarize(arm, [(records["baseline", s], records[arm, s]) for s in opts.seeds]) for arm in opts.arms]
     default = next(a for a in arms if a["arm"] == opts.default_arm)
-    previous = RESULTS_DIR / f"{opts.name}.json"
-    causal_lm = json.loads(previous.read_text()).get("causal_lm") if previous.is_file() else None
+    causal_lm = causal_lm_figures(RESULTS_DIR / "causal_lm.json")
     result = {
         "seeds": opts.seeds,
         "steps": opts.steps,
