@@ -137,9 +137,10 @@ def run_arm(arm: str, folder: str, blocks: DatasetDict, opts: argparse.Namespace
             model=model, args=arm_arguments(arm, out, opts, seed), train_dataset=blocks["train"],
             eval_dataset=blocks["validation"], data_collator=default_data_collator, callbacks=[tap],
         )  # fmt: skip
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         trainer.train()
         row = {"train_seconds": time.perf_counter() - began, "step_seconds": tap.seconds / opts.steps}
+        row["train_cpu_seconds"] = time.process_time() - cpu_began  # the process's work, whatever else runs
         row |= {"eval_loss": trainer.evaluate()["eval_loss"], "step_flops": statistics.mean(tap.flops)}
         batch = default_data_collator([blocks["train"][i] for i in range(opts.batch_size)])
         row["forward_flops"] = forward_flops(model, {k: v.to(model.device) for k, v in batch.items()})
@@ -216,10 +217,13 @@ def summarize(runs: list[dict], arms: list[str]) -> dict[str, Any]:
         "lora_twa_eval_loss": mean("lora+twa/eval_loss") if "lora+twa" in arms else None,
         "lora_mat_backward_flops_ratio": backward_ratio("lora+mat"),
         "lora_mat_wall_clock_ratio": ratio("lora+mat", "train_seconds"),
+        "lora_mat_cpu_time_ratio": ratio("lora+mat", "train_cpu_seconds"),
+        "lora_twa_cpu_time_ratio": ratio("lora+twa", "train_cpu_seconds"),
         "lora_mat_measurement_overhead": mean("lora+mat/measurement_overhead") if "lora+mat" in arms else None,
         "lora_mat_kv_eval_loss": mean("lora+mat_kv/eval_loss") if "lora+mat_kv" in arms else None,
         "lora_mat_kv_backward_flops_ratio": backward_ratio("lora+mat_kv"),
         "lora_mat_kv_wall_clock_ratio": ratio("lora+mat_kv", "train_seconds"),
+        "lora_mat_kv_cpu_time_ratio": ratio("lora+mat_kv", "train_cpu_seconds"),
         "lora_mat_kv_measurement_overhead": mean("lora+mat_kv/measurement_overhead") if "lora+mat_kv" in arms else None,
         "lora_twa_wall_clock_ratio": ratio("lora+twa", "train_seconds"),
         "lora_twa_backward_flops_ratio": backward_ratio("lora+twa"),
@@ -255,6 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--twa-collect-from", type=float, default=0.25)
     parser.add_argument("--twa-steps", type=int, default=8, help="the last N of --steps are TWA steps")
     parser.add_argument("--twa-lr", type=float, default=0.05)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures each arm's work)")
     parser.add_argument("--budget-note", default="")
     parser.add_argument("--no-write", action="store_true", help="print only (quick sanity runs)")
     return parser
@@ -262,6 +267,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     opts = _parser().parse_args(argv)
+    torch.set_num_threads(opts.threads)
     if not 0 < opts.twa_steps < opts.steps:
         raise SystemExit(f"--twa-steps must be in 1..{opts.steps - 1} (the last steps of --steps)")
     tokenizer, blocks, folder = load_task(opts)
