@@ -38,7 +38,7 @@ from hf_efftrain.errors import (
     NonFiniteWeightsError,
     TrajectoryMismatchError,
 )
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 
 _logger = get_logger(__name__)
 

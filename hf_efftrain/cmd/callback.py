@@ -36,7 +36,7 @@ from hf_efftrain.cmd.online import OnlineCMD
 from hf_efftrain.cmd.paired_files import new_stamp, read_paired
 from hf_efftrain.cmd.posthoc import fit_cmd
 from hf_efftrain.errors import CMDFitError, CMDNotReadyError
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.trajectory import CHECKPOINT_PATTERN, Trajectory, save_snapshot, trainable_state
 
 logger = get_logger("hf_efftrain.cmd")

@@ -29,7 +29,7 @@ __getattr__, __dir__ = lazy_exports(
             "slices",
             "top_k",
         ),
-        "hf_efftrain.growth.errors": ("GrowthError",),
+        "hf_efftrain.errors": ("GrowthError",),
         "hf_efftrain.growth.fusion": (
             "fuse_width",
             "fusion_gap",

@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, TrainerCallback, set_seed
 
 from hf_efftrain.atomic import atomic_file, write_json, write_text
 from hf_efftrain.extras import pyplot
-from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.errors import GrowthError
 
 Candidate = PreTrainedModel | Callable[[], PreTrainedModel]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transformers import DataCollatorForLanguageModeling
 
-from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.grow import apply_recipe, infer_task
 from hf_efftrain.growth.lag import LagResult, select_growth
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from hf_efftrain.growth.axes import Axis, TensorAxes
-from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.errors import GrowthError
 
 
 @dataclass(frozen=True)

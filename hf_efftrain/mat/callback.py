@@ -27,7 +27,7 @@ from transformers.trainer_callback import ExportableState
 from hf_efftrain.atomic import write_json
 from hf_efftrain.errors import MATConfigError
 from hf_efftrain.links import listen_whole_gradients, stop_listening
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.mat.config import MATConfig
 from hf_efftrain.mat.engine import MATEngine
 from hf_efftrain.mat.plot import plot_heatmap

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from hf_efftrain.errors import TWAError
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.twa.distributed import all_reduce_sum, owner_of, process_position
 from hf_efftrain.twa.memory import tensor_mb
 

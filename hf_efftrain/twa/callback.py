@@ -34,7 +34,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from hf_efftrain.atomic import atomic_file, write_json
 from hf_efftrain.errors import TWAError
 from hf_efftrain.links import need_whole_gradients, whole_gradients_done
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.trajectory import save_snapshot, trainable_state
 from hf_efftrain.twa.collect import Collector, Solver, add_from_folder, count_checkpoints, solver_from_state
 from hf_efftrain.twa.config import TWAConfig
