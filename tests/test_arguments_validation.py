@@ -17,7 +17,6 @@ from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.budget import resolve_steps
 from hf_efftrain.entrypoint import run_main
 from hf_efftrain.errors import ArgumentsError, HfEfftrainError, MissingAssetError, MissingCheckpointError
-from hf_efftrain.errors import GrowthError
 from hf_efftrain.log import get_logger
 from hf_efftrain.testing import tiny_model
 from hf_efftrain.trajectory import Trajectory

@@ -30,11 +30,11 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_efftrain.atomic import atomic_directory, write_json, write_safetensors
 from hf_efftrain.budget import resolve_steps
-from hf_efftrain.cmd.distributed import broadcast_from_main, process_count
 from hf_efftrain.cmd.embedded import Embedding, embed_tensors
 from hf_efftrain.cmd.online import OnlineCMD
 from hf_efftrain.cmd.paired_files import new_stamp, read_paired
 from hf_efftrain.cmd.posthoc import fit_cmd
+from hf_efftrain.distributed import broadcast_from_main, process_count
 from hf_efftrain.errors import CMDFitError, CMDNotReadyError
 from hf_efftrain.log import get_logger
 from hf_efftrain.trajectory import CHECKPOINT_PATTERN, Trajectory, save_snapshot, trainable_state

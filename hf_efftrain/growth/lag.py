@@ -26,8 +26,8 @@ from pathlib import Path
 from transformers import PreTrainedModel, TrainerCallback, set_seed
 
 from hf_efftrain.atomic import atomic_file, write_json, write_text
-from hf_efftrain.extras import pyplot
 from hf_efftrain.errors import GrowthError
+from hf_efftrain.extras import pyplot
 
 Candidate = PreTrainedModel | Callable[[], PreTrainedModel]
 

@@ -32,9 +32,8 @@ from typing import Any
 import yaml
 
 from hf_efftrain.architectures import get_architecture
-from hf_efftrain.errors import UnknownArchitectureError
+from hf_efftrain.errors import GrowthError, UnknownArchitectureError
 from hf_efftrain.growth import depth as depth_ops
-from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.recipe_schema import STEP_PARAMS, schema_errors
 from hf_efftrain.model_folder import read_config
 

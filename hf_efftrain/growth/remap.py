@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hf_efftrain.growth.axes import Axis, TensorAxes
 from hf_efftrain.errors import GrowthError
+from hf_efftrain.growth.axes import Axis, TensorAxes
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_efftrain.architectures import get_architecture
 from hf_efftrain.atomic import atomic_directory, write_json
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.assemble import layers_prefix
 from hf_efftrain.growth.depth import LayerRef, grow_depth
-from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.lag import select_growth
 from hf_efftrain.growth.recipe import depth_plan
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from hf_efftrain.distributed import all_reduce_sum, process_position
 from hf_efftrain.errors import TWAError
 from hf_efftrain.log import get_logger
-from hf_efftrain.twa.distributed import all_reduce_sum, owner_of, process_position
+from hf_efftrain.twa.distributed import owner_of
 from hf_efftrain.twa.memory import tensor_mb
 
 logger = get_logger("hf_efftrain.twa")

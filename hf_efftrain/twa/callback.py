@@ -32,13 +32,13 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from hf_efftrain.atomic import atomic_file, write_json
+from hf_efftrain.distributed import barrier, process_position
 from hf_efftrain.errors import TWAError
 from hf_efftrain.links import need_whole_gradients, whole_gradients_done
 from hf_efftrain.log import get_logger
 from hf_efftrain.trajectory import save_snapshot, trainable_state
 from hf_efftrain.twa.collect import Collector, Solver, add_from_folder, count_checkpoints, solver_from_state
 from hf_efftrain.twa.config import TWAConfig
-from hf_efftrain.twa.distributed import barrier, process_position
 from hf_efftrain.twa.flat import TrainableView
 from hf_efftrain.twa.history import coefficient_matrix, step_coefficients
 from hf_efftrain.twa.holdout import HoldoutBatches

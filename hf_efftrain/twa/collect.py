@@ -22,11 +22,12 @@ from typing import Any
 
 import torch
 
+from hf_efftrain.distributed import process_position
 from hf_efftrain.errors import TWAError
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.twa.basis import SubspaceBasis
 from hf_efftrain.twa.config import TWAConfig
-from hf_efftrain.twa.distributed import owner_of, process_position
+from hf_efftrain.twa.distributed import owner_of
 from hf_efftrain.twa.flat import TrainableView
 from hf_efftrain.twa.layerwise import LayerwiseBasis
 from hf_efftrain.twa.optimize import LayerwiseTWA, SubspaceTWA

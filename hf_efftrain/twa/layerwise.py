@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from hf_efftrain.twa.distributed import all_reduce_sum
+from hf_efftrain.distributed import all_reduce_sum
 from hf_efftrain.twa.memory import tensor_mb
 from hf_efftrain.twa.quantize import QuantizedRow, dequantize, quantize_blocks
 
