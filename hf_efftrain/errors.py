@@ -104,6 +104,10 @@ class GrowthError(HfEfftrainError):
     """A growth recipe or operator call is invalid (bad layer range, mismatched widths, vocab mismatch...)."""
 
 
+class GrowthConfigError(GrowthError, ArgumentsError):
+    """A growth training argument (``growth_*``) has an invalid value; the message names the flag."""
+
+
 class ReportError(HfEfftrainError):
     """A run folder cannot be reported on: it is missing, holds nothing a report shows, or a file in it is corrupt."""
 

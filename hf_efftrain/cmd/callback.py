@@ -68,19 +68,8 @@ class CMDCallback(TrainerCallback):
 
     @classmethod
     def from_args(cls, args) -> CMDCallback:
-        """Build from :class:`~hf_efftrain.cmd.config.CMDArguments` fields of the training arguments."""
-        return cls(
-            args.output_dir,
-            every=args.cmd_every,
-            warmup=args.cmd_warmup,
-            modes=args.cmd_modes,
-            candidates=args.cmd_candidates,
-            seed=args.cmd_seed,
-            embed_every=args.cmd_embed_every,
-            embed_fraction=args.cmd_embed_fraction,
-            embed_max=args.cmd_embed_max,
-            save_model=args.cmd_save_model,
-        )
+        """Build from the ``cmd_*`` fields of ``EfficientTrainingArguments`` (through :class:`CMDConfig`)."""
+        return cls(args.output_dir, **args.cmd_config().to_dict())
 
     def _reset(self) -> None:
         self.snapshots = 0

@@ -19,7 +19,9 @@ from hf_efftrain._lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "hf_efftrain.growth.arguments": ("GrowthArguments",),
         "hf_efftrain.growth.callback": ("MaskRampCallback",),
+        "hf_efftrain.growth.config": ("GrowthConfig",),
         "hf_efftrain.growth.depth": (
             "copy_all",
             "grow_depth",
@@ -67,6 +69,8 @@ __getattr__, __dir__ = lazy_exports(
 )
 
 __all__ = [
+    "GrowthArguments",
+    "GrowthConfig",
     "GrowthError",
     "GrowthRecipe",
     "LagResult",
