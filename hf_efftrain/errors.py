@@ -112,5 +112,9 @@ class ReportError(HfEfftrainError):
     """A run folder cannot be reported on: it is missing, holds nothing a report shows, or a file in it is corrupt."""
 
 
+class DocsGenerationError(HfEfftrainError):
+    """A docs marker cannot be expanded (missing or corrupt benchmark result, unknown class...)."""
+
+
 class MissingExtraError(MissingAssetError):
     """An optional dependency (plots, data...) is not installed; the message names the extra to install."""

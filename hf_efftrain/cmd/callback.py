@@ -79,6 +79,7 @@ class CMDCallback(TrainerCallback):
 
     @property
     def warmup_dir(self) -> Path:
+        """Where the warm-up snapshots wait until the modes are fitted (removed at the start of a fresh run)."""
         return self.output_dir / "cmd_warmup"
 
     @property
@@ -88,6 +89,7 @@ class CMDCallback(TrainerCallback):
 
     # ---- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Resolve the snapshot interval; restore the online state on resume, or clear an old run's warm-up."""
         self._reset()
         self.every_steps = resolve_steps(self.every, state.max_steps)  # a fraction (0, 1) is a share of max_steps
         if state.global_step > 0:
@@ -97,16 +99,19 @@ class CMDCallback(TrainerCallback):
             (self.output_dir / MODES_JSON).unlink(missing_ok=True)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Move embedded tensors along a·r(t)+b, and every ``every`` steps take a snapshot (all processes)."""
         model = kwargs["model"]
         self.embedding.apply(model)  # embedded tensors follow their references (on every process)
         if state.global_step % self.every_steps == 0:  # every process counts snapshots: they embed together
             self._snapshot(state.global_step, model, kwargs.get("optimizer"), state.is_world_process_zero)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Write the online state into the new ``checkpoint-N/`` (main process) so that a resumed run continues it."""
         if state.is_world_process_zero:
             self._write_state(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Write ``cmd_report.json`` and, with ``save_model``, the CMD weights to ``cmd_model/`` (main process)."""
         if not state.is_world_process_zero or self.online is None:
             return
         model = kwargs["model"]

@@ -46,6 +46,7 @@ class LagResult:
         return rows
 
     def to_markdown(self) -> str:
+        """The ranking as a Markdown table, with a line naming the metric and the pick."""
         rows = self.table()
         columns = list(rows[0])
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -73,6 +74,7 @@ class LagResult:
         return Path(path)
 
     def to_dict(self) -> dict:
+        """A JSON-able dict (step keys as strings, as JSON requires); :meth:`load` turns them back into ints."""
         data = dataclasses.asdict(self)
         data["losses"] = {n: {str(s): v for s, v in d.items()} for n, d in self.losses.items()}
         return data

@@ -28,6 +28,7 @@ class UnitMap:
 
     @classmethod
     def identity(cls, size: int) -> UnitMap:
+        """Each of ``size`` units maps to itself with scale 1 (an axis that does not grow)."""
         return cls(torch.arange(size), torch.ones(size))
 
 

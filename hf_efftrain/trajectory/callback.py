@@ -67,6 +67,7 @@ class SnapshotCallback(TrainerCallback):
         return count, count * per_snapshot
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Resolve the interval, log the planned disk use, and save θ0 at the start of a fresh run."""
         self.every = resolve_steps(self.requested, state.max_steps)
         model = kwargs.get("model")
         if model is not None and state.is_world_process_zero and state.max_steps > 0:
@@ -79,8 +80,10 @@ class SnapshotCallback(TrainerCallback):
             self._save(state, model)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Save a snapshot every ``every`` optimizer steps."""
         if state.global_step % self.every == 0:
             self._save(state, kwargs.get("model"))
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Save the final weights (once, even when the last step was already a snapshot)."""
         self._save(state, kwargs.get("model"))

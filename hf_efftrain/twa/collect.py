@@ -101,6 +101,7 @@ class Collector:
         return LayerwiseTWA(self.view, basis, c.lr, c.weight_decay, c.schedule, total_steps, radius)
 
     def state_dict(self) -> dict[str, Any]:
+        """What was collected so far (basis, raw rows, running sums), for a checkpoint; w₁ stored once."""
         return {
             "count": self.count,
             "total": self.total,
@@ -111,6 +112,7 @@ class Collector:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output onto this collector's device (resume)."""
         self.count = int(state["count"])
         self.total = state["total"].to(self.view.device)
         if self.basis is not None:
