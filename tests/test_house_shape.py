@@ -1,8 +1,9 @@
 """The house's shape, kept by tests: every public definition documented, every method folder alike.
 
-A new contributor should find the same few files in each method folder (``config.py``, ``arguments.py``,
-``callback.py``, ``cli.py``, ``README.md``), one base for the errors, and a docstring on anything they can
-import. These tests turn those habits into failures that list what is missing.
+A new contributor should find the same few files in each method folder (``config.py``, ``cli.py``,
+``README.md``, plus ``arguments.py`` and ``callback.py`` for a method that acts during training), one base for
+the errors, and a docstring on anything they can import. These tests turn those habits into failures that list
+what is missing.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ ROOT = Path(hf_efftrain.__file__).parent
 PENDING_PACKAGES = ("hf_efftrain.transfer",)
 
 METHODS = ("mat", "growth", "twa", "cmd", "transfer")
-METHOD_FILES = ("__init__.py", "config.py", "arguments.py", "callback.py", "cli.py", "README.md")
+METHOD_FILES = ("__init__.py", "config.py", "cli.py", "README.md")
+# A method that acts during training also has its flags and the callback that schedules it.
+TRAINING_FILES = ("arguments.py", "callback.py")
 # The ``EfficientTrainingArguments`` prefix of each method with a training-time part, its config, and the flag
 # that switches it on (a switch, not a knob of the config).
 ARGUMENTS = {
@@ -96,7 +99,8 @@ def test_every_public_definition_has_a_docstring():
 @pytest.mark.parametrize("method", [m for m in METHODS if not _pending(f"hf_efftrain.{m}")])
 def test_every_method_folder_has_the_same_files(method):
     folder = ROOT / method
-    assert [name for name in METHOD_FILES if not (folder / name).is_file()] == []
+    expected = METHOD_FILES + (TRAINING_FILES if method in ARGUMENTS else ())
+    assert [name for name in expected if not (folder / name).is_file()] == []
     readme = (folder / "README.md").read_text(encoding="utf-8")
     assert f"docs/{method}.md" in readme, "the folder README links the method's docs page"
     for section in ("Claim", "Knobs", "Caveats"):
