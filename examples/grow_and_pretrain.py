@@ -33,7 +33,7 @@ from hf_efftrain.growth.hub import push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe
-from hf_efftrain.logging import preparation_output
+from hf_efftrain.log import preparation_output
 from hf_efftrain.run_folder import RunFolderArguments, claim_run_folder
 from hf_efftrain.tasks import tokenize_lm_blocks
 

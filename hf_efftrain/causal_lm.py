@@ -24,7 +24,7 @@ from hf_efftrain.data import smollm2_path
 from hf_efftrain.entrypoint import parse_arguments
 from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.extras import require
-from hf_efftrain.logging import preparation_output
+from hf_efftrain.log import preparation_output
 from hf_efftrain.run_folder import RunFolderArguments
 from hf_efftrain.tasks import causal_lm_blocks, load_splits
 from hf_efftrain.trainer import EfficientTrainer, EfficientTrainingArguments

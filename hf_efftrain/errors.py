@@ -84,7 +84,15 @@ class BasisMemoryError(MemoryError, TWAError):
     """The TWA basis would not fit in the memory available; the message gives the amount it needs."""
 
 
-class CMDFitError(HfEfftrainError):
+class CMDError(HfEfftrainError):
+    """Correlation mode decomposition was configured or fed in a way that cannot work."""
+
+
+class CMDConfigError(CMDError, ArgumentsError):
+    """A CMD knob (``cmd_*``) has an invalid value or does not combine with the run; the message names the flag."""
+
+
+class CMDFitError(CMDError):
     """CMD cannot be fitted to this trajectory (too few checkpoints or moving parameters) or its result is unusable."""
 
 
@@ -92,8 +100,20 @@ class CMDNotReadyError(CMDFitError):
     """Online CMD weights were asked for before the warm-up snapshots were collected and the modes frozen."""
 
 
+class GrowthError(HfEfftrainError):
+    """A growth recipe or operator call is invalid (bad layer range, mismatched widths, vocab mismatch...)."""
+
+
+class GrowthConfigError(GrowthError, ArgumentsError):
+    """A growth training argument (``growth_*``) has an invalid value; the message names the flag."""
+
+
 class ReportError(HfEfftrainError):
     """A run folder cannot be reported on: it is missing, holds nothing a report shows, or a file in it is corrupt."""
+
+
+class DocsGenerationError(HfEfftrainError):
+    """A docs marker cannot be expanded (missing or corrupt benchmark result, unknown class...)."""
 
 
 class MissingExtraError(MissingAssetError):

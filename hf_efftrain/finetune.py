@@ -22,7 +22,7 @@ from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.data import minilm_path
 from hf_efftrain.entrypoint import parse_arguments
 from hf_efftrain.loading import from_pretrained_with_head
-from hf_efftrain.logging import preparation_output
+from hf_efftrain.log import preparation_output
 from hf_efftrain.mat.callback import MATCallback
 from hf_efftrain.run_folder import RunFolderArguments
 from hf_efftrain.tasks import accuracy_metric, load_splits, tokenize_classification

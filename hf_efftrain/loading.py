@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 
 logger = get_logger(__name__)
 LOAD_REPORT_LOGGER = "transformers.modeling_utils"  # logs the LOAD REPORT table and the tied-weights warnings

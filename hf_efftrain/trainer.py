@@ -22,11 +22,11 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_efftrain.budget import check_steps
+from hf_efftrain.cmd.arguments import CMDArguments
 from hf_efftrain.cmd.callback import CMDCallback
-from hf_efftrain.cmd.config import CMDArguments
 from hf_efftrain.errors import ArgumentsError
+from hf_efftrain.growth.arguments import GrowthArguments
 from hf_efftrain.growth.callback import MaskRampCallback
-from hf_efftrain.growth.config import GrowthArguments
 from hf_efftrain.mat.arguments import MATArguments
 from hf_efftrain.trajectory import SnapshotCallback, snapshot_dtype
 from hf_efftrain.twa.arguments import TWAArguments

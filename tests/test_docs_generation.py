@@ -135,7 +135,7 @@ def test_api_reference_lists_our_arguments_not_the_inherited_ones():
 
 
 def test_arguments_table_follows_the_dataclass():
-    from hf_efftrain.cmd.config import CMDArguments
+    from hf_efftrain.cmd.arguments import CMDArguments
 
     rows = _rows(arguments_table(CMDArguments))
     assert list(rows)[1:] == [f.name for f in CMDArguments.__dataclass_fields__.values()]
@@ -183,7 +183,9 @@ def test_markers_expand_only_alone_on_their_line():
         expand_markers("<!-- benchmark -->", ROOT)
     quoted = "a `<!-- benchmark: nope -->` marker and <!-- an ordinary comment -->"
     assert expand_markers(quoted, ROOT) == quoted
-    assert "| `cmd_modes` |" in expand_markers("x\n  <!-- arguments: hf_efftrain.cmd.config.CMDArguments -->\n", ROOT)
+    assert "| `cmd_modes` |" in expand_markers(
+        "x\n  <!-- arguments: hf_efftrain.cmd.arguments.CMDArguments -->\n", ROOT
+    )
 
 
 def test_method_pages_use_generated_benchmark_tables():

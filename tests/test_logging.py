@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers.utils import logging as transformers_logging
 
-from hf_efftrain.logging import get_logger, progress_bar, progress_enabled
+from hf_efftrain.log import get_logger, progress_bar, progress_enabled
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from transformers.utils import logging as transformers_logging
 
 from hf_efftrain import EfficientTrainingArguments
 from hf_efftrain.loading import LOAD_REPORT_LOGGER, from_pretrained_with_head
-from hf_efftrain.logging import preparation_output
+from hf_efftrain.log import preparation_output
 from hf_efftrain.testing import tiny_model
 
 

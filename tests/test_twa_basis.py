@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from hf_efftrain.errors import BasisMemoryError, TWAError
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.twa import (
     BasisPlan,
     LayerwiseBasis,

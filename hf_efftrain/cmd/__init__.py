@@ -12,6 +12,11 @@ Example::
 
     result = fit_cmd(Trajectory("runs/demo/snapshots"), modes=5)
     weights = result.reconstruct(step=100)
+
+The folder is ``cmd`` although the standard library has a ``cmd`` module: inside the package every import is
+absolute (``hf_efftrain.cmd``), so the two only meet for a script run with ``hf_efftrain/`` itself on
+``sys.path``, which nothing here does. The name is the method's, the CLI's (``hf-efftrain cmd``) and users'
+import path; a renamed package with an alias at ``hf_efftrain.cmd`` would shadow just the same.
 """
 
 from hf_efftrain._lazy import lazy_exports
@@ -21,7 +26,8 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "hf_efftrain.cmd.callback": ("CMDCallback",),
-        "hf_efftrain.cmd.config": ("CMDArguments",),
+        "hf_efftrain.cmd.arguments": ("CMDArguments",),
+        "hf_efftrain.cmd.config": ("CMDConfig",),
         "hf_efftrain.cmd.embedded": (
             "Embedding",
             "embed_tensors",
@@ -32,4 +38,13 @@ __getattr__, __dir__ = lazy_exports(
     },
 )
 
-__all__ = ["CMDArguments", "CMDCallback", "CMDResult", "Embedding", "OnlineCMD", "embed_tensors", "fit_cmd"]
+__all__ = [
+    "CMDArguments",
+    "CMDCallback",
+    "CMDConfig",
+    "CMDResult",
+    "Embedding",
+    "OnlineCMD",
+    "embed_tensors",
+    "fit_cmd",
+]

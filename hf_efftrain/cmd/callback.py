@@ -30,13 +30,13 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_efftrain.atomic import atomic_directory, write_json, write_safetensors
 from hf_efftrain.budget import resolve_steps
-from hf_efftrain.cmd.distributed import broadcast_from_main, process_count
 from hf_efftrain.cmd.embedded import Embedding, embed_tensors
 from hf_efftrain.cmd.online import OnlineCMD
 from hf_efftrain.cmd.paired_files import new_stamp, read_paired
 from hf_efftrain.cmd.posthoc import fit_cmd
+from hf_efftrain.distributed import broadcast_from_main, process_count
 from hf_efftrain.errors import CMDFitError, CMDNotReadyError
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.trajectory import CHECKPOINT_PATTERN, Trajectory, save_snapshot, trainable_state
 
 logger = get_logger("hf_efftrain.cmd")
@@ -68,19 +68,8 @@ class CMDCallback(TrainerCallback):
 
     @classmethod
     def from_args(cls, args) -> CMDCallback:
-        """Build from :class:`~hf_efftrain.cmd.config.CMDArguments` fields of the training arguments."""
-        return cls(
-            args.output_dir,
-            every=args.cmd_every,
-            warmup=args.cmd_warmup,
-            modes=args.cmd_modes,
-            candidates=args.cmd_candidates,
-            seed=args.cmd_seed,
-            embed_every=args.cmd_embed_every,
-            embed_fraction=args.cmd_embed_fraction,
-            embed_max=args.cmd_embed_max,
-            save_model=args.cmd_save_model,
-        )
+        """Build from the ``cmd_*`` fields of ``EfficientTrainingArguments`` (through :class:`CMDConfig`)."""
+        return cls(args.output_dir, **args.cmd_config().to_dict())
 
     def _reset(self) -> None:
         self.snapshots = 0
@@ -90,6 +79,7 @@ class CMDCallback(TrainerCallback):
 
     @property
     def warmup_dir(self) -> Path:
+        """Where the warm-up snapshots wait until the modes are fitted (removed at the start of a fresh run)."""
         return self.output_dir / "cmd_warmup"
 
     @property
@@ -99,6 +89,7 @@ class CMDCallback(TrainerCallback):
 
     # ---- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Resolve the snapshot interval; restore the online state on resume, or clear an old run's warm-up."""
         self._reset()
         self.every_steps = resolve_steps(self.every, state.max_steps)  # a fraction (0, 1) is a share of max_steps
         if state.global_step > 0:
@@ -108,16 +99,19 @@ class CMDCallback(TrainerCallback):
             (self.output_dir / MODES_JSON).unlink(missing_ok=True)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Move embedded tensors along a·r(t)+b, and every ``every`` steps take a snapshot (all processes)."""
         model = kwargs["model"]
         self.embedding.apply(model)  # embedded tensors follow their references (on every process)
         if state.global_step % self.every_steps == 0:  # every process counts snapshots: they embed together
             self._snapshot(state.global_step, model, kwargs.get("optimizer"), state.is_world_process_zero)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Write the online state into the new ``checkpoint-N/`` (main process) so that a resumed run continues it."""
         if state.is_world_process_zero:
             self._write_state(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Write ``cmd_report.json`` and, with ``save_model``, the CMD weights to ``cmd_model/`` (main process)."""
         if not state.is_world_process_zero or self.online is None:
             return
         model = kwargs["model"]

@@ -1,71 +1,55 @@
-"""Training arguments of online and embedded CMD (a mixin of ``EfficientTrainingArguments``).
+"""The knobs of online and embedded CMD, as one serializable dataclass (what ``CMDCallback`` is built from).
 
-Example (command line, through ``HfArgumentParser``)::
+Example::
 
-    python examples/finetune.py --cmd_online --cmd_every 5 --cmd_warmup 10 --cmd_modes 5 --cmd_embed_every 4
+    config = CMDConfig(every=5, warmup=10, modes=5, embed_every=4)     # validated here
+    callback = CMDCallback("runs/demo", **config.to_dict())
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hf_efftrain.budget import check_steps
-from hf_efftrain.errors import ArgumentsError
+from hf_efftrain.errors import CMDConfigError
+from hf_efftrain.method_config import MethodConfig
 
 
 @dataclass
-class CMDArguments:
-    """Knobs of online CMD (modes frozen after a warm-up, RLS updates) and embedded CMD."""
+class CMDConfig(MethodConfig):
+    """How online CMD snapshots, fits and embeds; messages name the ``cmd_*`` flag.
 
-    cmd_online: bool = field(
-        default=False, metadata={"help": "Track online CMD weights θ̂ = a·r(t) + b alongside training (like an EMA)."}
-    )
-    cmd_every: float = field(
-        default=10, metadata={"help": "Take a CMD snapshot every N optimizer steps (a fraction < 1: of max_steps)."}
-    )
-    cmd_warmup: int = field(
-        default=20,
-        metadata={"help": "Snapshots (not steps) collected on disk before the modes are fitted and frozen."},
-    )
-    cmd_modes: int = field(default=5, metadata={"help": "Number of CMD modes M."})
-    cmd_candidates: int = field(default=1000, metadata={"help": "Reference candidates K clustered after warm-up."})
-    cmd_seed: int = field(default=0, metadata={"help": "Seed of the candidate sampling."})
-    cmd_embed_every: int = field(
-        default=0,
-        metadata={"help": "Embedded CMD: every N snapshots after warm-up, embed the least-moving tensors (0: off)."},
-    )
-    cmd_embed_fraction: float = field(
-        default=0.1, metadata={"help": "Share of the not-yet-embedded parameters embedded at each embedding step."}
-    )
-    cmd_embed_max: float = field(default=0.5, metadata={"help": "Upper bound on the share of parameters embedded."})
-    cmd_save_model: bool = field(
-        default=True, metadata={"help": "At the end of training, save the CMD weights to <output_dir>/cmd_model."}
-    )
+    * ``every``: take a snapshot every K optimizer steps (a fraction in (0, 1): of ``max_steps``).
+    * ``warmup``: snapshots (not steps) kept on disk before the modes are fitted and frozen (at least 3).
+    * ``modes``/``candidates``/``seed``: the number of modes M, and the K reference candidates clustered
+      after warm-up (sampled with ``seed``).
+    * ``embed_every``: embedded CMD, every N snapshots after warm-up (0 = off); ``embed_fraction`` of the
+      not-yet-embedded parameters each time, up to ``embed_max`` of all.
+    * ``save_model``: at the end of training, save the CMD weights to ``<output_dir>/cmd_model``.
+    """
 
-    def _validate_cmd(self) -> None:
-        """Reject settings that cannot work, with the flag to change."""
-        if not (self.cmd_online or self.cmd_embed_every):
-            return
-        check_steps("cmd_every", self.cmd_every)
-        for name in ("cmd_warmup", "cmd_candidates"):
+    every: float = 10
+    warmup: int = 20
+    modes: int = 5
+    candidates: int = 1000
+    seed: int = 0
+    embed_every: int = 0
+    embed_fraction: float = 0.1
+    embed_max: float = 0.5
+    save_model: bool = True
+
+    def validate(self) -> CMDConfig:
+        """Raise :class:`CMDConfigError` naming the flag to change; return ``self`` for chaining."""
+        check_steps("cmd_every", self.every, error=CMDConfigError)
+        for name in ("warmup", "candidates"):
             if getattr(self, name) < 1:
-                raise ArgumentsError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.cmd_warmup < 3:
-            raise ArgumentsError(f"cmd_warmup must be >= 3 snapshots to correlate trajectories, got {self.cmd_warmup}")
-        if not 1 <= self.cmd_modes <= 255:
-            raise ArgumentsError(f"cmd_modes must be in 1..255, got {self.cmd_modes}")
-        if self.cmd_embed_every < 0:
-            raise ArgumentsError(f"cmd_embed_every must be >= 0, got {self.cmd_embed_every}")
-        if not (0 < self.cmd_embed_fraction <= 1 and 0 < self.cmd_embed_max <= 1):
-            raise ArgumentsError("cmd_embed_fraction and cmd_embed_max must be in (0, 1]")
-        if self.cmd_embed_every and getattr(self, "world_size", 1) > 1:
-            self._let_ddp_skip_embedded_tensors()
-
-    def _let_ddp_skip_embedded_tensors(self) -> None:
-        """Embedded tensors stop receiving gradients after DDP was built: it must look for unused parameters."""
-        if getattr(self, "ddp_find_unused_parameters", None) is False:
-            raise ArgumentsError(
-                "embedded CMD with several processes needs ddp_find_unused_parameters=True (embedded tensors get no "
-                "gradient, which DDP otherwise waits for): set it to True or leave it unset"
-            )
-        self.ddp_find_unused_parameters = True
+                raise CMDConfigError(f"cmd_{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 3:
+            raise CMDConfigError(f"cmd_warmup must be >= 3 snapshots to correlate trajectories, got {self.warmup}")
+        if not 1 <= self.modes <= 255:
+            raise CMDConfigError(f"cmd_modes must be in 1..255, got {self.modes}")
+        if self.embed_every < 0:
+            raise CMDConfigError(f"cmd_embed_every must be >= 0, got {self.embed_every}")
+        if not (0 < self.embed_fraction <= 1 and 0 < self.embed_max <= 1):
+            raise CMDConfigError("cmd_embed_fraction and cmd_embed_max must be in (0, 1]")
+        return self

@@ -176,6 +176,7 @@ class Embedding:
 
     # ---- persistence ---------------------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the embedding state, flat-named for one safetensors file (checkpoint resume)."""
         out = {"total_parameters": torch.tensor([self.total_parameters])}
         for name in self.a:
             out[f"embedded_a.{name}"], out[f"embedded_b.{name}"] = self.a[name], self.b[name]

@@ -31,6 +31,7 @@ class Modes:
 
     @property
     def count(self) -> int:
+        """The number of modes M (one reference candidate each)."""
         return len(self.references)
 
 

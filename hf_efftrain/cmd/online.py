@@ -56,6 +56,7 @@ class OnlineCMD:
 
     @property
     def num_modes(self) -> int:
+        """The number of frozen modes M, one reference trajectory each."""
         return len(self.reference_ids)
 
     def reference_values(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:

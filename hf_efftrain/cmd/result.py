@@ -48,10 +48,12 @@ class CMDResult:
 
     @property
     def num_modes(self) -> int:
+        """The number of modes M, one row of ``references`` each."""
         return self.references.shape[0]
 
     @property
     def names(self) -> list[str]:
+        """The tensors the decomposition covers, in the order their coefficients are stored."""
         return list(self.a)
 
     # ---- reconstruction -----------------------------------------------------------------------------------

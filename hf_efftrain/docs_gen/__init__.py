@@ -12,7 +12,8 @@ from hf_efftrain.docs_gen.api_reference import api_reference
 from hf_efftrain.docs_gen.arguments import arguments_table
 from hf_efftrain.docs_gen.benchmarks import benchmark_tables, load_result
 from hf_efftrain.docs_gen.cli_reference import cli_reference, command_paths
-from hf_efftrain.docs_gen.markers import DocsGenerationError, expand_markers
+from hf_efftrain.docs_gen.markers import expand_markers
+from hf_efftrain.errors import DocsGenerationError
 
 __all__ = [
     "DocsGenerationError",

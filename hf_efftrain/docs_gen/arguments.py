@@ -42,7 +42,7 @@ def arguments_table(cls: type, exclude: type | None = None, names: set[str] | No
 
     arguments_table(MATArguments)  # | argument | type | default | help |
     """
-    from hf_efftrain.docs_gen.markers import DocsGenerationError
+    from hf_efftrain.errors import DocsGenerationError
 
     if not dataclasses.is_dataclass(cls):
         raise DocsGenerationError(f"{cls!r} is not a dataclass: only dataclass fields can be tabulated")
@@ -59,7 +59,7 @@ def arguments_table(cls: type, exclude: type | None = None, names: set[str] | No
 
 def arguments_table_for(dotted: str) -> str:
     """:func:`arguments_table` of the class named ``module.Class`` (the ``<!-- arguments: ... -->`` marker)."""
-    from hf_efftrain.docs_gen.markers import DocsGenerationError
+    from hf_efftrain.errors import DocsGenerationError
 
     module_name, _, name = dotted.rpartition(".")
     try:

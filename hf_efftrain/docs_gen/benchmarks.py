@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_efftrain.docs_gen.markdown import cell, code, table
-from hf_efftrain.docs_gen.markers import DocsGenerationError
+from hf_efftrain.errors import DocsGenerationError
 
 _MISSING = object()
 
@@ -27,6 +27,7 @@ class Result:
         self.name, self.path, self.data = name, path, data
 
     def get(self, dotted: str) -> Any:
+        """The value at a dotted path (``arms.0.accuracy``); a missing key says which benchmark to re-run."""
         value: Any = self.data
         for key in dotted.split("."):
             if isinstance(value, list) and key.isdigit() and int(key) < len(value):

@@ -11,17 +11,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from hf_efftrain.errors import HfEfftrainError
+from hf_efftrain.errors import DocsGenerationError
 
 # A marker stands alone on its line, so one quoted in prose or in code (`<!-- benchmark: name -->`) stays as is.
 MARKER = re.compile(
     r"^[ \t]*<!--\s*(cli-reference|api-reference|arguments|benchmark)\s*(?::\s*([\w.+-]+))?\s*-->[ \t]*$",
     re.MULTILINE,
 )
-
-
-class DocsGenerationError(HfEfftrainError):
-    """A docs marker cannot be expanded (missing or corrupt benchmark result, unknown class...)."""
 
 
 def expand_markers(markdown: str, root: Path) -> str:

@@ -5,7 +5,8 @@
 * :mod:`.fusion` — Deep-Fusion of two same-shape checkpoints (output = average, up to the norms);
 * :mod:`.masked` — masked structural growth (MSG), exact whatever the new weights;
 * :mod:`.recipe` — YAML/JSON recipes, validated up front, saved next to the grown model;
-* :mod:`.lag`    — LAG selection between candidates; :mod:`.stacking` — adaptive gradual stacking;
+* :mod:`.lag`    — LAG selection between candidates, :mod:`.lag_report` its result (table, JSON, plot);
+* :mod:`.stacking` — adaptive gradual stacking;
 * :mod:`.hub`    — model card and Hub upload of a grown model.
 
 Example::
@@ -19,7 +20,9 @@ from hf_efftrain._lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "hf_efftrain.growth.arguments": ("GrowthArguments",),
         "hf_efftrain.growth.callback": ("MaskRampCallback",),
+        "hf_efftrain.growth.config": ("GrowthConfig",),
         "hf_efftrain.growth.depth": (
             "copy_all",
             "grow_depth",
@@ -29,7 +32,7 @@ __getattr__, __dir__ = lazy_exports(
             "slices",
             "top_k",
         ),
-        "hf_efftrain.growth.errors": ("GrowthError",),
+        "hf_efftrain.errors": ("GrowthError",),
         "hf_efftrain.growth.fusion": (
             "fuse_width",
             "fusion_gap",
@@ -42,10 +45,8 @@ __getattr__, __dir__ = lazy_exports(
             "push_grown_model",
             "write_model_card",
         ),
-        "hf_efftrain.growth.lag": (
-            "LagResult",
-            "select_growth",
-        ),
+        "hf_efftrain.growth.lag": ("select_growth",),
+        "hf_efftrain.growth.lag_report": ("LagResult",),
         "hf_efftrain.growth.masked": (
             "get_mask",
             "masked_depth",
@@ -67,6 +68,8 @@ __getattr__, __dir__ = lazy_exports(
 )
 
 __all__ = [
+    "GrowthArguments",
+    "GrowthConfig",
     "GrowthError",
     "GrowthRecipe",
     "LagResult",

@@ -17,7 +17,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from hf_efftrain.architectures import ArchitectureSpec, get_architecture
-from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.errors import GrowthError
 
 
 def layers_prefix(model: PreTrainedModel, spec: ArchitectureSpec | None = None) -> str:

@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from hf_efftrain.architectures import ArchitectureSpec, Projection, get_architecture
-from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.errors import GrowthError
 
 FFN_KEYS = ("intermediate_size", "n_inner", "hidden_dim", "ffn_dim")
 

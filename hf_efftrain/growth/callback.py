@@ -28,6 +28,7 @@ class MaskRampCallback(TrainerCallback):
         self.ramp_steps = ramp_steps if ramp_steps is None or ramp_steps >= 1 else None  # until max_steps is known
 
     def value(self, step: int, model) -> float | None:
+        """The mask value at ``step``: ``min(1, step / ramp)``, or ``None`` for a model without a mask."""
         mask = get_mask(model)
         if mask is None:
             return None
@@ -35,10 +36,12 @@ class MaskRampCallback(TrainerCallback):
         return min(1.0, step / ramp)
 
     def on_step_begin(self, args, state, control, model=None, **kwargs):
+        """Set the mask for the coming step (a pure function of the step, so resume is exact)."""
         if model is not None and (value := self.value(state.global_step, model)) is not None:
             set_mask(model, value)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """Resolve a fractional ramp against ``max_steps`` and set the mask before the first step."""
         if self.requested is not None:
             self.ramp_steps = resolve_steps(self.requested, state.max_steps)
         self.on_step_begin(args, state, control, model=model, **kwargs)

@@ -32,7 +32,7 @@ def grow(
     """Validate RECIPE, grow the model and save it (with the recipe and a model card) in OUTPUT_DIR."""
     from hf_efftrain.growth.grow import grow_from_recipe
     from hf_efftrain.growth.hub import push_grown_model
-    from hf_efftrain.growth.lag import LagResult
+    from hf_efftrain.growth.lag_report import LagResult
 
     lag = LagResult.load(lag_report) if lag_report else None  # a bad report fails before the growth is written
     folder = grow_from_recipe(recipe, output_dir, overwrite=overwrite, card=True, lag_result=lag)

@@ -1,30 +1,28 @@
-"""Training arguments of the growth package (a mixin of ``EfficientTrainingArguments``).
+"""The knob of growth *during* a run, as a serializable dataclass: the masked-growth ramp.
 
-Growth itself happens between training runs (see :mod:`~hf_efftrain.growth.stacking`); inside one run
-the only scheduled action is the masked-growth ramp. Example::
+Growth itself happens between runs and is configured by a recipe (:mod:`~hf_efftrain.growth.recipe`, data saved
+next to the grown model); inside a run the only scheduled action is :class:`MaskRampCallback`. Example::
 
-    args = EfficientTrainingArguments(output_dir="out", growth_mask_ramp_steps=200)
+    config = GrowthConfig(mask_ramp_steps=0.2)          # the mask reaches 1 after a fifth of the run
+    MaskRampCallback(config.mask_ramp_steps)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hf_efftrain.budget import check_steps
+from hf_efftrain.errors import GrowthConfigError
+from hf_efftrain.method_config import MethodConfig
 
 
 @dataclass
-class GrowthArguments:
-    """``growth_mask_ramp_steps``: ramp a masked-growth model's mask from 0 to 1 over this many steps."""
+class GrowthConfig(MethodConfig):
+    """``mask_ramp_steps``: raise a masked-growth mask from 0 to 1 over this many steps or share of a run (0: off)."""
 
-    growth_mask_ramp_steps: float = field(
-        default=0,
-        metadata={
-            "help": "Masked growth (MSG): raise the mask of a model grown with masked_depth/masked_width from 0 to 1 "
-            "over this many optimizer steps, or this fraction (< 1) of max_steps (0 = off, or the ramp stored on "
-            "the mask when select_growth trains it)."
-        },
-    )
+    mask_ramp_steps: float = 0
 
-    def _validate_growth(self) -> None:
-        check_steps("growth_mask_ramp_steps", self.growth_mask_ramp_steps, zero=True)
+    def validate(self) -> GrowthConfig:
+        """Raise :class:`GrowthConfigError` naming the flag; return ``self`` for chaining."""
+        check_steps("growth_mask_ramp_steps", self.mask_ramp_steps, zero=True, error=GrowthConfigError)
+        return self

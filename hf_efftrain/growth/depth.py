@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from transformers import PreTrainedModel
 
 from hf_efftrain.architectures import get_architecture
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.assemble import build_model, derive_config, split_state_dict
-from hf_efftrain.growth.errors import GrowthError
 
 LayerRef = tuple[int, int]
 """``(source index, layer index in that source)``."""

@@ -23,9 +23,9 @@ import torch
 from transformers import PreTrainedModel
 
 from hf_efftrain.architectures import get_architecture
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.assemble import build_model
 from hf_efftrain.growth.axes import TensorAxes, tensor_axes
-from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.remap import UnitMap, remap_tensor
 from hf_efftrain.growth.width import kind_sizes, width_config
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from hf_efftrain.atomic import write_text
-from hf_efftrain.growth.errors import GrowthError
-from hf_efftrain.growth.lag import LagResult
+from hf_efftrain.errors import GrowthError
+from hf_efftrain.growth.lag_report import LagResult
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe
 from hf_efftrain.outputs import MANIFEST_FILE
 

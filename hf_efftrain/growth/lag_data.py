@@ -15,9 +15,10 @@ from pathlib import Path
 
 from transformers import DataCollatorForLanguageModeling
 
-from hf_efftrain.growth.errors import GrowthError
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.grow import apply_recipe, infer_task
-from hf_efftrain.growth.lag import LagResult, select_growth
+from hf_efftrain.growth.lag import select_growth
+from hf_efftrain.growth.lag_report import LagResult
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval
 from hf_efftrain.growth.recipe import GrowthRecipe, validate_recipe
 from hf_efftrain.model_folder import check_weights, load_tokenizer

@@ -26,8 +26,8 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from hf_efftrain.architectures import get_architecture
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.depth import LayerRef, grow_depth
-from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.width import grow_width, kind_sizes
 
 MASK_ATTRIBUTE = "hf_efftrain_growth_mask"

@@ -32,9 +32,8 @@ from typing import Any
 import yaml
 
 from hf_efftrain.architectures import get_architecture
-from hf_efftrain.errors import UnknownArchitectureError
+from hf_efftrain.errors import GrowthError, UnknownArchitectureError
 from hf_efftrain.growth import depth as depth_ops
-from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.recipe_schema import STEP_PARAMS, schema_errors
 from hf_efftrain.model_folder import read_config
 
@@ -89,13 +88,16 @@ class GrowthRecipe:
         return recipe
 
     def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain data, empty fields left out (what is saved next to the grown model)."""
         return {k: v for k, v in asdict(self).items() if v not in (None, {})}
 
     def to_yaml(self) -> str:
+        """The recipe as YAML, keys in recipe order: a file ``hf-efftrain grow`` reads back."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @property
     def display_name(self) -> str:
+        """``name`` if set, else the steps written out (``depth(strategy=top_k, k=2)``): a label for reports."""
         return self.name or " + ".join(f"{op}({_brief(params)})" for step in self.steps for op, params in step.items())
 
 

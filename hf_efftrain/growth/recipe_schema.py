@@ -24,6 +24,8 @@ class _Params(BaseModel):
 
 
 class DepthParams(_Params):
+    """Fields of a ``depth`` step: a stacking strategy and its sizes, or explicit ``slices``."""
+
     strategy: str | None = None
     target_layers: Count | None = None
     k: Count | None = None
@@ -34,11 +36,15 @@ class DepthParams(_Params):
 
 
 class MaskedDepthParams(DepthParams):
+    """Fields of a ``masked_depth`` step: a depth plan, whether new layers start fresh, the mask ramp."""
+
     fresh: bool = False
     ramp_steps: Count = 100
 
 
 class WidthParams(_Params):
+    """Fields of a ``width`` step (Net2Net): the new sizes, and the noise that breaks the copies' symmetry."""
+
     hidden_size: Count | None = None
     intermediate_size: Count | None = None
     num_heads: Count | None = None
@@ -47,6 +53,8 @@ class WidthParams(_Params):
 
 
 class MaskedWidthParams(_Params):
+    """Fields of a ``masked_width`` step: the new MLP and head counts, and the mask ramp."""
+
     intermediate_size: Count | None = None
     num_heads: Count | None = None
     num_kv_heads: Count | None = None
@@ -54,7 +62,7 @@ class MaskedWidthParams(_Params):
 
 
 class FusionParams(_Params):
-    pass
+    """A ``fusion`` step takes no fields: it fuses the recipe's two sources."""
 
 
 STEP_PARAMS: dict[str, type[_Params]] = {

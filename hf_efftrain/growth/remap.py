@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.axes import Axis, TensorAxes
-from hf_efftrain.growth.errors import GrowthError
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class UnitMap:
 
     @classmethod
     def identity(cls, size: int) -> UnitMap:
+        """Each of ``size`` units maps to itself with scale 1 (an axis that does not grow)."""
         return cls(torch.arange(size), torch.ones(size))
 
 

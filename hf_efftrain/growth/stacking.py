@@ -31,9 +31,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_efftrain.architectures import get_architecture
 from hf_efftrain.atomic import atomic_directory, write_json
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.assemble import layers_prefix
 from hf_efftrain.growth.depth import LayerRef, grow_depth
-from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.lag import select_growth
 from hf_efftrain.growth.recipe import depth_plan
 
@@ -75,6 +75,7 @@ class PlateauStopCallback(TrainerCallback):
         self.stopped_at: int | None = None
 
     def plateaued(self) -> bool:
+        """Whether the last ``window`` losses improved by less than ``tolerance`` on the ``window`` before."""
         if len(self.losses) < max(2 * self.window, self.min_steps):
             return False
         recent = sum(self.losses[-self.window :]) / self.window
@@ -82,11 +83,13 @@ class PlateauStopCallback(TrainerCallback):
         return recent > before * (1 - self.tolerance)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        """On resume, read the loss history back from ``trainer_state.json``."""
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
         if state.global_step > 0 and saved:
             self.losses = list(saved["attributes"]["losses"])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """Record the logged training loss and stop the stage once the loss has plateaued."""
         if logs and "loss" in logs:
             self.losses.append(float(logs["loss"]))
             if self.plateaued():
@@ -95,6 +98,7 @@ class PlateauStopCallback(TrainerCallback):
         return control
 
     def state(self) -> dict:
+        """The loss history and knobs, exported into ``trainer_state.json`` (``ExportableState``)."""
         return {
             "args": {"window": self.window, "tolerance": self.tolerance, "min_steps": self.min_steps},
             "attributes": {"losses": self.losses},

@@ -22,9 +22,9 @@ import torch
 from transformers import PreTrainedModel
 
 from hf_efftrain.architectures import get_architecture
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.assemble import build_model, derive_config
 from hf_efftrain.growth.axes import ffn_key, ffn_size, tensor_axes
-from hf_efftrain.growth.errors import GrowthError
 from hf_efftrain.growth.remap import UnitMap, remap_tensor
 
 

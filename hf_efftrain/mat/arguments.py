@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 
 from hf_efftrain.errors import MATConfigError
 from hf_efftrain.mat.config import MATConfig
+from hf_efftrain.method_config import config_from_arguments
 
 
 @dataclass
@@ -50,23 +51,8 @@ class MATArguments:
     )
 
     def mat_config(self) -> MATConfig:
-        """The validated :class:`MATConfig` these arguments describe (seed from ``args.seed``)."""
-        return MATConfig(
-            every=self.mat_every,
-            warmup_steps=self.mat_warmup_steps,
-            probe_size=self.mat_probe_size,
-            ema=self.mat_ema,
-            threshold_rule=self.mat_threshold_rule,
-            threshold=self.mat_threshold,
-            scope=self.mat_scope,
-            output=self.mat_output,
-            granularity=self.mat_granularity,
-            gqa_unit=self.mat_gqa_unit,
-            stable_backoff=self.mat_stable_backoff,
-            stop_backprop=self.mat_stop_backprop,
-            skip_optimizer_update=self.mat_skip_optimizer_update,
-            seed=getattr(self, "seed", 0),
-        ).validate()
+        """The validated :class:`MATConfig` of the ``mat_*`` fields (seed from ``args.seed``)."""
+        return config_from_arguments(self, "mat", MATConfig, seed=getattr(self, "seed", 0))
 
     def _validate_mat(self) -> None:
         """Fail at argument parsing, not at step 1000, naming the flag (``--mat_every``) rather than the knob.

@@ -32,6 +32,7 @@ class FlopCounter:
 
     @property
     def saved_fraction(self) -> float:
+        """Share of the counted backward FLOPs that gating skipped (0 before anything was counted)."""
         return 1.0 - self.done / self.full if self.full else 0.0
 
 
@@ -109,6 +110,7 @@ class GatedLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, handle: GatedProjection):
+        """The projection's ordinary output; saves the input and weight for the gated backward."""
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         cast = _autocast_dtype(x)
         if cast is not None:
@@ -127,6 +129,7 @@ class GatedLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """Full input gradient; weight gradient of active modules' slices only, none for a frozen weight."""
         x, weight = ctx.saved_tensors
         handle: GatedProjection = ctx.handle
         x_dtype, w_dtype, b_dtype = ctx.dtypes

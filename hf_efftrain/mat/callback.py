@@ -27,7 +27,7 @@ from transformers.trainer_callback import ExportableState
 from hf_efftrain.atomic import write_json
 from hf_efftrain.errors import MATConfigError
 from hf_efftrain.links import listen_whole_gradients, stop_listening
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.mat.config import MATConfig
 from hf_efftrain.mat.engine import MATEngine
 from hf_efftrain.mat.plot import plot_heatmap
@@ -59,11 +59,13 @@ class MATCallback(TrainerCallback, ExportableState):
 
     # ---- ExportableState ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Knobs, gates and λmax history, exported into ``trainer_state.json`` so that a resumed run continues."""
         attributes = {**self.engine.state_dict(), "released": self.released} if self.engine is not None else {}
         return {"args": {"config": self.config.to_dict(), "log_lambdas": self.log_lambdas}, "attributes": attributes}
 
     # ---- events ---------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        """Attach the engine for this run (fractions resolved), guard the optimizer, restore a resumed state."""
         if self.engine is not None:
             self.engine.detach()
         run_config = self.config.for_run(state.max_steps)  # fractions of max_steps become steps
@@ -109,6 +111,7 @@ class MATCallback(TrainerCallback, ExportableState):
             self._batch = kwargs
 
     def on_step_end(self, args, state, control, **kwargs):
+        """Let the engine measure and re-gate when due, on the batch captured for the probe."""
         if self.engine is None or self.released:
             return
         if self.engine.after_step(state.global_step, self._batch):
@@ -118,6 +121,7 @@ class MATCallback(TrainerCallback, ExportableState):
         self._batch = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """Add MAT's figures (active share, saved FLOPs, λmax when measured) to the Trainer's log line."""
         if self.engine is None or logs is None or "loss" not in logs:
             return
         figures = self._pending or self._figures(with_lambdas=False)
@@ -127,6 +131,7 @@ class MATCallback(TrainerCallback, ExportableState):
             state.log_history[-1].update(figures)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
+        """Write ``mat_history.json`` and the heat map (main process), then detach the engine."""
         if model is not None:
             stop_listening(model, self)
         if self.engine is None:

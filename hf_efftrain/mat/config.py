@@ -3,17 +3,17 @@
 The paper (Shi et al., NeurIPS 2023) does not publish its threshold formula, how often λmax is measured or on
 how many samples, so every such choice is a field here, documented and measured. Example::
 
-    config = MATConfig(every=10, warmup_steps=50, threshold_rule="mean", threshold=1.0)
-    config.validate()
+    config = MATConfig(every=10, warmup_steps=50, threshold_rule="mean", threshold=1.0)   # validated here
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from hf_efftrain.budget import check_number, check_steps, resolve_steps
 from hf_efftrain.errors import MATConfigError
+from hf_efftrain.method_config import MethodConfig
 
 OutputMode = Literal["auto", "logits", "projection", "loss"]
 ThresholdRule = Literal["mean", "quantile", "max"]
@@ -22,7 +22,7 @@ GQAUnit = Literal["query_head", "kv_group"]
 
 
 @dataclass
-class MATConfig:
+class MATConfig(MethodConfig):
     """How MAT measures modular NTKs and turns them into gates.
 
     * ``every``: measure λmax every K optimizer steps (one extra forward + backward on ``probe_size`` samples).
@@ -98,13 +98,3 @@ class MATConfig:
         """This config with ``every`` and ``warmup_steps`` in steps of a run of ``max_steps`` (fractions resolved)."""
         every, warmup = resolve_steps(self.every, max_steps), resolve_steps(self.warmup_steps, max_steps)
         return replace(self, every=every, warmup_steps=warmup)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (for trainer_state.json and the run's history file)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MATConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known}).validate()

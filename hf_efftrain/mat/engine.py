@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hf_efftrain.distributed import process_count
 from hf_efftrain.errors import MATConfigError
 from hf_efftrain.mat.backward import FlopCounter, GatedLinearFunction, GatedProjection
 from hf_efftrain.mat.config import MATConfig
@@ -28,12 +29,6 @@ from hf_efftrain.mat.gating import gates_for_step, update_ema
 from hf_efftrain.mat.layout import Layout, build_layout
 from hf_efftrain.mat.ntk import estimate_lambda_max
 from hf_efftrain.mat.optim import OptimizerGuard
-
-
-def _distributed_world() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
-    return 1
 
 
 def _trim_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,7 +66,7 @@ class MATEngine:
     # ---- wiring ---------------------------------------------------------------------------------------------
     def attach(self) -> MATEngine:
         """Patch projections and (if enabled) install the back-propagation stop hooks."""
-        world = _distributed_world()
+        world = process_count()
         if self.config.stop_backprop and world > 1:
             raise MATConfigError("mat_stop_backprop cannot run under DDP (ranks would wait for missing gradients)")
         for handle in self.handles:
@@ -169,9 +164,9 @@ class MATEngine:
             lam = estimate_lambda_max(
                 self.model, self.layout, probe, self.config.output, self.config.seed + step, self.config.gram_strategy
             )
-        if _distributed_world() > 1:
+        if process_count() > 1:
             torch.distributed.all_reduce(lam, op=torch.distributed.ReduceOp.SUM)
-            lam /= _distributed_world()
+            lam /= process_count()
         self.measure_seconds += time.perf_counter() - start
         self.measurements += 1
         return lam.cpu()

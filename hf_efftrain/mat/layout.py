@@ -62,11 +62,13 @@ class ModuleLayout:
 
     @property
     def out_features(self) -> int:
+        """Output width of the projection, whichever way its weight is stored (``linear`` or ``conv1d``)."""
         weight = self.module.weight
         return weight.shape[0] if self.kind == "linear" else weight.shape[1]
 
     @property
     def in_features(self) -> int:
+        """Input width of the projection, whichever way its weight is stored (``linear`` or ``conv1d``)."""
         weight = self.module.weight
         return weight.shape[1] if self.kind == "linear" else weight.shape[0]
 
@@ -81,6 +83,7 @@ class Layout:
     arch: ArchitectureSpec
 
     def unit_ids(self, kind: str | None = None, layer: int | None = None) -> list[int]:
+        """Indices of the modules of one ``kind`` and/or ``layer`` (all of them when both are ``None``)."""
         return [
             i
             for i, u in enumerate(self.units)

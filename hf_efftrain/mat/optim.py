@@ -61,5 +61,6 @@ class OptimizerGuard:
         self._saved = []
 
     def remove(self) -> None:
+        """Take the optimizer hooks off again (when MAT detaches from the run)."""
         for hook in self._hooks:
             hook.remove()

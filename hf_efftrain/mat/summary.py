@@ -66,6 +66,7 @@ class HistogramSink:
         return cls(writers)
 
     def write(self, tag: str, values: torch.Tensor, step: int) -> None:
+        """Log ``values`` as a histogram at ``step`` to every open reporter (TensorBoard, W&B)."""
         for kind, writer in self.writers:
             if kind == "tensorboard":
                 writer.add_histogram(tag, values.double().numpy(), global_step=step)
@@ -74,6 +75,7 @@ class HistogramSink:
                 writer.log({tag: writer.Histogram(values.double().numpy())}, commit=False)
 
     def close(self) -> None:
+        """Close the TensorBoard writers (the W&B run is the Trainer's to finish) and stop writing."""
         for kind, writer in self.writers:
             if kind == "tensorboard":
                 writer.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.outputs import check_output, output_directory
 from hf_efftrain.report.collect import collect_run
 from hf_efftrain.report.page import Page

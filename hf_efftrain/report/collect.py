@@ -52,10 +52,12 @@ class RunArtifacts:
 
     @property
     def log_history(self) -> list[dict[str, Any]]:
+        """The Trainer's log lines from ``trainer_state.json`` (empty without one)."""
         return (self.trainer_state or {}).get("log_history", [])
 
     @property
     def is_empty(self) -> bool:
+        """Whether the folder held none of the files a report shows (then there is nothing to report)."""
         parts = (self.trainer_state, self.mat, self.twa, self.cmd_report, self.cmd_modes, self.cmd_posthoc)
         return all(part is None for part in parts)
 

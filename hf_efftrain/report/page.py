@@ -14,6 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Text:
+    """A paragraph (Markdown inline syntax; escaped in HTML)."""
+
     text: str
 
 
@@ -27,6 +29,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Image:
+    """A figure written next to the page: ``file`` relative to the page, shown with its caption."""
+
     file: str  # relative to the page
     caption: str
 
@@ -36,6 +40,8 @@ Block = Text | Table | Image
 
 @dataclass
 class Section:
+    """One titled part of the page, usually one method; ``used=False`` renders it as a short greyed note."""
+
     title: str
     blocks: list[Block] = field(default_factory=list)
     used: bool = True  # False: the run did not use this method; the section is a short note
@@ -43,6 +49,8 @@ class Section:
 
 @dataclass
 class Page:
+    """The whole report: a title and its sections, rendered by :mod:`~hf_efftrain.report.render`."""
+
     title: str
     sections: list[Section]
 

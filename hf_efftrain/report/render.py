@@ -46,6 +46,7 @@ def _md_cell(text: str) -> str:
 
 
 def to_markdown(page: Page) -> str:
+    """The page as Markdown (images as links next to the file), for reading on GitHub or in a terminal."""
     lines = [f"# {page.title}", ""]
     for section in page.sections:
         lines += [f"## {section.title}", ""]
@@ -77,6 +78,7 @@ def _html_block(block: Text | Table | Image) -> str:
 
 
 def to_html(page: Page) -> str:
+    """The page as one self-contained HTML file with its style inlined (images are files next to it)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hf_efftrain.errors import TWAConfigError
+from hf_efftrain.method_config import config_from_arguments
 from hf_efftrain.twa.config import TWAConfig
 
 
@@ -73,25 +74,8 @@ class TWAArguments:
     )
 
     def twa_config(self) -> TWAConfig:
-        """The :class:`TWAConfig` these arguments describe."""
-        return TWAConfig(
-            form=self.twa_form,
-            start=self.twa_start,
-            collect_from=self.twa_collect_from,
-            every=self.twa_every,
-            steps=self.twa_steps,
-            lr=self.twa_lr,
-            momentum=self.twa_momentum,
-            weight_decay=self.twa_weight_decay,
-            schedule=self.twa_schedule,
-            trust=self.twa_trust,
-            bits=self.twa_bits,
-            rank_tol=self.twa_rank_tol,
-            max_basis_mb=self.twa_max_basis_mb,
-            snapshot_dir=self.twa_snapshot_dir,
-            checkpoints_from=self.twa_checkpoints_from,
-            holdout=self.twa_holdout,
-        )
+        """The validated :class:`TWAConfig` of the ``twa_*`` fields."""
+        return config_from_arguments(self, "twa", TWAConfig)
 
     def _validate_twa(self) -> None:
         """Check the knobs up front, and what TWA cannot combine with."""

@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from hf_efftrain.distributed import all_reduce_sum, process_position
 from hf_efftrain.errors import TWAError
-from hf_efftrain.logging import get_logger
-from hf_efftrain.twa.distributed import all_reduce_sum, owner_of, process_position
+from hf_efftrain.log import get_logger
+from hf_efftrain.twa.distributed import owner_of
 from hf_efftrain.twa.memory import tensor_mb
 
 logger = get_logger("hf_efftrain.twa")
@@ -96,10 +97,12 @@ class SubspaceBasis:
         return tensor_mb(*self.rows)
 
     def state_dict(self) -> dict[str, Any]:
+        """This process's basis rows and bookkeeping, for the TWA state file of a checkpoint."""
         rows = torch.stack(self.rows) if self.rows else torch.zeros(0, self.dim)
         return {"rows": rows, "size": self.size, "dropped": self.dropped, "anchor": self.anchor, "sealed": self.sealed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output onto this basis's device (resume)."""
         self.rows = [row.to(self.device).clone() for row in state["rows"]]
         self.size, self.dropped = int(state["size"]), int(state["dropped"])
         anchor = state["anchor"]

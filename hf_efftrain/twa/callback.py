@@ -32,13 +32,13 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from hf_efftrain.atomic import atomic_file, write_json
+from hf_efftrain.distributed import barrier, process_position
 from hf_efftrain.errors import TWAError
 from hf_efftrain.links import need_whole_gradients, whole_gradients_done
-from hf_efftrain.logging import get_logger
+from hf_efftrain.log import get_logger
 from hf_efftrain.trajectory import save_snapshot, trainable_state
 from hf_efftrain.twa.collect import Collector, Solver, add_from_folder, count_checkpoints, solver_from_state
 from hf_efftrain.twa.config import TWAConfig
-from hf_efftrain.twa.distributed import barrier, process_position
 from hf_efftrain.twa.flat import TrainableView
 from hf_efftrain.twa.history import coefficient_matrix, step_coefficients
 from hf_efftrain.twa.holdout import HoldoutBatches
@@ -76,6 +76,7 @@ class TWACallback(TrainerCallback):
 
     # ---- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Plan collection and the TWA phase for this run; restore a resumed state or start TWA at once."""
         self.config = self.requested.for_run(state.max_steps)  # fractions of max_steps become steps
         if self.config.holdout and self.holdout is None:
             raise TWAError(
@@ -108,6 +109,7 @@ class TWACallback(TrainerCallback):
             self._begin_twa(kwargs["model"])
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Collect at the planned steps; begin the TWA phase at its start step; stop once it is done."""
         step = state.global_step
         if self.phase == "collect":
             if step in self.plan_steps:
@@ -123,6 +125,7 @@ class TWACallback(TrainerCallback):
         return control
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
+        """After an early stop, add the step it happened at to the last log line."""
         if self._stopped_at is None or logs is None:
             return
         logs["twa_stopped_early_at_step"] = self._stopped_at  # the progress bar prints it with the last losses
@@ -131,12 +134,14 @@ class TWACallback(TrainerCallback):
         self._stopped_at = None
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """In the TWA phase, replace the optimizer's update by one step on the coefficients."""
         if self.phase == "twa":
             self.solver.step()
             coefficients = step_coefficients(self.solver, self._rows())
             self.history.append({"step": state.global_step + 1, "coefficients": coefficients})
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Write this process's TWA state (phase, basis, solver) into the new checkpoint folder."""
         saved = {
             "phase": self.phase,
             "collected_steps": self.collected_steps,
@@ -151,6 +156,7 @@ class TWACallback(TrainerCallback):
             torch.save(saved, tmp)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """After a TWA phase: recompute batch-norm statistics (if any), write the timings and history."""
         whole_gradients_done(kwargs["model"])
         if self.phase == "collect":
             logger.warning("TWA: training ended before the TWA phase began; the weights are not a TWA solution")

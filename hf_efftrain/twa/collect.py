@@ -22,11 +22,12 @@ from typing import Any
 
 import torch
 
+from hf_efftrain.distributed import process_position
 from hf_efftrain.errors import TWAError
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.twa.basis import SubspaceBasis
 from hf_efftrain.twa.config import TWAConfig
-from hf_efftrain.twa.distributed import owner_of, process_position
+from hf_efftrain.twa.distributed import owner_of
 from hf_efftrain.twa.flat import TrainableView
 from hf_efftrain.twa.layerwise import LayerwiseBasis
 from hf_efftrain.twa.optimize import LayerwiseTWA, SubspaceTWA
@@ -100,6 +101,7 @@ class Collector:
         return LayerwiseTWA(self.view, basis, c.lr, c.weight_decay, c.schedule, total_steps, radius)
 
     def state_dict(self) -> dict[str, Any]:
+        """What was collected so far (basis, raw rows, running sums), for a checkpoint; w₁ stored once."""
         return {
             "count": self.count,
             "total": self.total,
@@ -110,6 +112,7 @@ class Collector:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output onto this collector's device (resume)."""
         self.count = int(state["count"])
         self.total = state["total"].to(self.view.device)
         if self.basis is not None:

@@ -11,18 +11,18 @@ optionally quantized storage). Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from hf_efftrain.budget import check_number, check_steps, resolve_steps
 from hf_efftrain.errors import TWAConfigError
+from hf_efftrain.method_config import MethodConfig
 
 FORMS = ("subspace", "layerwise")
 SCHEDULES = ("cosine", "step", "constant")
 
 
 @dataclass
-class TWAConfig:
+class TWAConfig(MethodConfig):
     """Everything TWA needs to know; ``validate()`` runs on construction."""
 
     form: str = "subspace"
@@ -42,11 +42,8 @@ class TWAConfig:
     checkpoints_from: str | None = None
     holdout: float = 0.0  # TWA-v: share of the training rows the TWA phase trains on instead (0 = off)
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise :class:`TWAConfigError` naming the knob to fix."""
+    def validate(self) -> TWAConfig:
+        """Raise :class:`TWAConfigError` naming the knob to fix; return ``self`` for chaining."""
         if self.form not in FORMS:
             raise TWAConfigError(f"twa_form must be one of {', '.join(FORMS)}, got {self.form!r}")
         if self.schedule not in SCHEDULES:
@@ -75,6 +72,7 @@ class TWAConfig:
             raise TWAConfigError(
                 "give either twa_snapshot_dir (collect during the run) or twa_checkpoints_from, not both"
             )
+        return self
 
     def for_run(self, max_steps: int) -> TWAConfig:
         """This config with ``every`` and ``steps`` in steps of a run of ``max_steps`` (fractions resolved)."""
@@ -107,6 +105,3 @@ class TWAConfig:
         if first > start:
             raise TWAConfigError(f"twa_collect_from (step {first}) is after the TWA start (step {start}): lower it")
         return sorted({*range(max(first, every), start + 1, every), start})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

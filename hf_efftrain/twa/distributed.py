@@ -1,37 +1,13 @@
-"""The two collective operations TWA needs, which are no-ops in a single process.
+"""How TWA lays its basis out across processes: process ``r`` owns rows ``r, r + W, r + 2W, ...``.
 
-The basis is split by rows across processes: process ``r`` owns rows ``r, r + W, r + 2W, ...``. Anything
-that needs all rows (a projection Pᵀ(Pg), a combination Σ xᵢ pᵢ) is a local partial sum followed by one
-all-reduce of a parameter-sized vector. Example::
+Anything that needs all rows (a projection Pᵀ(Pg), a combination Σ xᵢ pᵢ) is a local partial sum followed by one
+all-reduce of a parameter-sized vector (:func:`hf_efftrain.distributed.all_reduce_sum`). Example::
 
     rank, world = process_position()
-    total = all_reduce_sum(partial)        # same tensor back when world == 1
+    mine = [i for i in range(total) if owner_of(i, world) == rank]     # len(mine) == rows_on(rank, total, world)
 """
 
 from __future__ import annotations
-
-import torch
-import torch.distributed as dist
-
-
-def process_position() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) without an initialized process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over all processes, in place; returns it."""
-    if process_position()[1] > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def barrier() -> None:
-    """Wait for all processes (a no-op in a single process)."""
-    if process_position()[1] > 1:
-        dist.barrier()
 
 
 def owner_of(index: int, world: int) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from hf_efftrain.twa.distributed import all_reduce_sum
+from hf_efftrain.distributed import all_reduce_sum
 from hf_efftrain.twa.optimize import LayerwiseTWA, SubspaceTWA
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from hf_efftrain.twa.distributed import all_reduce_sum
+from hf_efftrain.distributed import all_reduce_sum
 from hf_efftrain.twa.memory import tensor_mb
 from hf_efftrain.twa.quantize import QuantizedRow, dequantize, quantize_blocks
 
@@ -54,10 +54,12 @@ class LayerwiseBasis:
 
     @property
     def local_rows(self) -> int:
+        """Checkpoints stored on this process (its share of the round-robin split)."""
         return len(self.rows)
 
     @property
     def blocks(self) -> int:
+        """Number of tensors, each with its own coefficient per checkpoint."""
         return len(self.sizes)
 
     def row(self, position: int) -> torch.Tensor:
@@ -90,6 +92,7 @@ class LayerwiseBasis:
         return tensor_mb(*self.rows)
 
     def state_dict(self) -> dict[str, Any]:
+        """Centre, rows (quantized codes when ``bits``) and norms, for a checkpoint."""
         if self.bits:
             rows = [{"codes": r.codes, "mins": r.mins, "scales": r.scales} for r in self.rows]
         else:
@@ -98,6 +101,7 @@ class LayerwiseBasis:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], sizes: list[int]) -> LayerwiseBasis:
+        """Rebuild a basis from :meth:`state_dict`'s output and the tensors' sizes (resume)."""
         basis = cls(state["centre"], {}, sizes, int(state["bits"]))
         basis.indices = list(state["indices"])
         basis.norms = state["norms"]

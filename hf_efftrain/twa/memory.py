@@ -41,6 +41,7 @@ class BasisPlan:
 
     @property
     def bytes_per_value(self) -> float:
+        """Bytes one stored basis value takes: 4 in float32, less when quantized."""
         return 4.0 if self.bits == 0 else packed_bytes_per_value(self.bits)
 
     @property

@@ -117,6 +117,7 @@ class SubspaceTWA(_Scheduled):
         self.view.assign(average)
 
     def step(self) -> None:
+        """Project the gradient onto the basis, take the SGD step, then pull back inside the trust radius."""
         self.view.set_grads(self.basis.project(self.view.grad_vector()))
         self._advance()
         self.view.clear_grads()
@@ -128,12 +129,15 @@ class SubspaceTWA(_Scheduled):
 
     @property
     def memory_mb(self) -> float:
+        """Memory the basis holds on this process, in MiB."""
         return self.basis.memory_mb
 
     def state_dict(self) -> dict[str, Any]:
+        """Basis, centre and optimizer state, for a checkpoint."""
         return {"form": "subspace", "basis": self.basis.state_dict(), "centre": self.centre, **self._common_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (resume)."""
         self.basis.load_state_dict(state["basis"])
         centre = state.get("centre")
         self.centre = centre.to(self.view.device).clone() if centre is not None else None
@@ -163,6 +167,7 @@ class LayerwiseTWA(_Scheduled):
         self.view.assign(self.basis.centre)
 
     def step(self) -> None:
+        """Step the per-tensor coefficients, scale them back inside the trust radius, write the weights."""
         self.coefficients.grad = self.basis.coefficient_grad(self.view.grad_vector())
         self._advance()
         theta = self.basis.weights(self.coefficients.detach())
@@ -176,9 +181,11 @@ class LayerwiseTWA(_Scheduled):
 
     @property
     def memory_mb(self) -> float:
+        """Memory the basis holds on this process, in MiB."""
         return self.basis.memory_mb
 
     def state_dict(self) -> dict[str, Any]:
+        """Basis, coefficients and optimizer state, for a checkpoint."""
         return {
             "form": "layerwise",
             "basis": self.basis.state_dict(),
@@ -187,6 +194,7 @@ class LayerwiseTWA(_Scheduled):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the coefficients and optimizer state of :meth:`state_dict`'s output (resume)."""
         with torch.no_grad():
             self.coefficients.copy_(state["coefficients"])
         self._load_common(state)

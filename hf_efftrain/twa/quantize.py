@@ -28,6 +28,7 @@ class QuantizedRow:
 
     @property
     def nbytes(self) -> int:
+        """Bytes the row takes: packed codes (several a byte at 1, 2, 4 bits) plus a float32 min and scale a block."""
         return self.codes.numel() + (self.mins.numel() + self.scales.numel()) * 4
 
 

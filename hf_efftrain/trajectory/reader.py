@@ -1,15 +1,12 @@
-"""Reading and writing sequences of checkpoints (a training trajectory) without holding them all in memory.
+"""Reading a sequence of checkpoints (a training trajectory) without holding it in memory.
 
 CMD, TWA and trajectory transfer all look at θ(t) for many t. A model of N parameters saved T times is
-N×T numbers, often more than memory; so :class:`Trajectory` reads lazily from safetensors (memory-mapped)
-and hands out *one tensor, a few rows at a time, across all steps*. Example::
+N×T numbers, often more than memory; so :class:`Trajectory` reads lazily from safetensors and hands out *one
+tensor, a few rows at a time, across all steps*. Example::
 
     traj = Trajectory("runs/demo")               # checkpoint-N/ or snapshot-N/ folders, ordered by step
     for chunk in traj.iter_chunks(max_elements=2**20):
         chunk.values                             # [T, rows * row_size] slice of one tensor over time
-
-:class:`SnapshotCallback` writes our own ``snapshot-N/`` folders every k steps, outside the reach of
-``save_total_limit`` (which deletes ``checkpoint-*`` folders before ``on_save`` runs).
 """
 
 from __future__ import annotations
@@ -26,26 +23,17 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from torch import nn
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from hf_efftrain.atomic import atomic_directory, write_safetensors
-from hf_efftrain.budget import check_steps, resolve_steps
 from hf_efftrain.errors import (
-    ArgumentsError,
     CorruptCheckpointError,
     MissingCheckpointError,
     NonFiniteWeightsError,
     TrajectoryMismatchError,
 )
-from hf_efftrain.logging import get_logger
-
-_logger = get_logger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^(checkpoint|snapshot)-(\d+)$")
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 SHARD_INDEX = "model.safetensors.index.json"
-SNAPSHOT_FORMAT = "hf_efftrain.snapshot.v1"
 
 
 @dataclass(frozen=True)
@@ -313,103 +301,3 @@ class Trajectory:
         if not buffer:
             return torch.empty((len(self), count), dtype=dtype)
         return torch.frombuffer(buffer, dtype=dtype).reshape(len(self), count)
-
-
-# ---- writing ------------------------------------------------------------------------------------------------
-def trainable_state(model: nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """CPU copies of the parameters that require gradients (adapter weights only for a PEFT model).
-
-    ``dtype`` (e.g. ``torch.bfloat16``) casts floating-point tensors: half the disk of float32 snapshots.
-    """
-
-    def copy(p: torch.Tensor) -> torch.Tensor:
-        cast = dtype if dtype is not None and p.is_floating_point() else p.dtype
-        return p.detach().to("cpu", dtype=cast, copy=True)
-
-    return {n: copy(p) for n, p in model.named_parameters() if p.requires_grad}
-
-
-SNAPSHOT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-LARGE_WRITE_BYTES = 256 * 2**20  # a planned write at least this large is announced as a warning, not info
-
-
-def snapshot_dtype(name: str, args: TrainingArguments | None = None) -> torch.dtype | None:
-    """``"auto"``: the precision training computes in (bfloat16 with ``--bf16``, float16 with ``--fp16``, else
-    the parameters' own, ``None``); or one of :data:`SNAPSHOT_DTYPES`."""
-    if name == "auto":
-        if args is not None and getattr(args, "bf16", False):
-            return torch.bfloat16
-        return torch.float16 if args is not None and getattr(args, "fp16", False) else None
-    if name not in SNAPSHOT_DTYPES:
-        raise ArgumentsError(f"--snapshot_dtype must be auto or one of {', '.join(SNAPSHOT_DTYPES)}, got {name!r}")
-    return SNAPSHOT_DTYPES[name]
-
-
-def save_snapshot(root: str | os.PathLike, step: int, tensors: dict[str, torch.Tensor]) -> Path:
-    """Write ``root/snapshot-<step>/model.safetensors`` atomically and return the folder."""
-    folder = Path(root) / f"snapshot-{step}"
-    with atomic_directory(folder) as tmp:
-        write_safetensors(tmp / "model.safetensors", tensors, {"format": SNAPSHOT_FORMAT, "step": str(step)})
-    return folder
-
-
-class SnapshotCallback(TrainerCallback):
-    """Save the trainable weights every ``every`` optimizer steps into ``output_dir/snapshot-N``.
-
-    The initial weights (step 0) and the final weights are saved too, so the folder holds θ0…θT.
-    Only the main process writes. Snapshots live in their own folder, so ``save_total_limit`` never
-    deletes them. Example::
-
-        trainer.add_callback(SnapshotCallback("runs/demo/snapshots", every=10, dtype=torch.bfloat16))
-
-    ``dtype`` casts floating-point weights (``None`` keeps the parameters' own). Before the first write the
-    expected size of the whole sequence is logged, as a warning from :data:`LARGE_WRITE_BYTES` on.
-    """
-
-    def __init__(
-        self, output_dir: str | os.PathLike, every: float, save_initial: bool = True, dtype: torch.dtype | None = None
-    ) -> None:
-        check_steps("every", every)  # steps, or a fraction in (0, 1) of max_steps (resolved at train begin)
-        self.output_dir = Path(output_dir)
-        self.requested = every
-        self.every = int(every) if every >= 1 else None
-        self.save_initial = save_initial
-        self.dtype = dtype
-        self.last_saved_step: int | None = None
-
-    def _save(self, state: TrainerState, model: nn.Module | None) -> None:
-        if model is None or not state.is_world_process_zero or self.last_saved_step == state.global_step:
-            return
-        save_snapshot(self.output_dir, state.global_step, trainable_state(model, self.dtype))
-        self.last_saved_step = state.global_step
-
-    def planned_bytes(self, model: nn.Module, start: int, max_steps: int) -> tuple[int, int]:
-        """(snapshots still to write, their total bytes) for a run from step ``start`` to ``max_steps``."""
-        count = max_steps // self.every - start // self.every + (max_steps % self.every != 0)
-        count += self.save_initial and start == 0
-        stored = self.dtype.itemsize if self.dtype is not None else None
-        per_snapshot = sum(
-            p.numel() * (stored if stored and p.is_floating_point() else p.element_size())
-            for p in model.parameters()
-            if p.requires_grad
-        )
-        return count, count * per_snapshot
-
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self.every = resolve_steps(self.requested, state.max_steps)
-        model = kwargs.get("model")
-        if model is not None and state.is_world_process_zero and state.max_steps > 0:
-            count, total = self.planned_bytes(model, state.global_step, state.max_steps)
-            log = _logger.warning if total >= LARGE_WRITE_BYTES else _logger.info
-            each = total / max(count, 1) / 2**20
-            log("snapshots: %d of %.1f MiB each, %.1f MiB in all, into %s (smaller: --snapshot_dtype bfloat16 "
-                "or a larger --snapshot_every)", count, each, total / 2**20, self.output_dir)  # fmt: skip
-        if self.save_initial and state.global_step == 0:
-            self._save(state, model)
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if state.global_step % self.every == 0:
-            self._save(state, kwargs.get("model"))
-
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._save(state, kwargs.get("model"))

@@ -1,16 +1,10 @@
-"""Where layers and attention heads live, per model family: one registry instead of if-chains.
+"""What hf_efftrain needs to know about one model family: where its layers live and which slices form a head.
 
-Every method needs the same facts about a model: the list of transformer layers, the config key that holds
-the depth, and, for each attention head, which rows or columns of the q/k/v/output projections belong to it
-(and, under grouped-query attention, which k/v head serves it). This module is the only place that knows them.
+An :class:`ArchitectureSpec` is data (paths relative to the base model, config keys, projection layouts); the
+methods derive every head's rows and columns from it instead of branching on ``model_type``. Example::
 
-Example::
-
-    arch = get_architecture(model)                  # looks up model.config.model_type
-    for piece in arch.head_slices(model, layer=0, head=3):
-        piece.weight(model).zero_()                 # e.g. silence head 3 of layer 0 (use "o" rows only)
-
-Register a new family with :func:`register_architecture`.
+    spec = get_architecture(model)
+    spec.head_slices(model, layer=0, head=3)     # q/k/v rows and o columns of head 3 of layer 0
 """
 
 from __future__ import annotations
@@ -200,40 +194,6 @@ class ArchitectureSpec:
                 yield layer, head
 
 
-_REGISTRY: dict[str, ArchitectureSpec] = {}
-
-
-def register_architecture(spec: ArchitectureSpec, overwrite: bool = False) -> ArchitectureSpec:
-    """Add a model family to the registry (keyed by each of ``spec.model_types``)."""
-    for model_type in spec.model_types:
-        if model_type in _REGISTRY and not overwrite:
-            raise ValueError(f"model type {model_type!r} is already registered; pass overwrite=True")
-        _REGISTRY[model_type] = spec
-    return spec
-
-
-def registered_model_types() -> list[str]:
-    """Model types the registry knows, sorted."""
-    return sorted(_REGISTRY)
-
-
-def get_architecture(model_or_config) -> ArchitectureSpec:
-    """The registry entry for a model, a config, or a ``model_type`` string."""
-    if isinstance(model_or_config, str):
-        model_type = model_or_config
-    else:
-        config = getattr(model_or_config, "config", model_or_config)
-        model_type = getattr(config, "model_type", None)
-    if model_type not in _REGISTRY:
-        raise UnknownArchitectureError(
-            f"model type {model_type!r} is not in the hf_efftrain architecture registry "
-            f"(known: {', '.join(registered_model_types())}). Describe where its layers and attention "
-            "projections live with hf_efftrain.architectures.register_architecture(ArchitectureSpec(...)); "
-            "see docs/architectures.md."
-        )
-    return _REGISTRY[model_type]
-
-
 def base_model_of(model: nn.Module) -> nn.Module:
     """The bare transformer inside a task model or a PEFT wrapper."""
     get_base = getattr(model, "get_base_model", None)
@@ -245,89 +205,3 @@ def base_model_of(model: nn.Module) -> nn.Module:
 def _unwrap_peft(module: nn.Module) -> nn.Module:
     """PEFT's LoRA layers wrap the original projection as ``base_layer``."""
     return getattr(module, "base_layer", module)
-
-
-# ---- built-in families --------------------------------------------------------------------------------------
-_BERT_LIKE = {
-    "layers_path": "encoder.layer",
-    "depth_key": "num_hidden_layers",
-    "heads_key": "num_attention_heads",
-    "hidden_key": "hidden_size",
-    "query": Projection("attention.self.query"),
-    "key": Projection("attention.self.key"),
-    "value": Projection("attention.self.value"),
-    "output": Projection("attention.output.dense"),
-    "mlp_in": (Projection("intermediate.dense"),),
-    "mlp_out": Projection("output.dense"),
-}
-register_architecture(
-    ArchitectureSpec(name="bert", model_types=("bert", "roberta", "xlm-roberta", "camembert"), **_BERT_LIKE)
-)
-register_architecture(
-    ArchitectureSpec(
-        name="distilbert",
-        model_types=("distilbert",),
-        layers_path="transformer.layer",
-        depth_key="n_layers",
-        heads_key="n_heads",
-        hidden_key="dim",
-        query=Projection("attention.q_lin"),
-        key=Projection("attention.k_lin"),
-        value=Projection("attention.v_lin"),
-        output=Projection("attention.out_lin"),
-        mlp_in=(Projection("ffn.lin1"),),
-        mlp_out=Projection("ffn.lin2"),
-    )
-)
-register_architecture(
-    ArchitectureSpec(
-        name="gpt2",
-        model_types=("gpt2",),
-        layers_path="h",
-        depth_key="n_layer",
-        heads_key="n_head",
-        hidden_key="n_embd",
-        query=Projection("attn.c_attn", "conv1d", (0, 3)),
-        key=Projection("attn.c_attn", "conv1d", (1, 3)),
-        value=Projection("attn.c_attn", "conv1d", (2, 3)),
-        output=Projection("attn.c_proj", "conv1d"),
-        mlp_in=(Projection("mlp.c_fc", "conv1d"),),
-        mlp_out=Projection("mlp.c_proj", "conv1d"),
-        layer_attributes=("attn.layer_idx",),
-    )
-)
-register_architecture(
-    ArchitectureSpec(
-        name="llama",
-        model_types=("llama", "mistral", "qwen2", "qwen3"),
-        layers_path="layers",
-        depth_key="num_hidden_layers",
-        heads_key="num_attention_heads",
-        kv_heads_key="num_key_value_heads",
-        hidden_key="hidden_size",
-        query=Projection("self_attn.q_proj"),
-        key=Projection("self_attn.k_proj"),
-        value=Projection("self_attn.v_proj"),
-        output=Projection("self_attn.o_proj"),
-        mlp_in=(Projection("mlp.gate_proj"), Projection("mlp.up_proj")),
-        mlp_out=Projection("mlp.down_proj"),
-        rotary=True,
-        layer_attributes=("self_attn.layer_idx",),
-    )
-)
-register_architecture(
-    ArchitectureSpec(
-        name="vit",
-        model_types=("vit",),
-        layers_path="layers",
-        depth_key="num_hidden_layers",
-        heads_key="num_attention_heads",
-        hidden_key="hidden_size",
-        query=Projection("attention.q_proj"),
-        key=Projection("attention.k_proj"),
-        value=Projection("attention.v_proj"),
-        output=Projection("attention.o_proj"),
-        mlp_in=(Projection("mlp.fc1"),),
-        mlp_out=Projection("mlp.fc2"),
-    )
-)
