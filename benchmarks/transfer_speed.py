@@ -36,6 +36,7 @@ def build_scenario(file: Path, finetune_steps: int) -> None:
     from transformers import AutoTokenizer
 
     from hf_efftrain.data import minilm_path
+    from hf_efftrain.tasks import load_splits
     from hf_efftrain.transfer import TransferConfig
     from hf_efftrain.transfer.tool import gradient_batches, task_data
 
@@ -43,7 +44,7 @@ def build_scenario(file: Path, finetune_steps: int) -> None:
     source = _model(seed=0)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     rows = config.steps * config.batches_per_step * config.batch_size
-    train, _, collate = task_data(source, tokenizer, "rotten_tomatoes", config.seed, rows, 1, 64)
+    train, _, collate = task_data(source, tokenizer, load_splits("rotten_tomatoes"), config.seed, rows, 1, 64)
     batches = gradient_batches(train, collate, config)
     theta_0 = {n: p.detach().clone() for n, p in source.named_parameters()}
     optimizer = torch.optim.AdamW(source.parameters(), lr=5e-5)
