@@ -27,7 +27,8 @@ class TransferConfig:
     are averaged per gradient; source and target use the same ones at each step. ``stay`` (≥ 0): a unit
     leaves the place the previous step gave it (the identity at the first step) only when that gains more than
     ``stay`` standard deviations of its similarity row; 0 is the paper's plain matching, larger values fit less
-    gradient noise and solve faster (measured in ``docs/transfer.md``).
+    gradient noise and solve somewhat faster, for part of the matching objective (measured in
+    ``docs/transfer.md``; not yet shown to improve transferred accuracy).
     """
 
     method: str = "fgmt"

@@ -245,10 +245,12 @@ def match_permutation(
 
     ``stay`` > 0 maximizes the objective plus a bonus for every unit left where ``init`` put it: ``stay``
     standard deviations of that unit's similarity row, so a unit moves only for a clear gain. With few gradient
-    batches most of the similarity is noise (on MiniLM-L6 an exact matching moves ~1520 of 1536 MLP units, and
-    re-solving after a small residual change moves them all again); the prior keeps the permutation where the
-    evidence does not point elsewhere, and near-diagonal assignments are solved ~10× faster. ``stay=0`` is the
-    plain objective; the reported objective never includes the bonus.
+    batches much of the similarity is noise (on MiniLM-L6 an exact matching moves ~1520 of 1536 MLP units, and
+    re-solving after the residual stream changed moves ~1500 again); the prior keeps the permutation where the
+    evidence does not point elsewhere. It is a trade-off, not a free speed-up: on MiniLM-L6's MLP similarities
+    stay=1 makes an assignment 1.4–4.4× faster for 92–71 % of the exact gain (``docs/transfer.md``), and on tiny
+    test models stay=0.1 already keeps some planted units in place. ``stay=0`` is the plain objective; the
+    reported objective never includes the bonus.
 
     A sweep visits the groups in spec order and solves those marked *dirty*: all at first, then only the
     ones whose similarity changed because a group they depend on changed (see the module docstring). This
