@@ -36,6 +36,7 @@ def build_scenario(file: Path, finetune_steps: int) -> None:
     from transformers import AutoTokenizer
 
     from hf_efftrain.data import minilm_path
+    from hf_efftrain.tasks import load_splits
     from hf_efftrain.transfer import TransferConfig
     from hf_efftrain.transfer.tool import gradient_batches, task_data
 
@@ -43,7 +44,7 @@ def build_scenario(file: Path, finetune_steps: int) -> None:
     source = _model(seed=0)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     rows = config.steps * config.batches_per_step * config.batch_size
-    train, _, collate = task_data(source, tokenizer, "rotten_tomatoes", config.seed, rows, 1, 64)
+    train, _, collate = task_data(source, tokenizer, load_splits("rotten_tomatoes"), config.seed, rows, 1, 64)
     batches = gradient_batches(train, collate, config)
     theta_0 = {n: p.detach().clone() for n, p in source.named_parameters()}
     optimizer = torch.optim.AdamW(source.parameters(), lr=5e-5)
@@ -69,8 +70,10 @@ def _model(seed: int):
     return BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
 
 
-def worker(file: Path, steps: int) -> dict:
-    """Time the first ``steps`` FGMT steps with whichever ``hf_efftrain`` is importable (old or new)."""
+def worker(file: Path, steps: int, stay: float = 0.0) -> dict:
+    """Time the first ``steps`` FGMT steps with whichever ``hf_efftrain`` is importable (old or new).
+
+    ``stay`` > 0 is passed on only when set: code before the prior has no such argument."""
     import hf_efftrain
     from hf_efftrain.transfer import InterpolatedPath, LossGradients, permutation_spec, spacing, transfer_trajectory
 
@@ -89,7 +92,8 @@ def worker(file: Path, steps: int) -> dict:
 
     path = InterpolatedPath(data["theta_0"], data["theta_t"], spacing("cosine", len(data["batches"])))
     rows, start = [], time.perf_counter()
-    for result in transfer_trajectory(path, data["target"], spec, gradient, method="fgmt"):
+    extra = {"stay": stay} if stay else {}
+    for result in transfer_trajectory(path, data["target"], spec, gradient, method="fgmt", **extra):
         seconds = time.perf_counter() - start
         grads = sum(gradient_seconds)
         digest = hashlib.sha256(json.dumps(spec.to_json(result.permutation)).encode()).hexdigest()[:12]

@@ -175,3 +175,37 @@ def test_independent_batches_follow_the_dependencies():
     assert pairs.depends[first] == {second} and pairs.depends[second] == {first}
     assert _independent_batch(pairs, [first, second], 0, {first, second}) == ([first], 1)
     assert _independent_batch(pairs, [first, second], 0, {first}) == ([first], 1)  # a clean linked group stops it
+
+
+def test_both_group_kinds_follow_the_protocol():
+    from hf_efftrain.transfer import FreeGroup, PermutationGroup
+
+    for group in (FreeGroup(4), AttentionGroup(num_heads=4, num_kv_heads=2, head_dim=3)):
+        assert isinstance(group, PermutationGroup)
+        state = group.random(torch.Generator().manual_seed(0))
+        for role, size in group.roles().items():
+            assert sorted(group.composite(state, role).tolist()) == list(range(size))
+    assert not isinstance(object(), PermutationGroup)
+
+
+def test_stay_keeps_units_unless_the_gradients_clearly_move_them():
+    """stay=0 is the plain matching; a huge stay keeps the warm start; a moderate one moves fewer units."""
+    spec, grads = _gradient_pairs("bert")
+    pairs = GradientPairs(spec)
+    for g, g_prime in grads:
+        pairs.add(g, g_prime)
+    plain, plain_info = match_permutation(spec, pairs)
+    same, _ = match_permutation(spec, pairs, stay=0.0)
+    assert spec.equal(same, plain) and not spec.equal(plain, spec.identity())
+    kept, kept_info = match_permutation(spec, pairs, stay=1e6)
+    assert spec.equal(kept, spec.identity()) and kept_info.converged
+    assert kept_info.objective <= plain_info.objective  # the bonus is never part of the reported objective
+
+    free = [n for n, g in spec.groups.items() if hasattr(g, "size")]
+
+    def moved(perm) -> int:
+        return sum(int((perm[n] != torch.arange(len(perm[n]))).sum()) for n in free)
+
+    some, some_info = match_permutation(spec, pairs, stay=1.0)
+    assert moved(some) < moved(plain)
+    assert kept_info.objective <= some_info.objective <= plain_info.objective

@@ -8,7 +8,8 @@ and then trains faster than from θ'_0. Claims, knobs and measured results: ``do
 
 Modules, one job each:
 
-* ``groups`` — permutation groups (free, block-structured attention) and their linear-assignment solvers;
+* ``groups`` — the :class:`PermutationGroup` protocol, its two kinds (free, block-structured attention) and
+  their linear-assignment solvers;
 * ``spec`` — which parameter axes each group permutes, applying a permutation;
 * ``hf_spec`` / ``custom`` — specs generated for 🤗 transformers (from the architecture registry) and for
   ``nn.Sequential`` MLPs/CNNs;
@@ -46,6 +47,7 @@ __getattr__, __dir__ = lazy_exports(
             "AttentionGroup",
             "FreeGroup",
             "HeadPermutation",
+            "PermutationGroup",
         ),
         "hf_efftrain.transfer.hf_spec": ("permutation_spec",),
         "hf_efftrain.transfer.matching": (
@@ -79,6 +81,7 @@ __all__ = [
     "InterpolatedPath",
     "LossGradients",
     "MatchInfo",
+    "PermutationGroup",
     "PermutationSpec",
     "SpecBuilder",
     "TransferConfig",

@@ -33,6 +33,9 @@ def transfer(
     eval_samples: int = typer.Option(500, "--eval-samples", help="Validation examples scored at each point."),
     save: str = typer.Option("end", "--save", help="'end' (last point only) or 'all' (every point)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the batch order."),
+    stay: float = typer.Option(
+        0.0, "--stay", help="Prior toward the previous permutation, in row standard deviations (0: plain matching)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", hidden=True, help="Old spelling of `hf-efftrain --no-progress`."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `transfer` output in OUT."),
 ) -> None:
@@ -46,7 +49,13 @@ def transfer(
     if save not in ("end", "all"):
         raise TransferError(f"--save must be 'end' or 'all', got {save!r}")
     config = TransferConfig(
-        method=method, steps=steps, spacing=spacing, batches_per_step=batches, batch_size=batch_size, seed=seed
+        method=method,
+        steps=steps,
+        spacing=spacing,
+        batches_per_step=batches,
+        batch_size=batch_size,
+        seed=seed,
+        stay=stay,
     )
     report = run_transfer(
         source, target, out, config, dataset, max_length, eval_samples, save, progress=not quiet, overwrite=overwrite

@@ -65,8 +65,12 @@ def transfer_trajectory(
     max_sweeps: int = 100,
     warm_start: bool = True,
     progress: bool = False,
+    stay: float = 0.0,
 ) -> Iterator[TransferStep]:
-    """Yield θ'_1 … θ'_T for source points ``path[0..T]`` (see the module docstring)."""
+    """Yield θ'_1 … θ'_T for source points ``path[0..T]`` (see the module docstring).
+
+    ``stay`` > 0 keeps units where the previous step put them unless the gradients clearly say otherwise
+    (:func:`~hf_efftrain.transfer.matching.match_permutation`)."""
     if len(path) < 2:
         raise TransferError(f"a source path needs at least 2 points, got {len(path)}")
     if method not in ("fgmt", "gmt", "naive"):
@@ -96,7 +100,7 @@ def transfer_trajectory(
         init = perm if warm_start else None
         label = f"matching {s}/{len(path) - 1}"
         with progress_bar(total=len(spec.groups), desc=label, leave=False, mininterval=0, disable=not progress) as bar:
-            perm, info = match_permutation(spec, pairs, init, max_sweeps, _report(bar, label))
+            perm, info = match_permutation(spec, pairs, init, max_sweeps, _report(bar, label), stay=stay)
         current = point(s, perm)
         yield TransferStep(s, current, perm, info)
         if method == "fgmt":

@@ -49,6 +49,10 @@ class LossGradients:
                 self.params[name].copy_(value)
 
     def __call__(self, params: Mapping[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """Gradient at ``params`` averaged over step ``step``'s batches, on the CPU, for the names in ``params``.
+
+        A parameter without a gradient (unused by the loss) gets zeros, so both sides of a pair have the same
+        names."""
         self.load(params)
         self.model.eval()
         self.model.zero_grad(set_to_none=True)

@@ -2,7 +2,8 @@
 
 A network is unchanged when the hidden units of one layer are permuted consistently everywhere they are read
 and written. Each such family of units is a *group*; a parameter axis names the group (and the *role*) that
-permutes it. Two kinds cover MLPs, CNNs and transformers:
+permutes it. What the rest of the package asks of a group is the :class:`PermutationGroup` protocol; two kinds
+implement it and cover MLPs, CNNs and transformers:
 
 * :class:`FreeGroup` — any permutation of ``size`` units (MLP hidden units, CNN channels, the residual stream).
 * :class:`AttentionGroup` — the block structure of multi-head attention. Whole heads move together (κ over
@@ -22,6 +23,7 @@ Every group *solves* its own step of the coordinate descent: given similarity ma
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -45,6 +47,49 @@ def _diagonal_sum(similarity: torch.Tensor, perm: torch.Tensor) -> float:
     return float(similarity.double()[torch.arange(len(perm)), perm].sum())
 
 
+@runtime_checkable
+class PermutationGroup(Protocol):
+    """What a spec, the matching and the engine need from a symmetry; implement it to add a new kind.
+
+    A group has *roles*: the kinds of axis it permutes (a free group has one, ``""``; attention has q, k, v, o,
+    which move differently under one state). Its *state* is any immutable value (a new state replaces the old
+    one: the matching caches work by identity). Everything else is expressed through :meth:`composite`, the
+    index each role's axis is gathered with, so specs can apply a state without knowing the group's kind.
+    """
+
+    def roles(self) -> dict[str, int]:
+        """Role name → number of entries it permutes (the length of :meth:`composite` for that role)."""
+        ...
+
+    def identity(self) -> Any:
+        """The state that moves nothing; the matching starts there unless warm-started."""
+        ...
+
+    def random(self, generator: torch.Generator) -> Any:
+        """A uniformly drawn state among the allowed ones (tests plant it and check it is recovered)."""
+        ...
+
+    def composite(self, state: Any, role: str) -> torch.Tensor:
+        """Index of the old entry that each new entry of ``role``'s axis reads (``new = old[index]``)."""
+        ...
+
+    def score(self, similarity: dict[str, torch.Tensor], state: Any) -> float:
+        """``Σ_role Σ_r similarity[role][r, composite(state, role)[r]]``, in float64 (roles absent count 0)."""
+        ...
+
+    def solve(self, similarity: dict[str, torch.Tensor], state: Any) -> Any:
+        """The state maximizing :meth:`score` for these similarities (``state``: the current one, a fallback)."""
+        ...
+
+    def equal(self, a: Any, b: Any) -> bool:
+        """Whether two states permute every role the same way."""
+        ...
+
+    def to_json(self, state: Any) -> object:
+        """A JSON-serializable form of ``state`` for reports."""
+        ...
+
+
 @dataclass(frozen=True)
 class FreeGroup:
     """Any permutation of ``size`` units; its state is one index tensor (new unit r reads old unit P[r])."""
@@ -52,27 +97,35 @@ class FreeGroup:
     size: int
 
     def roles(self) -> dict[str, int]:
+        """One unnamed role covering all ``size`` units."""
         return {"": self.size}
 
     def identity(self) -> torch.Tensor:
+        """``arange(size)``: every unit stays."""
         return torch.arange(self.size)
 
     def random(self, generator: torch.Generator) -> torch.Tensor:
+        """A uniform random permutation of the units."""
         return torch.randperm(self.size, generator=generator)
 
     def composite(self, state: torch.Tensor, role: str) -> torch.Tensor:
+        """The state itself: there is only one role."""
         return state
 
     def score(self, similarity: dict[str, torch.Tensor], state: torch.Tensor) -> float:
+        """Sum of the similarity entries the permutation picks (0 without a similarity)."""
         return _diagonal_sum(similarity[""], state) if "" in similarity else 0.0
 
     def solve(self, similarity: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
+        """One exact linear assignment; ``state`` is kept when no parameter gave this group a similarity."""
         return assignment(similarity[""]) if "" in similarity else state
 
     def equal(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        """Same index tensor."""
         return bool(torch.equal(a, b))
 
     def to_json(self, state: torch.Tensor) -> list[int]:
+        """The index list, old unit per new unit."""
         return state.tolist()
 
 
@@ -101,19 +154,23 @@ class AttentionGroup:
 
     @property
     def group_size(self) -> int:
+        """Query heads per k/v head (1 for multi-head attention, more under GQA)."""
         return self.num_heads // self.num_kv_heads
 
     def roles(self) -> dict[str, int]:
+        """q and o span all query heads' dimensions; k and v only the k/v heads' (fewer under GQA)."""
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         return {"q": q_size, "k": kv_size, "v": kv_size, "o": q_size}
 
     def identity(self) -> HeadPermutation:
+        """Every head and every dimension in place."""
         k, g, d = self.num_kv_heads, self.group_size, self.head_dim
         return HeadPermutation(
             torch.arange(k), torch.arange(g).repeat(k, 1), torch.arange(d).repeat(k, 1), torch.arange(d).repeat(k, 1)
         )
 
     def random(self, generator: torch.Generator) -> HeadPermutation:
+        """A random allowed state: k/v heads, query heads within their group, τ (identity under RoPE) and υ."""
         k, g, d = self.num_kv_heads, self.group_size, self.head_dim
 
         def rows(n: int, count: int) -> torch.Tensor:
@@ -134,12 +191,15 @@ class AttentionGroup:
         return (head * d + dims).reshape(-1)
 
     def equal(self, a: HeadPermutation, b: HeadPermutation) -> bool:
+        """Compared through :meth:`composite`: states that move every row the same way are equal."""
         return all(torch.equal(self.composite(a, r), self.composite(b, r)) for r in self.roles())
 
     def to_json(self, state: HeadPermutation) -> dict[str, list]:
+        """κ, ρ, τ, υ as nested lists."""
         return {name: getattr(state, name).tolist() for name in ("kappa", "rho", "tau", "upsilon")}
 
     def score(self, similarity: dict[str, torch.Tensor], state: HeadPermutation) -> float:
+        """Picked similarity entries summed over the roles present."""
         return sum(_diagonal_sum(s, self.composite(state, role)) for role, s in similarity.items())
 
     # ---- solving -----------------------------------------------------------------------------------------
@@ -225,4 +285,5 @@ def _best(matrix: torch.Tensor) -> float:
     return float(matrix[torch.arange(len(perm)), perm].sum())
 
 
-Group = FreeGroup | AttentionGroup
+Group = PermutationGroup
+"""Type of a spec's groups (kept as a short name for annotations)."""

@@ -54,16 +54,20 @@ class PermutationSpec:
 
     # ---- permutations ------------------------------------------------------------------------------------
     def identity(self) -> Permutation:
+        """Every group at its identity: applying it changes nothing (the naive transfer)."""
         return {name: group.identity() for name, group in self.groups.items()}
 
     def random_permutation(self, seed: int = 0) -> Permutation:
+        """A seeded random state per group; applying it to a model must leave its outputs unchanged."""
         generator = torch.Generator().manual_seed(seed)
         return {name: group.random(generator) for name, group in self.groups.items()}
 
     def equal(self, a: Permutation, b: Permutation) -> bool:
+        """Whether two permutations move every group the same way."""
         return all(group.equal(a[name], b[name]) for name, group in self.groups.items())
 
     def to_json(self, perm: Permutation) -> dict[str, object]:
+        """Group name → its state as JSON (the transfer report's ``permutation``)."""
         return {name: group.to_json(perm[name]) for name, group in self.groups.items()}
 
     def size(self, part: AxisPart) -> int:
@@ -117,6 +121,7 @@ class SpecBuilder:
         self._axes: dict[str, list[Axis]] = {}
 
     def group(self, name: str, group: Group) -> SpecBuilder:
+        """Add a permutation group; axes name it afterwards. A name used twice is an error."""
         if name in self._groups:
             raise PermutationSpecError(f"permutation group {name!r} is defined twice")
         self._groups[name] = group
@@ -134,4 +139,5 @@ class SpecBuilder:
         return self
 
     def build(self) -> PermutationSpec:
+        """The spec, with the groups and axes given so far (the builder can keep going)."""
         return PermutationSpec(dict(self._groups), {k: tuple(v) for k, v in self._axes.items()})

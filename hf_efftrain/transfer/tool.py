@@ -184,7 +184,10 @@ def _transfer_into(
     if save == "all":
         _save_point(model, tokenizer, init, out / "checkpoint-0")
     bar = progress_bar(total=steps, desc=f"transfer ({config.method})", disable=not progress)
-    for result in transfer_trajectory(path, init, spec, gradients, config.method, config.max_sweeps, progress=progress):
+    results = transfer_trajectory(
+        path, init, spec, gradients, config.method, config.max_sweeps, progress=progress, stay=config.stay
+    )
+    for result in results:
         row = {"step": result.step, "lambda": path.lambdas[result.step], **evaluator(result.params)}
         if result.match is not None:
             row.update(sweeps=result.match.sweeps, objective=result.match.objective)
