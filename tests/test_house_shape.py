@@ -25,10 +25,6 @@ from hf_efftrain.trainer import EfficientTrainingArguments
 
 ROOT = Path(hf_efftrain.__file__).parent
 
-# Packages whose rework happens on another branch; the lead empties this tuple once it has merged, and from then
-# on they are held to the same rules as the rest.
-PENDING_PACKAGES = ("hf_efftrain.transfer",)
-
 METHODS = ("mat", "growth", "twa", "cmd", "transfer")
 METHOD_FILES = ("__init__.py", "config.py", "cli.py", "README.md")
 # A method that acts during training also has its flags and the callback that schedules it.
@@ -43,13 +39,9 @@ ARGUMENTS = {
 }
 
 
-def _pending(name: str) -> bool:
-    return any(name == package or name.startswith(package + ".") for package in PENDING_PACKAGES)
-
-
 def _modules() -> list[ModuleType]:
     names = [info.name for info in pkgutil.walk_packages(hf_efftrain.__path__, "hf_efftrain.")]
-    return [importlib.import_module(name) for name in ["hf_efftrain", *names] if not _pending(name)]
+    return [importlib.import_module(name) for name in ["hf_efftrain", *names]]
 
 
 def _own_doc(obj: object) -> str | None:
@@ -96,7 +88,7 @@ def test_every_public_definition_has_a_docstring():
     assert not missing, f"{len(missing)} public definitions without a docstring:\n" + "\n".join(missing)
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if not _pending(f"hf_efftrain.{m}")])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_folder_has_the_same_files(method):
     folder = ROOT / method
     expected = METHOD_FILES + (TRAINING_FILES if method in ARGUMENTS else ())
@@ -131,15 +123,7 @@ def test_every_package_error_derives_from_one_value_error_in_errors_py():
     assert issubclass(HfEfftrainError, ValueError)
 
 
-def test_the_old_logging_module_is_only_used_by_pending_packages():
-    """``hf_efftrain/logging.py`` shadows the standard library; it stays only while pending code imports it."""
-    users = [
-        str(path.relative_to(ROOT.parent))
-        for path in ROOT.rglob("*.py")
-        if "hf_efftrain.logging" in path.read_text(encoding="utf-8")
-        and not _pending(".".join(path.relative_to(ROOT.parent).with_suffix("").parts))
-        and path.name != "logging.py"
-    ]
-    assert users == []
-    if not PENDING_PACKAGES:
-        assert not (ROOT / "logging.py").exists(), "nothing needs hf_efftrain/logging.py any more: delete it"
+def test_no_module_shadows_the_standard_logging_module():
+    """The package's logging helpers live in ``hf_efftrain/log.py``: a ``logging.py`` would shadow the stdlib."""
+    assert not (ROOT / "logging.py").exists()
+    assert [p for p in ROOT.rglob("*.py") if "hf_efftrain.logging" in p.read_text(encoding="utf-8")] == []

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from hf_efftrain.errors import TransferError
-from hf_efftrain.logging import progress_bar
+from hf_efftrain.log import progress_bar
 from hf_efftrain.transfer.matching import GradientPairs, MatchInfo, Progress, match_permutation
 from hf_efftrain.transfer.spec import Permutation, PermutationSpec
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedModel
 
 from hf_efftrain.errors import TransferError, TransferMismatchError
-from hf_efftrain.logging import progress_bar
+from hf_efftrain.log import progress_bar
 from hf_efftrain.model_folder import load_model, load_tokenizer, read_config
 from hf_efftrain.outputs import check_output, output_directory
 from hf_efftrain.tasks import load_splits, tokenize_classification, tokenize_lm_blocks
