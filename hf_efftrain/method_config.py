@@ -28,7 +28,7 @@ ConfigT = TypeVar("ConfigT", bound="MethodConfig")
 
 @dataclass
 class MethodConfig:
-    """Base of ``MATConfig``, ``TWAConfig``, ``CMDConfig`` and ``GrowthConfig``: validated, serializable knobs.
+    """Base of ``MATConfig``, ``TWAConfig``, ``CMDConfig``, ``GrowthConfig``, ``TransferConfig``: validated knobs.
 
     Subclasses add fields and override :meth:`validate`; construction (and :func:`dataclasses.replace`) runs it.
     """

@@ -7,16 +7,17 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from hf_efftrain.errors import TransferError
+from hf_efftrain.method_config import MethodConfig
 
 METHODS = ("fgmt", "gmt", "naive")
 SPACINGS = ("cosine", "linear", "checkpoints")
 
 
 @dataclass
-class TransferConfig:
+class TransferConfig(MethodConfig):
     """How to transfer a trajectory.
 
     ``method``: ``fgmt`` (fast: one new gradient pair per step, T pairs in all), ``gmt`` (re-computes the
@@ -40,7 +41,8 @@ class TransferConfig:
     seed: int = 0
     stay: float = 0.0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> TransferConfig:
+        """Raise :class:`TransferError` naming the bad knob; return ``self`` for chaining."""
         if self.method not in METHODS:
             raise TransferError(f"unknown transfer method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.spacing not in SPACINGS:
@@ -50,7 +52,4 @@ class TransferConfig:
                 raise TransferError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.stay >= 0:
             raise TransferError(f"stay must be >= 0, got {self.stay}")
-
-    def to_dict(self) -> dict:
-        """Plain fields, as saved in ``transfer_report.json`` (``TransferConfig(**d)`` rebuilds it)."""
-        return asdict(self)
+        return self
