@@ -166,8 +166,9 @@ def aggregate(opts: argparse.Namespace) -> None:
         "causal_lm": causal_lm,
         "recipe": {**RECIPE, "max_length": 64, "learning_rate": opts.lr, "max_steps": opts.steps},
         "budget": {"eval_every": opts.eval_every, "curve_split": "validation (1,000)", "test_split": "test (2,000)"},
-        "timing": "CPU seconds of each arm's single-threaded process, arms of a seed run concurrently; "
-        "*_wall keys are wall-clock under that shared load",
+        "timing": "CPU seconds of each arm's single-threaded process (torch threads 1), arms of a seed run "
+        "concurrently; *_wall keys are wall-clock under that shared load",
+        "note": opts.note,
         "per_run": [{k: v for k, v in r.items() if k not in ("history", "units")} for r in records.values()],
         "gate_histories": {f"{a}/seed{s}": r["history"] for (a, s), r in records.items() if "history" in r},
         **run_facts(seeds=opts.seeds),
@@ -188,6 +189,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=RECIPE["learning_rate"])
     parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--name", default="mat", help="result file name under benchmarks/results/")
+    parser.add_argument("--note", default="", help="free text stored with the result (e.g. the code's commit)")
     parser.add_argument("--run", help="train one arm (baseline or a MAT variant) and store its record")
     parser.add_argument("--seed", type=int, default=0, help="with --run: the seed")
     return parser.parse_args(argv)
