@@ -114,24 +114,28 @@ _NOT_EVERY_SEED = "not reached in every seed"
 def _mat(r: Result) -> str:
     rows = []
     for i, arm in enumerate(r.get("arms")):
+        seeds = r.get(f"arms.{i}.per_seed")
         per_seed = ", ".join(
-            fmt(v, 2, "not reached") for v in r.get(f"arms.{i}.time_to_baseline_accuracy_ratio_per_seed")
+            fmt(v, 2) + ("" if reached else " (not reached)")
+            for v, reached in zip(
+                seeds["time_to_baseline_accuracy_ratio"], seeds["time_to_baseline_accuracy_reached"], strict=True
+            )
         )
         rows.append(
             [
                 code(arm["arm"]) + (" (default)" if arm["arm"] == r.get("default_arm") else ""),
                 pct(r.get(f"arms.{i}.baseline_accuracy")),
                 pct(r.get(f"arms.{i}.mat_accuracy")),
-                f"{fmt(r.get(f'arms.{i}.time_to_baseline_accuracy_ratio'), 2, _NOT_EVERY_SEED)} ({per_seed})",
+                f"{fmt(r.get(f'arms.{i}.time_to_baseline_accuracy_ratio'), 2)} ({per_seed})",
                 fmt(r.get(f"arms.{i}.backward_flops_ratio")),
-                f"{fmt(r.get(f'arms.{i}.step_time_ratio'))} / {fmt(r.get(f'arms.{i}.step_time_ratio_interleaved'))}",
+                fmt(r.get(f"arms.{i}.cpu_time_ratio")),
                 pct(r.get(f"arms.{i}.measurement_overhead")),
                 pct(r.get(f"arms.{i}.active_head_fraction"), 1),
             ]
         )
     headers = ["arm", "baseline acc.", "MAT acc.", "time to baseline acc. (ratio; per seed)", "backward FLOPs ratio"]
-    headers += ["step time ratio (runs / interleaved)", "measurement overhead", "active heads"]
-    return table(headers, rows) + "\n\nTargets (default arm):\n\n" + targets_table(r, "targets")
+    headers += ["CPU time ratio", "measurement overhead", "active heads"]
+    return table(headers, rows) + "\n\nGoals (default arm):\n\n" + targets_table(r, "goals")
 
 
 def _growth(r: Result) -> str:
