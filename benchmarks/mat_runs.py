@@ -15,11 +15,11 @@ import time
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from benchmarks.sentiment import RECIPE, SentimentTask
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
+from hf_efftrain.cmd.embedded import backward_flops as count_backward_flops
 from hf_efftrain.mat import MATCallback, MATConfig, MATEngine
 
 # MAT arms: the paper's head gating, heads + FFN blocks with the early backward stop, and the same with a
@@ -83,13 +83,9 @@ class AccuracyCurve(Clock):
 
 
 def backward_flops(model, batch) -> float:
-    """FLOPs of one backward pass (forward not counted), as torch's flop counter sees them."""
+    """FLOPs of one training-mode backward pass (forward not counted), as torch's flop counter sees them."""
     model.train()
-    loss = model(**batch).loss
-    with FlopCounterMode(display=False) as counter:
-        loss.backward()
-    model.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
+    return float(count_backward_flops(model, batch))
 
 
 def gate_intervals(history: list[dict], num_units: int, steps: int) -> list[tuple[list[bool], int]]:

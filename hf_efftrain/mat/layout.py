@@ -138,7 +138,7 @@ def _check_every_unit_trains(units: list[Unit], modules: dict[str, ModuleLayout]
         )
 
 
-def _module_layout(model: nn.Module, path: str, module: nn.Module, kind, axis: Axis, layer: int, modules):
+def _module_layout(path: str, module: nn.Module, kind, axis: Axis, layer: int, modules):
     if path not in modules:
         modules[path] = ModuleLayout(path, module, kind, axis, layer)
     return modules[path]
@@ -166,7 +166,7 @@ def _add_head_pieces(
             if target is None:  # a projection the adapter leaves out: nothing of this head trains there
                 continue
             axis: Axis = "in" if piece.role == "o" else "out"
-            entry = _module_layout(model, *target, axis, layer, modules)
+            entry = _module_layout(*target, axis, layer, modules)
             bias = piece.has_bias if adapter is None else getattr(entry.module, "bias", None) is not None
             key = (entry.path, piece.index.start, piece.index.stop)
             units = owners.setdefault(key, (entry, [], bias and axis == "out"))[1]
@@ -182,6 +182,6 @@ def _add_whole(model, arch: ArchitectureSpec, layer: int, proj: Projection, unit
     targets = [(path, module, proj.kind)] if adapter is None else []
     targets += [(path + suffix, part, "linear") for suffix, part in whole_parts(module, adapter or "")]
     for target in targets:
-        entry = _module_layout(model, *target, "out", layer, modules)
+        entry = _module_layout(*target, "out", layer, modules)
         has_bias = getattr(entry.module, "bias", None) is not None
         entry.pieces.append(Piece((unit,), 0, entry.out_features, has_bias))
