@@ -29,6 +29,43 @@ def test_recursive_updates_equal_the_batch_fit_over_all_snapshots(tmp_path):
         assert not torch.allclose(got, values[-1], atol=1e-4)
 
 
+def test_forgetting_equals_the_weighted_batch_fit(tmp_path):
+    """γ < 1: snapshot t of T weighs γ^(T−t) after the warm-up (warm-up snapshots share the weight of the first
+    update's predecessor); the recursive fit equals that weighted least-squares fit, and follows θ(T) closer."""
+    synthetic_trajectory(tmp_path, steps=24, noise=1e-2)
+    traj = Trajectory(tmp_path)
+    warm, gamma = 8, 0.8
+    result = fit_cmd(Trajectory([c.folder for c in traj.checkpoints[:warm]]), modes=3, candidates=150)
+    online, plain = OnlineCMD.from_result(result, forgetting=gamma), OnlineCMD.from_result(result)
+    for index in range(warm, len(traj)):
+        online.update(traj.load(index))
+        plain.update(traj.load(index))
+    later = len(traj) - warm
+    weights = torch.tensor(
+        [gamma**later] * warm + [gamma ** (later - 1 - i) for i in range(later)], dtype=torch.float64
+    )
+    refs = torch.stack([traj.tensor(n).double().reshape(len(traj), -1)[:, i] for n, i in online.reference_ids], 1)
+    for name in ("w1", "w2"):
+        values = traj.tensor(name).double().reshape(len(traj), -1)
+        r = refs[:, online.labels[name].reshape(-1).long()]
+        w = weights[:, None] / weights.sum()
+        rc, vc = r - (w * r).sum(0), values - (w * values).sum(0)
+        a = (w * rc * vc).sum(0) / (w * rc**2).sum(0)
+        b = (w * values).sum(0) - a * (w * r).sum(0)
+        got = online.weights(traj.load(-1))[name].double().reshape(-1)
+        torch.testing.assert_close(got, a * r[-1] + b, atol=2e-6, rtol=0)
+        smooth = plain.weights(traj.load(-1))[name].double().reshape(-1)
+        assert (got - values[-1]).norm() < (smooth - values[-1]).norm()
+
+
+def test_forgetting_is_saved_with_the_state():
+    online = OnlineCMD([("w", 0)], torch.zeros(1), {"w": torch.zeros(3, dtype=torch.uint8)}, forgetting=0.9)
+    online.update({"w": torch.tensor([1.0, 2.0, 3.0])})
+    online.update({"w": torch.tensor([2.0, 2.5, 3.5])})
+    copy = OnlineCMD.from_state(online.state_tensors(), online.reference_ids, frozen=[])
+    assert (copy.forgetting, copy.weight, copy.count) == (0.9, online.weight, 2)
+
+
 def test_state_round_trip_continues_identically(tmp_path):
     synthetic_trajectory(tmp_path, steps=12, noise=1e-2)
     traj = Trajectory(tmp_path)

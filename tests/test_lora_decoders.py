@@ -14,7 +14,7 @@ from transformers import default_data_collator
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.adapters import ADAPTER_WEIGHTS, save_adapter, saved_name
 from hf_efftrain.causal_lm import add_lora, attention_targets
-from hf_efftrain.cmd import CMDResult
+from hf_efftrain.cmd import CMDCallback, CMDResult
 from hf_efftrain.errors import MATConfigError, TrajectoryMismatchError
 from hf_efftrain.mat import MATCallback
 from hf_efftrain.testing import VOCAB, tiny_model
@@ -119,6 +119,22 @@ def test_lora_cmd_round_trip_from_trainer_checkpoints(tmp_path, run_cli, one_thr
     want = result.reconstruct(5)
     got = {n: p for n, p in loaded.named_parameters() if "lora_" in n}
     assert all(torch.allclose(got[n.replace(".weight", ".default.weight")], v) for n, v in want.items())
+
+
+def test_online_and_embedded_cmd_track_the_adapter_only_and_save_a_loadable_adapter(tmp_path, one_thread):
+    model = lora_lm("llama")
+    frozen = frozen_state(model)
+    knobs = {"cmd_online": True, "cmd_every": 1, "cmd_warmup": 3, "cmd_modes": 2, "cmd_candidates": 20}
+    trainer = lm_trainer(model, tmp_path / "run", max_steps=10, **knobs, cmd_forgetting=0.9, cmd_embed_every=2)
+    trainer.train()
+    cmd = next(c for c in trainer.callback_handler.callbacks if isinstance(c, CMDCallback))
+    adapter = {n for n, p in model.named_parameters() if p.requires_grad} | set(cmd.embedding.a)
+    assert set(cmd.online.labels) == adapter and all("lora_" in n for n in adapter)
+    assert cmd.embedding.a, "the run embedded no adapter tensor"
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    loaded = peft.PeftModel.from_pretrained(base_lm("llama"), str(tmp_path / "run" / "cmd_model"))
+    with cmd.swapped(model):
+        assert torch.allclose(logits(loaded), logits(model), atol=1e-6)
 
 
 def test_adapter_export_refuses_tensors_of_another_adapter(tmp_path):

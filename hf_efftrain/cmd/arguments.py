@@ -29,6 +29,10 @@ class CMDArguments:
         metadata={"help": "Snapshots (not steps) collected on disk before the modes are fitted and frozen."},
     )
     cmd_modes: int = field(default=5, metadata={"help": "Number of CMD modes M."})
+    cmd_forgetting: float = field(
+        default=1.0,
+        metadata={"help": "RLS forgetting factor in (0, 1] per snapshot: < 1 makes the fit follow recent snapshots."},
+    )
     cmd_candidates: int = field(default=1000, metadata={"help": "Reference candidates K clustered after warm-up."})
     cmd_seed: int = field(default=0, metadata={"help": "Seed of the candidate sampling."})
     cmd_embed_every: int = field(

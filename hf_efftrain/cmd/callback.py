@@ -53,6 +53,7 @@ class CMDCallback(TrainerCallback):
         every: float = 10,
         warmup: int = 20,
         modes: int = 5,
+        forgetting: float = 1.0,
         candidates: int = 1000,
         seed: int = 0,
         embed_every: int = 0,
@@ -62,6 +63,7 @@ class CMDCallback(TrainerCallback):
     ) -> None:
         self.output_dir = Path(output_dir)
         self.every, self.warmup, self.modes, self.candidates, self.seed = every, warmup, modes, candidates, seed
+        self.forgetting = forgetting
         self.embed_every, self.embed_fraction, self.embed_max = embed_every, embed_fraction, embed_max
         self.save_model = save_model
         self._reset()
@@ -139,7 +141,7 @@ class CMDCallback(TrainerCallback):
 
     def _freeze_modes(self) -> None:
         result = fit_cmd(Trajectory(self.warmup_dir), self.modes, self.candidates, self.seed)
-        self.online = OnlineCMD.from_result(result)
+        self.online = OnlineCMD.from_result(result, self.forgetting)
         write_json(self.output_dir / MODES_JSON, result.modes_record())  # for `hf-efftrain report`
         logger.info("CMD: %d modes frozen after %d warm-up snapshots", self.online.num_modes, self.snapshots)
         if self.embed_every:

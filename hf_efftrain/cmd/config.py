@@ -23,6 +23,7 @@ class CMDConfig(MethodConfig):
     * ``warmup``: snapshots (not steps) kept on disk before the modes are fitted and frozen (at least 3).
     * ``modes``/``candidates``/``seed``: the number of modes M, and the K reference candidates clustered
       after warm-up (sampled with ``seed``).
+    * ``forgetting``: the online fit's RLS forgetting factor γ per snapshot (1 = every snapshot counts alike).
     * ``embed_every``: embedded CMD, every N snapshots after warm-up (0 = off); ``embed_fraction`` of the
       not-yet-embedded parameters each time, up to ``embed_max`` of all.
     * ``save_model``: at the end of training, save the CMD weights to ``<output_dir>/cmd_model``.
@@ -31,6 +32,7 @@ class CMDConfig(MethodConfig):
     every: float = 10
     warmup: int = 20
     modes: int = 5
+    forgetting: float = 1.0
     candidates: int = 1000
     seed: int = 0
     embed_every: int = 0
@@ -48,6 +50,8 @@ class CMDConfig(MethodConfig):
             raise CMDConfigError(f"cmd_warmup must be >= 3 snapshots to correlate trajectories, got {self.warmup}")
         if not 1 <= self.modes <= 255:
             raise CMDConfigError(f"cmd_modes must be in 1..255, got {self.modes}")
+        if not 0 < self.forgetting <= 1:
+            raise CMDConfigError(f"cmd_forgetting must be in (0, 1], got {self.forgetting}")
         if self.embed_every < 0:
             raise CMDConfigError(f"cmd_embed_every must be >= 0, got {self.embed_every}")
         if not (0 < self.embed_fraction <= 1 and 0 < self.embed_max <= 1):

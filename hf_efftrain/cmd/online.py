@@ -5,7 +5,12 @@ of r' and Σ(r' − mean)² (float64, M numbers), and per parameter the mean of 
 Σ(r' − mean_r)(θ − mean_θ), both float32: 8 bytes per parameter (+1 for its mode label). They are updated the
 Welford way, which adds deviations from the running means instead of raw sums: float64 is not needed because
 nothing large cancels (raw sums Σθ, Σr'θ would lose the slow motion of a weight under its large value in float32).
-An update is O(N); no history is kept. ``r' = r − shift`` is centred on the warm-up mean. Example::
+An update is O(N); no history is kept. ``r' = r − shift`` is centred on the warm-up mean.
+
+``forgetting`` γ ∈ (0, 1] is the RLS forgetting factor: before each update every earlier snapshot's weight is
+multiplied by γ (γ = 1: all snapshots count alike). Why: with equal weights the fit at the end of a run is pulled
+towards the early, fast-moving part of the trajectory, so θ̂(T) lags θ(T); γ < 1 makes the fit follow the recent
+dynamics (an effective window of about 1 / (1 − γ) snapshots) while still smoothing along the modes. Example::
 
     online = OnlineCMD.from_result(fit_cmd(Trajectory("warmup"), modes=5))
     online.update(dict(model.named_parameters()))     # at every later snapshot
@@ -24,12 +29,22 @@ from hf_efftrain.cmd.result import CMDResult
 class OnlineCMD:
     """Running least-squares moments of every tracked parameter against M frozen reference parameters."""
 
-    def __init__(self, reference_ids: list[tuple[str, int]], shift: torch.Tensor, labels: dict[str, torch.Tensor]):
+    def __init__(
+        self,
+        reference_ids: list[tuple[str, int]],
+        shift: torch.Tensor,
+        labels: dict[str, torch.Tensor],
+        forgetting: float = 1.0,
+    ):
+        if not 0 < forgetting <= 1:
+            raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
         self.reference_ids = list(reference_ids)
         self.shift = shift.double()
         self.labels = labels
+        self.forgetting = forgetting
         modes = len(reference_ids)
         self.count = 0
+        self.weight = 0.0  # Σ of the snapshots' weights (= count when forgetting is 1)
         self.mean_r = torch.zeros(modes, dtype=torch.float64)
         self.m2_r = torch.zeros(modes, dtype=torch.float64)  # Σ (r' − mean_r)²
         self.mean_theta = {n: torch.zeros(t.shape, dtype=torch.float32) for n, t in labels.items()}
@@ -37,13 +52,16 @@ class OnlineCMD:
         self.frozen: set[str] = set()  # tensors whose moments no longer change (embedded CMD)
 
     @classmethod
-    def from_result(cls, result: CMDResult) -> OnlineCMD:
-        """Start from a post-hoc fit of the warm-up: its least-squares moments are recovered exactly from (a, b)."""
+    def from_result(cls, result: CMDResult, forgetting: float = 1.0) -> OnlineCMD:
+        """Start from a post-hoc fit of the warm-up: its least-squares moments are recovered exactly from (a, b).
+
+        The warm-up snapshots enter with equal weights; ``forgetting`` applies from the first update on."""
         references = torch.from_numpy(result.references)
         shift = references.mean(dim=1)
-        online = cls(result.reference_ids, shift, dict(result.labels))
+        online = cls(result.reference_ids, shift, dict(result.labels), forgetting)
         centred = references - shift[:, None]
         online.count = references.shape[1]
+        online.weight = float(online.count)
         online.mean_r = centred.mean(dim=1)
         online.m2_r = ((centred - online.mean_r[:, None]) ** 2).sum(dim=1)
         for name, labels in result.labels.items():
@@ -65,19 +83,27 @@ class OnlineCMD:
 
     @torch.no_grad()
     def update(self, params: Mapping[str, torch.Tensor]) -> None:
-        """Add one snapshot (current values of the tracked parameters) to the running moments: O(N)."""
+        """Add one snapshot (current values of the tracked parameters) to the running moments: O(N).
+
+        Weighted Welford: earlier weights scale by γ (which scales the second moments and leaves the means), the new
+        snapshot enters with weight 1."""
         r = self.reference_values(params)
+        gamma = self.forgetting
         self.count += 1
+        self.weight = gamma * self.weight + 1.0
+        step = 1.0 / self.weight
         before = r - self.mean_r  # deviation from the old mean; the co-moment pairs it with the new one
-        self.mean_r += before / self.count
-        self.m2_r += before * (r - self.mean_r)
+        self.mean_r += before * step
+        self.m2_r = gamma * self.m2_r + before * (r - self.mean_r)
         before = before.float()
         for name, labels in self.labels.items():
             if name in self.frozen:
                 continue
             theta = params[name].detach().to("cpu", torch.float32)
             mean = self.mean_theta[name]
-            mean.add_(theta - mean, alpha=1 / self.count)
+            mean.add_(theta - mean, alpha=step)
+            if gamma != 1.0:
+                self.co_moment[name].mul_(gamma)
             self.co_moment[name].addcmul_(before[labels.long()], theta - mean)
 
     def coefficients(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,6 +130,8 @@ class OnlineCMD:
             "mean_r": self.mean_r,
             "m2_r": self.m2_r,
             "count": torch.tensor([self.count]),
+            "weight": torch.tensor([self.weight], dtype=torch.float64),
+            "forgetting": torch.tensor([self.forgetting], dtype=torch.float64),
         }
         for name in self.labels:
             out[f"label.{name}"] = self.labels[name]
@@ -115,8 +143,10 @@ class OnlineCMD:
     def from_state(cls, tensors: dict[str, torch.Tensor], reference_ids: list[tuple[str, int]], frozen: list[str]):
         """Inverse of :meth:`state_tensors` (also reads the float64 raw sums that earlier versions saved)."""
         labels = {k[len("label.") :]: v for k, v in tensors.items() if k.startswith("label.")}
-        online = cls(reference_ids, tensors["shift"], labels)
+        forgetting = float(tensors["forgetting"][0]) if "forgetting" in tensors else 1.0
+        online = cls(reference_ids, tensors["shift"], labels, forgetting)
         online.count = int(tensors["count"][0])
+        online.weight = float(tensors["weight"][0]) if "weight" in tensors else float(online.count)
         if "mean_r" not in tensors:
             tensors = _moments_from_sums(tensors, labels, online.count)
         online.mean_r, online.m2_r = tensors["mean_r"].clone(), tensors["m2_r"].clone()
