@@ -65,13 +65,17 @@ class SentimentTask:
 
     @torch.no_grad()
     def accuracy(self, model: PreTrainedModel, split: str = "test", batch_size: int = 256) -> float:
-        """Accuracy on a split, computed in a plain loop (no Trainer state involved)."""
+        """Accuracy on a split, computed in a plain loop (no Trainer state involved).
+
+        Reviews are scored in order of length, so each padded batch wastes little compute on padding
+        (accuracy does not depend on the order; on 2 CPU cores this halves the cost of a 2,000-review pass)."""
         model.eval()
         data = self.splits[split]
+        order = np.argsort([len(ids) for ids in data["input_ids"]], kind="stable")
         device = next(model.parameters()).device
         correct = 0
         for start in range(0, len(data), batch_size):
-            rows = data[start : start + batch_size]
+            rows = data.select(order[start : start + batch_size])[:]
             labels = np.asarray(rows.pop("label"))
             batch = self.collator([dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)])
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
