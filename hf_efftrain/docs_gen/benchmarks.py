@@ -165,13 +165,13 @@ def _growth_figure(r: Result, key: str) -> str:
 def _twa(r: Result) -> str:
     arms = [("full", f"(a) full fine-tune, {r.get('settings.steps')} steps"), ("twa", "(b) TWA")]
     arms += [("swa", "(c) SWA over the same checkpoints"), ("last", "(d) last checkpoint before the TWA phase")]
+    arms += [("twa_v", "(e) TWA-v (coefficients trained on held-out rows)")] if "twa_v_accuracy" in r.data else []
     rows = [[label, f"{fmt(r.get(f'{k}_accuracy'), 4)} ± {fmt(r.get(f'{k}_accuracy_std'), 4)}"] for k, label in arms]
     means = table(["arm", f"accuracy (mean ± std, seeds {', '.join(map(str, r.get('settings.seeds')))})"], rows)
-    seed_keys = ["full_accuracy", "twa_accuracy", "swa_accuracy", "last_accuracy", "confined_steps", "trust_radius"]
+    seed_keys = [f"{k}_accuracy" for k, _ in arms] + ["confined_steps", "trust_radius"]
     seed_rows = [[s["seed"], *(fmt(s[k], 4) for k in seed_keys)] for s in r.get("per_seed")]
-    per_seed = table(
-        ["seed", "full", "TWA", "SWA", "last", "TWA steps on the trust boundary", "trust radius"], seed_rows
-    )
+    labels = ["full", "TWA", "SWA", "last"] + (["TWA-v"] if len(arms) > 4 else [])
+    per_seed = table(["seed", *labels, "TWA steps on the trust boundary", "trust radius"], seed_rows)
     keys = ["twa_total_steps_ratio", "twa_phase_time_fraction", "basis_memory_mb"]
     figures = table(["figure", "measured"], [[code(k), fmt(r.get(k))] for k in keys])
     return "\n\n".join([means, "Per seed:", per_seed, figures, "Targets:", targets_table(r, "targets")])
@@ -196,26 +196,26 @@ def _cmd(r: Result) -> str:
         ],
         ["`fit_seconds` / naive seconds", f"{fmt(r.get('fit_seconds'), 1)} s / {fmt(r.get('naive_seconds'), 1)} s"],
         [
-            "`last_accuracy` / `online_cmd_accuracy` / `ema_accuracy`",
-            " / ".join(fmt(r.get(k)) for k in ("last_accuracy", "online_cmd_accuracy", "ema_accuracy")),
-        ],
-        [
-            "`embedded_fraction` / `embedded_accuracy_delta`",
-            f"{fmt(r.get('embedded_fraction'))} / {fmt(r.get('embedded_accuracy_delta'))}",
-        ],
-        [
-            "Linear weight-gradient work skipped (embedded run)",
-            pct(r.get("embedded_compute.linear_weight_grad_saved_fraction"), 1),
-        ],
-        [
-            "fwd+bwd+AdamW step on fixed batches: all trained → embedded frozen",
-            " → ".join(
-                f"{fmt(r.get(f'embedded_step_seconds_fixed_batches.{k}'))} s"
-                for k in ("all_trained", "embedded_frozen")
-            ),
+            "`embedded_fraction` / `embedded_backward_flops_saved` (run average) / at the end",
+            f"{fmt(r.get('embedded_fraction'))} / {fmt(r.get('embedded_backward_flops_saved'))} / "
+            f"{fmt(r.get('embedded_backward_flops_saved_at_end'))}",
         ],
     ]
-    return "\n\n".join([fits, table(["figure", "measured"], figures), "Targets:", targets_table(r, "targets")])
+    arms = ["last", "online_cmd", "online_cmd_default", "ema", "swa", "embedded"]
+    accuracies = table(
+        ["arm", "test accuracy (mean)", "per seed"],
+        [
+            [
+                code(f"{a}_accuracy"),
+                fmt(r.get(f"{a}_accuracy"), 4),
+                ", ".join(fmt(v, 4) for v in r.get(f"{a}_accuracy_per_seed") or []),
+            ]
+            for a in arms
+        ],
+    )
+    figures.append(["chosen on validation (first seed)", code(json.dumps(r.get("chosen")))])
+    parts = [accuracies, fits, table(["figure", "measured"], figures), "Targets:", targets_table(r, "targets")]
+    return "\n\n".join(parts)
 
 
 _TRANSFER_KEYS = ["source_final_accuracy", "target_init_accuracy", "naive_accuracy", "transferred_accuracy"]
@@ -285,7 +285,31 @@ def _startup(r: Result) -> str:
     return "\n\n".join([cases, table(["ratio to `import torch`", "measured", "goal", "met"], goals)])
 
 
+def _causal_lm(r: Result) -> str:
+    rows = []
+    for arm in r.get("arms"):
+        key = {"lora": "lora", "lora+mat": "lora_mat", "lora+mat_kv": "lora_mat_kv", "lora+twa": "lora_twa"}[arm]
+        losses = ", ".join(fmt(s.get(f"{arm}/eval_loss"), 4) for s in r.get("per_seed"))
+        rows.append(
+            [
+                code(arm),
+                fmt(r.get(f"{key}_eval_loss"), 4),
+                losses,
+                fmt(r.data.get(f"{key}_backward_flops_ratio", 1.0 if arm == "lora" else None)),
+                fmt(r.data.get(f"{key}_cpu_time_ratio", 1.0 if arm == "lora" else None)),
+                pct(r.data.get(f"{key}_measurement_overhead"), 1) if "mat" in arm else "–",
+            ]
+        )
+    headers = ["arm", "eval loss (mean)", "per seed", "backward FLOPs ÷ LoRA", "CPU time ÷ LoRA", "MAT probes"]
+    keys = ["adapter_mb", "twa_checkpoints", "twa_basis_mb", "cmd_adapter_relative_reconstruction_error"]
+    figures = table(["figure", "measured"], [[code(k), fmt(r.get(k), 4)] for k in keys])
+    return "\n\n".join(
+        [f"Model: {r.get('model')}; base eval loss {fmt(r.get('base_eval_loss'), 4)}.", table(headers, rows), figures]
+    )
+
+
 RENDERERS: dict[str, Callable[[Result], str]] = {
+    "causal_lm": _causal_lm,
     "startup": _startup,
     "combined": _combined,
     "baseline_finetune": _baseline,
