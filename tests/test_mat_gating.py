@@ -209,3 +209,26 @@ def test_stable_gates_back_off_the_probe_interval_and_a_change_resets_it(monkeyp
     twin = MATEngine(model, engine.config)
     twin.load_state_dict(engine.state_dict())
     assert (twin.interval, twin.next_step) == (engine.interval, engine.next_step) == (8, 46)
+
+
+@pytest.mark.parametrize(("tolerance", "expected"), [(0.0, [2, 4, 6, 8, 10, 12, 14, 16]), (0.25, [2, 6, 14])])
+def test_a_flip_within_the_stable_tolerance_still_backs_off(monkeypatch, tolerance, expected):
+    """One borderline module flipping at every probe keeps the interval at ``every`` unless tolerated; tolerated,
+    the interval doubles from the first probe after warm-up (2 → +4 → +8, the cap 4 × every)."""
+    model = tiny_model("bert", task="classification").train()
+    config = MATConfig(every=2, warmup_steps=2, probe_size=2, stable_backoff=4, stable_tolerance=tolerance)
+    engine = MATEngine(model, config)
+    units = len(engine.layout.units)
+    assert units >= 4  # one flip is ≤ 25% of the modules
+
+    calls = []
+
+    def scripted(_ema, _layout, step, *_args):
+        calls.append(step)
+        gates = torch.ones(units, dtype=torch.bool)
+        gates[0] = len(calls) % 2 == 0  # flips at every probe
+        return gates
+
+    monkeypatch.setattr("hf_efftrain.mat.engine.gates_for_step", scripted)
+    batch = tiny_inputs(model, batch=2, seq=6)
+    assert [step for step in range(1, 17) if engine.after_step(step, batch)] == expected

@@ -43,6 +43,9 @@ class MATArguments:
     mat_stable_backoff: int = field(
         default=4, metadata={"help": "Probe interval doubles while gates stay stable, up to this × mat_every."}
     )
+    mat_stable_tolerance: float = field(
+        default=0.0, metadata={"help": "Share of modules whose gate may flip while a probe still counts as stable."}
+    )
     mat_stop_backprop: bool = field(
         default=False, metadata={"help": "Stop back-propagation below the lowest layer with an active module."}
     )

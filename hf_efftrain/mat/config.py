@@ -31,6 +31,9 @@ class MATConfig(MethodConfig):
     * ``stable_backoff``: once past warm-up, each measurement that leaves the gates unchanged doubles the interval
       to the next one, up to ``stable_backoff × every``; a change brings it back to ``every`` (1 = fixed interval).
       Probes cost about a training step each; stable gates do not need re-measuring.
+    * ``stable_tolerance``: the share of modules whose gate may flip while a measurement still counts as stable
+      (0 = no flip at all). Late in a run a few borderline modules keep flipping at every probe, which otherwise
+      keeps the interval at ``every`` for good.
     * ``ema``: weight of the *old* value in the exponential moving average of λmax (0 = no smoothing).
     * ``threshold_rule``/``threshold``: a module is active when its smoothed λmax is at least
       ``threshold * mean`` (``mean``), ``threshold * max`` (``max``) of its group, or the ``threshold``-quantile
@@ -59,6 +62,7 @@ class MATConfig(MethodConfig):
     granularity: Granularity = "heads"
     gqa_unit: GQAUnit = "query_head"
     stable_backoff: int = 4
+    stable_tolerance: float = 0.0
     stop_backprop: bool = False
     skip_optimizer_update: bool = True
     gram_strategy: Literal["auto", "gram", "persample"] = "auto"
@@ -72,6 +76,7 @@ class MATConfig(MethodConfig):
         check_number("ema", self.ema, 0, 1, high_open=True, error=MATConfigError)
         check_number("threshold", self.threshold, 0, error=MATConfigError)
         check_number("stable_backoff", self.stable_backoff, 1, 64, error=MATConfigError)
+        check_number("stable_tolerance", self.stable_tolerance, 0, 1, high_open=True, error=MATConfigError)
         checks = [
             (self.probe_size == int(self.probe_size), f"probe_size must be a whole number, got {self.probe_size}"),
             (self.threshold_rule in ("mean", "quantile", "max"), f"unknown threshold_rule {self.threshold_rule!r}"),

@@ -183,12 +183,14 @@ class MATEngine:
         self.apply_gates(
             gates_for_step(self.ema, self.layout, step, cfg.warmup_steps, cfg.threshold_rule, cfg.threshold, cfg.scope)
         )
-        self._schedule_next(step, gated=step >= cfg.warmup_steps, stable=bool(torch.equal(previous, self.active)))
+        flipped = int((previous != self.active).sum())
+        stable = flipped <= cfg.stable_tolerance * len(self.active)
+        self._schedule_next(step, gated=step >= cfg.warmup_steps, stable=stable)
         self.history.append({"step": step, "lambda": lam.tolist(), "active": self.active.tolist()})
         return True
 
     def _schedule_next(self, step: int, gated: bool, stable: bool) -> None:
-        """Double the interval after a measurement that changed no gate (up to ``stable_backoff × every``)."""
+        """Double the interval after a stable measurement (up to ``stable_backoff × every``): see stable_tolerance."""
         every = int(self.config.every)
         self.interval = min(2 * self.interval, every * self.config.stable_backoff) if gated and stable else every
         self.next_step = step + self.interval
