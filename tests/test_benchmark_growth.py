@@ -1,0 +1,100 @@
+"""benchmarks/growth.py's arithmetic on synthetic job records: rankings, seed noise, growth against scratch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_efftrain.docs_gen import benchmark_tables
+
+growth_summary = pytest.importorskip("benchmarks.growth_summary")
+Job, plan_jobs = growth_summary.Job, pytest.importorskip("benchmarks.growth_jobs").plan_jobs
+Study = pytest.importorskip("benchmarks.growth_setup").Study
+
+NAMES = ("copy_all", "interleave", "top_k(k=2)", "middle(block=2)")
+STUDY = Study(steps=10, lag=2, lags=(1, 2, 5), eval_every=5, seeds=(0, 1, 2), candidates=NAMES)
+NOISE = {0: -0.01, 1: 0.0, 2: 0.01}
+
+
+def candidate(i: int, seed: int) -> dict:
+    """Candidate ``i``: worse at the end the larger ``i``; the lag agrees, step 0 says the opposite."""
+    losses = {0: 5.0 - 0.1 * i, 1: 4.5, 2: 4.0 + 0.05 * i, 5: 3.4 + 0.1 * i, 10: 3.0 + 0.1 * i + NOISE[seed]}
+    return {"losses": {str(k): v for k, v in losses.items()}, "params": 1000, "layers": 12, "flops_per_step": 10.0}
+
+
+def records() -> dict[str, dict]:
+    found = {Job("candidate", n, s).key: candidate(i, s) for i, n in enumerate(NAMES) for s in STUDY.seeds}
+    scratch = {"losses": {"0": 7.0, "1": 6.5, "2": 6.0, "5": 4.0, "10": 3.45}, "params": 1000, "layers": 12}
+    found |= {Job("scratch", "scratch", s).key: {**scratch, "flops_per_step": 10.0} for s in STUDY.seeds}
+    base = {"steps": 40, "stopped_by_plateau": True, "heldout_curve": {"20": 4.2, "40": 4.1}, "flops": 200.0}
+    found[Job("base", "a", 0).key] = {**base, "train_losses": [4.4, 4.3, 4.2, 4.2], "cpu_seconds": 1.0, "params": 9}
+    for arm, final in (("fixed", 3.5), ("adaptive", 3.4)):
+        stages = [{"lag_metric": "held-out loss" if arm == "adaptive" else None}]
+        found[Job("gradual", arm, 0).key] = {
+            "final_heldout_loss": final, "flops": {"main_line": 60.0, "lag_probes": 20.0 * (arm == "adaptive")},
+            "stages": stages, "stage_batches_drawn": 10, "stage_batches_distinct": 10,
+        }  # fmt: skip
+    return found
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:
+    return growth_summary.summarize(STUDY, records(), {"eval_tokens": 100})
+
+
+def test_rankings_use_seed_means_of_growth_candidates_only(result):
+    assert result["spearman_lag_vs_final"] == pytest.approx(1.0)
+    assert result["spearman_init_vs_final"] == pytest.approx(-1.0)
+    assert set(result["candidates"]) == set(NAMES) and not result["scratch_in_ranking"]
+    assert result["lag_pick"] == result["best_final"] == "copy_all" and result["lag_pick_final_gap"] == 0
+    assert result["init_pick"] == "middle(block=2)"
+    assert result["init_pick_final_gap_nats"] == pytest.approx(0.3)
+    assert result["init_pick_final_gap"] == pytest.approx(0.3 / 3.0)
+    # at k=1 every candidate ties: no rank correlation is defined, and none is invented
+    by_k = {row["k"]: row for row in result["spearman_vs_k"]}
+    assert by_k[1]["spearman"] is None and by_k[5]["spearman"] == pytest.approx(1.0)
+
+
+def test_spread_is_measured_against_the_seed_to_seed_std(result):
+    assert result["final_spread"] == pytest.approx(0.3)
+    assert result["seed_std"] == pytest.approx(0.01)
+    assert result["final_spread_over_seed_std"] == pytest.approx(30.0)
+    assert result["candidates"]["interleave"]["per_seed"]["2"]["final_heldout_loss"] == pytest.approx(3.11)
+
+
+def test_growth_against_scratch_counts_steps_and_the_base(result):
+    vs = result["growth_vs_scratch"]
+    assert vs["steps_to_scratch_final"] == 5 and result["steps_to_scratch_final_ratio"] == pytest.approx(0.5)
+    assert vs["steps_to_scratch_final_ratio_with_base"] == pytest.approx((40 + 5) / 10)
+    assert vs["flops_to_scratch_final_ratio_with_base"] == pytest.approx((200 + 5 * 10) / (10 * 10))
+    assert result["targets"] == {
+        "spearman_lag_ge_0.8_and_above_init": True,
+        "lag_cost_fraction_le_0.1": False,  # a lag of 2 in 10 steps is 20%
+        "final_spread_ge_2_seed_std": True,
+        "grown_reaches_scratch_final_in_le_0.5_of_steps": True,
+    }
+
+
+def test_gradual_arms_are_compared_at_the_scratch_budget(result):
+    gradual = result["gradual_stacking"]
+    assert gradual["adaptive_minus_fixed_final"] == pytest.approx(-0.1)
+    assert gradual["arms"]["fixed"]["minus_scratch_final"] == pytest.approx(0.05)
+    assert gradual["arms"]["adaptive"]["flops_fraction_with_lag_probes"] == pytest.approx(0.8)
+    assert gradual["arms"]["adaptive"]["lag_metric"] == ["held-out loss"]
+
+
+def test_docs_table_reads_the_result(result, tmp_path):
+    facts = {"command": "python -m benchmarks.growth", "device": "cpu", "date": "today", "budget_note": "note"}
+    data = {**result, "budget": {"steps": STUDY.steps, "lag_steps": STUDY.lag}, "targets_met": result["targets"]}
+    (tmp_path / "growth.json").write_text(json.dumps({**data, **facts}))
+    markdown = benchmark_tables("growth", tmp_path)
+    assert "`copy_all`" in markdown and "`scratch`" not in markdown  # scratch is not a row of the ranking
+
+
+def test_jobs_split_the_protocol_and_fusion_waits_for_both_bases():
+    jobs = plan_jobs(Study())
+    assert len([j for j in jobs if j.kind == "candidate"]) == 9 * 3 and len(jobs) == 2 + 27 + 3 + 2
+    fusion = next(j for j in jobs if j.name == "deep_fusion(a,b)")
+    assert fusion.needs() == ("base-a-s0", "base-b-s1")
+    assert Job("scratch", "scratch", 0).needs() == ()
