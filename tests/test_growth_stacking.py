@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
+from transformers import TrainerCallback, default_data_collator
 
 from hf_efftrain.growth import copy_all, get_mask, masked_depth
 from hf_efftrain.growth.stacking import PlateauStopCallback, StackingConfig, gradual_stack
@@ -50,6 +50,29 @@ def test_gradual_stacking_grows_carries_moments_and_resumes_exactly(tmp_path):
     assert again[-1]["train_losses"] == history[-1]["train_losses"]
     for name, tensor in model.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], tensor), name
+
+
+class _BatchRecorder:
+    """A collator that remembers every batch it builds."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple] = []
+
+    def __call__(self, features):
+        self.batches.append(tuple(tuple(f["input_ids"]) for f in features))
+        return default_data_collator(features)
+
+
+@pytest.mark.slow
+def test_stages_draw_new_batches_and_lag_scores_the_eval_set(tmp_path):
+    recorder = _BatchRecorder()
+    config = StackingConfig(final_layers=2, grow_by=1, stage_steps=3, candidates=CONFIG.candidates, lag_steps=1)
+    model = tiny_model("llama", "causal-lm", layers=1)
+    held_out = _data().select(range(8))
+    _, history = gradual_stack(model, _data(), _args(tmp_path), config, eval_dataset=held_out, data_collator=recorder)
+    assert history[0]["lag"]["metric"] == "held-out loss"
+    # one stage draws 3 batches (+1 prefetched); a second stage replaying the same order would add none
+    assert len(set(recorder.batches)) >= 6
 
 
 def test_plateau_stops_and_restores_its_history():

@@ -140,10 +140,12 @@ def load_optimizer_state(model: PreTrainedModel, optimizer, by_name: dict[str, d
     return carried
 
 
-def _stage_args(args, output_dir: Path, steps: int):
+def _stage_args(args, output_dir: Path, steps: int, stage: int):
+    """``args`` for stage ``stage``: its own folder, length and data order (stages must not replay one order)."""
     args = copy.deepcopy(args)
     args.output_dir = str(output_dir)
     args.max_steps = steps
+    args.data_seed = (args.data_seed if args.data_seed is not None else args.seed) + stage
     return args
 
 
@@ -156,7 +158,7 @@ def _train_stage(model, index: int, moments, sources, train_dataset, args, confi
         callbacks.append(PlateauStopCallback(config.plateau_window, config.plateau_tolerance, config.min_stage_steps))
     trainer = EfficientTrainer(
         model=model,
-        args=_stage_args(args, run_dir, config.stage_steps),
+        args=_stage_args(args, run_dir, config.stage_steps, index),
         train_dataset=train_dataset,
         callbacks=callbacks,
         **data,
@@ -177,7 +179,7 @@ def _train_stage(model, index: int, moments, sources, train_dataset, args, confi
     return record, optimizer_state_by_name(model, trainer.optimizer)
 
 
-def _choose_plan(model, depth: int, index: int, train_dataset, args, config: StackingConfig, **data):
+def _choose_plan(model, depth: int, index: int, train_dataset, args, config: StackingConfig, eval_dataset, **data):
     target = min(depth + config.grow_by, config.final_layers)
     plans = {}
     for candidate in config.candidates:
@@ -186,9 +188,19 @@ def _choose_plan(model, depth: int, index: int, train_dataset, args, config: Sta
     if len(plans) == 1 or config.lag_steps < 1:
         name = next(iter(plans))
         return name, plans[name], None
-    lag_args = _stage_args(args, Path(args.output_dir) / f"stage-{index}-lag", config.lag_steps)
+    # the probes are the first lag_steps of the next stage: its data order and its schedule, scored on eval_dataset
+    lag_args = _stage_args(args, Path(args.output_dir) / f"stage-{index}-lag", config.stage_steps, index + 1)
     builders = {n: (lambda p=p: grow_depth([model], p)) for n, p in plans.items()}
-    result = select_growth(builders, train_dataset, config.lag_steps, args=lag_args, **data)
+    schedule = max(config.stage_steps, config.lag_steps)
+    result = select_growth(
+        builders,
+        train_dataset,
+        config.lag_steps,
+        args=lag_args,
+        eval_dataset=eval_dataset,
+        schedule_steps=schedule,
+        **data,
+    )
     return result.pick, plans[result.pick], result.to_dict()
 
 
@@ -217,8 +229,10 @@ def gradual_stack(
 ) -> tuple[PreTrainedModel, list[dict]]:
     """Train and grow ``model`` stage by stage up to ``config.final_layers``; returns it and the stage records.
 
-    ``args`` (``EfficientTrainingArguments``) apply to every stage, except ``max_steps`` (``stage_steps``) and
-    ``output_dir`` (``<output_dir>/stage-<k>-run``). Rerunning with the same ``output_dir`` resumes.
+    ``args`` (``EfficientTrainingArguments``) apply to every stage, except ``max_steps`` (``stage_steps``),
+    ``output_dir`` (``<output_dir>/stage-<k>-run``) and the data order (``data_seed`` + k, so no stage replays
+    another's batches). LAG probes are the first ``lag_steps`` of the next stage (its data order and schedule),
+    scored on ``eval_dataset`` when one is given. Rerunning with the same ``output_dir`` resumes.
     """
     root = Path(args.output_dir)
     data = {"data_collator": data_collator}
@@ -236,7 +250,7 @@ def gradual_stack(
         depth = record["layers"]
         choice, plan, lag = (None, None, None)
         if depth < config.final_layers:
-            choice, plan, lag = _choose_plan(model, depth, index, train_dataset, args, config, **data)
+            choice, plan, lag = _choose_plan(model, depth, index, train_dataset, args, config, eval_dataset, **data)
         record.update({"growth": choice, "plan": plan, "lag": lag, "config": asdict(config)})
         _save_stage(root, model, moments, record)
         history.append(record)
