@@ -304,39 +304,51 @@ def seed_runs(task: SentimentTask, opts, seed: int, work: Path, chosen: dict | N
 
 
 def benchmark(opts, work: Path, started: float) -> None:
+    """Run every seed (records in ``--records``), then assemble the result from all records there."""
     task = SentimentTask.load(max_length=opts.max_length)
     task.splits["gap"] = task.splits["validation"].select(range(opts.gap_reviews))
     for split, count in (("test", opts.test_reviews), ("validation", opts.select_reviews)):
         if count:
             task.splits[split] = task.splits[split].select(range(count))
-    rows, chosen, posthoc, fits, naive = [], None, None, None, None
-    for index, seed in enumerate(opts.seeds):
+    records = Path(opts.records)
+    records.mkdir(parents=True, exist_ok=True)  # a crash later in the run keeps the finished seeds
+    chosen = json.loads((records / "chosen.json").read_text()) if opts.reuse_choice else None
+    for seed in opts.seeds:
         seed_work = work / f"seed-{seed}"
         done = seed_runs(task, opts, seed, seed_work, chosen)
-        rows.append(done["row"])
         chosen = done["chosen"]
-        RECORDS.mkdir(parents=True, exist_ok=True)  # a crash later in the run keeps the finished seeds
-        (RECORDS / f"seed-{seed}.json").write_text(json.dumps({"row": done["row"], "chosen": chosen}, indent=1))
-        if index == 0:  # memory and fidelity of the post-hoc fit: one trajectory is enough
+        (records / f"seed-{seed}.json").write_text(json.dumps(done["row"], indent=1))
+        (records / "chosen.json").write_text(json.dumps(chosen, indent=1))
+        if not (records / "posthoc.json").exists():  # memory and fidelity of the post-hoc fit: one trajectory
             posthoc, fits = posthoc_section(task, done["model"], done["snapshots"], seed_work, opts)
             naive = run_worker("naive", done["snapshots"], 10, opts.candidates)
             trajectory = Trajectory(done["snapshots"])
-            trajectory_facts = {
-                "snapshots": len(trajectory),
-                "parameters": trajectory.num_parameters,
-                "steps": trajectory.steps[-1],
-            }
+            facts = {"snapshots": len(trajectory), "parameters": trajectory.num_parameters, "seed": seed}
+            posthoc_record = {"posthoc": posthoc, "fits": fits, "naive": naive, "trajectory": facts}
+            (records / "posthoc.json").write_text(json.dumps(posthoc_record, indent=1))
         shutil.rmtree(seed_work)
+    assemble(
+        opts, records, started, test_reviews=len(task.splits["test"]), select_reviews=len(task.splits["validation"])
+    )
+
+
+def assemble(opts, records: Path, started: float, test_reviews: int, select_reviews: int) -> None:
+    """The result from the records of every seed run so far (seeds may have run in separate processes)."""
+    rows = sorted((json.loads(f.read_text()) for f in records.glob("seed-*.json")), key=lambda r: r["seed"])
+    chosen = json.loads((records / "chosen.json").read_text())
+    saved = json.loads((records / "posthoc.json").read_text())
+    posthoc, fits, naive, trajectory_facts = saved["posthoc"], saved["fits"], saved["naive"], saved["trajectory"]
+    seeds = [r["seed"] for r in rows]
     mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
     per_seed = lambda key: [r[key] for r in rows]  # noqa: E731
     arms = ("last_accuracy", "online_cmd_accuracy", "online_cmd_default_accuracy", "ema_accuracy", "swa_accuracy")
     arms += ("embedded_accuracy",)
     fit10 = next(r for r in fits if r["modes"] == 10)
     result = {
-        "seeds": opts.seeds,
+        "seeds": seeds,
         "steps": opts.steps,
         "max_length": opts.max_length,
-        "eval_examples": len(task.splits["test"]),
+        "eval_examples": test_reviews,
         **{key: mean(key) for key in arms},
         **{f"{key}_per_seed": per_seed(key) for key in arms},
         "fit_peak_rss_mb": max(r["peak_rss_mb"] for r in fits),
@@ -369,17 +381,18 @@ def benchmark(opts, work: Path, started: float) -> None:
         "trajectory": trajectory_facts,
         "per_seed": rows,
         "budget_note": (
-            f"CPU, torch threads 1: seeds {opts.seeds}, {opts.steps} steps of batch {opts.batch_size}, max_length "
+            f"CPU, torch threads 1: seeds {seeds}, {opts.steps} steps of batch {opts.batch_size}, max_length "
             f"{opts.max_length}, lr {RECIPE['learning_rate']} linear decay, all weights trained; a snapshot every "
-            f"{opts.every} steps. Variants scored on the {len(task.splits['validation'])} validation reviews of "
-            f"seed {opts.seeds[0]}: online "
+            f"{opts.every} steps. Variants scored on the {select_reviews} validation reviews of "
+            f"seed {seeds[0]}: online "
             f"CMD {opts.online_variants} (warm-up snapshots:modes:forgetting), EMA decays {opts.ema_decays}, SWA "
-            f"from {opts.swa_starts} of the run; the best of each on the {len(task.splits['test'])} test reviews for "
+            f"from {opts.swa_starts} of the run; the best of each on the {test_reviews} test reviews for "
             f"every seed. Embedded CMD every {opts.embed_every} snapshots, {opts.embed_fraction:.0%} per step, at "
             f"most {opts.embed_max:.0%}; its backward FLOPs saved are averaged over the run's steps (torch FLOP "
             f"counter, one batch per embedded set). accuracy_gap in points on {opts.gap_reviews} validation "
             f"reviews at {opts.eval_points} evenly spaced checkpoints; fit_seconds and the naive fit are for M=10, "
-            "fit_peak_rss_mb is the largest over M."
+            f"fit_peak_rss_mb is the largest over M (post-hoc on seed {trajectory_facts['seed']}'s snapshots). "
+            + opts.budget_note
         ),
         "benchmark_wall_seconds": time.perf_counter() - started,
         **run_facts(),
@@ -438,6 +451,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embed-fraction", type=float, default=0.05)
     parser.add_argument("--embed-max", type=float, default=0.25)
     parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--records", default=str(RECORDS), help="per-seed records (kept until the next run)")
+    parser.add_argument("--reuse-choice", action="store_true", help="use the variants chosen in --records")
+    parser.add_argument("--assemble", action="store_true", help="only write the result from --records")
+    parser.add_argument("--budget-note", default="")
     opts = parser.parse_args(argv)
     torch.set_num_threads(1)
     if opts.worker:
@@ -448,6 +465,13 @@ def main(argv: list[str] | None = None) -> None:
             else worker_naive(rest[0], int(rest[1]), int(rest[2]))
         )
         print(json.dumps(facts))
+        return
+    if opts.assemble:
+        task = SentimentTask.load(max_length=opts.max_length)
+        test = opts.test_reviews or len(task.splits["test"])
+        assemble(
+            opts, Path(opts.records), time.perf_counter(), test, opts.select_reviews or len(task.splits["validation"])
+        )
         return
     with tempfile.TemporaryDirectory(dir=opts.work_dir) as tmp:
         benchmark(opts, Path(tmp), time.perf_counter())
