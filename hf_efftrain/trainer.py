@@ -27,6 +27,7 @@ from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.arguments import GrowthArguments
 from hf_efftrain.growth.callback import MaskRampCallback
+from hf_efftrain.growth.mask_state import restore_mask
 from hf_efftrain.mat.arguments import MATArguments
 from hf_efftrain.trajectory import SnapshotCallback, snapshot_dtype
 from hf_efftrain.twa.arguments import TWAArguments
@@ -196,6 +197,7 @@ class EfficientTrainer(Trainer):
         if fix and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
             self.model_accepts_loss_kwargs = False
         check_model_fits_methods(self.args, self.accelerator.unwrap_model(self.model))
+        restore_mask(self.accelerator.unwrap_model(self.model))  # a reloaded mid-ramp checkpoint runs masked again
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys
         self._twa = next((c for c in self.callback_handler.callbacks if isinstance(c, TWACallback)), None)

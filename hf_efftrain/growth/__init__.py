@@ -48,10 +48,13 @@ __getattr__, __dir__ = lazy_exports(
         "hf_efftrain.growth.lag": ("select_growth",),
         "hf_efftrain.growth.lag_report": ("LagResult",),
         "hf_efftrain.growth.masked": (
-            "get_mask",
             "masked_depth",
             "masked_width",
+        ),
+        "hf_efftrain.growth.mask_state": (
+            "get_mask",
             "remove_mask",
+            "restore_mask",
             "set_mask",
         ),
         "hf_efftrain.growth.recipe": (
@@ -95,6 +98,7 @@ __all__ = [
     "middle",
     "overlap",
     "remove_mask",
+    "restore_mask",
     "set_mask",
     "slices",
     "top_k",

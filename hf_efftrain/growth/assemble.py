@@ -18,6 +18,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from hf_efftrain.architectures import ArchitectureSpec, get_architecture
 from hf_efftrain.errors import GrowthError
+from hf_efftrain.growth.mask_state import forget_record
 
 
 def layers_prefix(model: PreTrainedModel, spec: ArchitectureSpec | None = None) -> str:
@@ -48,6 +49,7 @@ def derive_config(config: PretrainedConfig, depth_plan: list[int] | None = None,
     """A copy of ``config`` with ``changes`` set; per-layer list attributes (e.g. Qwen2's ``layer_types``)
     are re-indexed by ``depth_plan`` (target layer -> source layer) so they keep one entry per layer."""
     new = copy.deepcopy(config)
+    forget_record(new)  # a growth mask lives on the model it was made for, never on a model built from it
     spec = get_architecture(config)
     old_depth = spec.num_layers(config)
     if depth_plan is not None:

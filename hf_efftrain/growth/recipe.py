@@ -119,7 +119,14 @@ def load_source_config(path: str):
     """The config of one source folder; a clear error if it is missing, unreadable or of an unknown family."""
     if not (Path(path) / "config.json").is_file():
         raise GrowthError(f"source {path} is not a model folder (no config.json); give a local checkpoint folder")
+    from hf_efftrain.growth.mask_state import CONFIG_KEY
+
     config = read_config(path, what="source")
+    if (record := getattr(config, CONFIG_KEY, None)) is not None:
+        raise GrowthError(
+            f"source {path} was saved during a masked-growth ramp ({CONFIG_KEY}: {record}): growing it "
+            "would drop the mask; train it until the ramp ends (mask 1) and grow the checkpoint saved then"
+        )
     try:
         get_architecture(config)
     except UnknownArchitectureError as err:
@@ -219,7 +226,10 @@ def _check_step(recipe: GrowthRecipe, index: int, step: Any, shapes: list[_Shape
             f"step {index} ({op}): unknown parameter(s) {sorted(unknown)}; allowed {sorted(STEP_KEYS[op])}"
         )
     if op.startswith("masked") and index != len(recipe.steps) - 1:
-        raise GrowthError(f"step {index} ({op}): a masked step must be the last step (its masks are not saved)")
+        raise GrowthError(
+            f"step {index} ({op}): a masked step must be the last step (a later step builds a new model, which would "
+            "run the masked structure unmasked)"
+        )
     multi = op == "fusion" or params.get("strategy") == "slices"
     if multi and index > 0:
         raise GrowthError(f"step {index} ({op}): only the first step may combine several sources")
