@@ -15,7 +15,8 @@ from transformers import AutoConfig, PreTrainedModel, set_seed
 from hf_efftrain.growth.depth import grow_depth
 from hf_efftrain.growth.fusion import fuse_width
 from hf_efftrain.growth.masked import masked_depth, masked_width
-from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe, depth_plan, validate_recipe
+from hf_efftrain.growth.provenance import save_recipe
+from hf_efftrain.growth.recipe import GrowthRecipe, depth_plan, validate_recipe
 from hf_efftrain.growth.width import grow_width
 from hf_efftrain.model_folder import load_model
 from hf_efftrain.outputs import check_output, output_directory
@@ -90,6 +91,8 @@ def grow_from_recipe(
 ) -> Path:
     """Grow and save the model, the first source's tokenizer and the recipe (and the card) into ``output_dir``.
 
+    The saved recipe names its sources by Hub id (packaged assets) or relative to ``output_dir``
+    (:func:`~hf_efftrain.growth.provenance.portable_recipe`): no absolute path, and it still grows the same model.
     The folder is written whole or not at all. It may not be one of the sources (the recipe would then point at
     itself), and an earlier grown model there is replaced only with ``overwrite``
     (:func:`hf_efftrain.outputs.check_output`).
@@ -102,7 +105,7 @@ def grow_from_recipe(
     with output_directory(out, "grow") as tmp:
         model.save_pretrained(tmp)
         save_tokenizer(recipe.sources[0], tmp)
-        (tmp / RECIPE_FILE).write_text(recipe.to_yaml(), encoding="utf-8")
+        save_recipe(recipe, tmp, relative_to=out)
         if card:
             from hf_efftrain.growth.hub import write_model_card
 
