@@ -29,7 +29,7 @@ from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.data import load_wikipedia, minilm_path
 from hf_efftrain.entrypoint import parse_arguments, run_main
 from hf_efftrain.growth.grow import apply_recipe, save_tokenizer
-from hf_efftrain.growth.hub import push_grown_model, write_model_card
+from hf_efftrain.growth.hub import LAG_DIR, push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval
 from hf_efftrain.growth.provenance import portable_recipe, save_recipe
@@ -127,10 +127,10 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.save_state()  # trainer_state.json: the card states the steps and losses of this training
         save_tokenizer(source, out)
         save_recipe(recipes[lag.pick], out)
-        lag.save(out / "lag")
-        write_model_card(out, lag_result=lag)
+        lag.save(out / LAG_DIR)
+        write_model_card(out)  # recipe, LAG table (from out/lag) and this training (from trainer_state.json)
         if push_to:
-            push_grown_model(out, push_to, lag_result=lag)
+            push_grown_model(out, push_to)
         print(json.dumps(metrics, indent=2, default=str))
     return metrics
 

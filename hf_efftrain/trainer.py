@@ -204,6 +204,14 @@ class EfficientTrainer(Trainer):
         if self._twa is not None and self._twa.requested.holdout:
             self._hold_out_for_twa(self._twa.requested.holdout)
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """A grown model's card (recipe, LAG table, this training; also what ``push_to_hub`` uploads), or
+        Trainer's own card for any other model."""
+        from hf_efftrain.growth.hub import write_trainer_card
+
+        if not write_trainer_card(self):
+            super().create_model_card(*args, **kwargs)
+
     def _hold_out_for_twa(self, fraction: float) -> None:
         """TWA-v: take the held-out rows out of the training data; the TWA phase gets its batches from them."""
         self.train_dataset, held_out = split_holdout(self.train_dataset, fraction, self.args.seed)

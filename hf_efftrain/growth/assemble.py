@@ -19,6 +19,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from hf_efftrain.architectures import ArchitectureSpec, get_architecture
 from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.mask_state import forget_record
+from hf_efftrain.growth.pooler import carry_pooler
 
 
 def layers_prefix(model: PreTrainedModel, spec: ArchitectureSpec | None = None) -> str:
@@ -75,6 +76,7 @@ def build_model(
     """
     torch.manual_seed(seed)
     model = type(like)(config)
+    carry_pooler(like, model)  # a pooler the task class lacks but the source carries (see growth.pooler)
     tensors = state_dict(model) if callable(state_dict) else state_dict
     tensors = _resolve_ties(model, dict(tensors))
     try:

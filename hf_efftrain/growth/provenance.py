@@ -6,6 +6,7 @@
 * :func:`portable_recipe` — the recipe with every source written as that Hub id or as a path relative to the
   grown model's folder, so no absolute local path is saved or published and ``GrowthRecipe.load`` still finds
   every source;
+* :func:`pooler_note` — whether the sources' pooler survived (a masked-LM class has none);
 * :func:`save_recipe` — that recipe, written next to the grown model;
 * :class:`TrainingRecord` — the training after growth (steps, epochs, losses), from the Trainer's state.
 
@@ -30,6 +31,7 @@ from typing import Any
 from hf_efftrain.atomic import write_text
 from hf_efftrain.data import SMOLLM2_HUB_ID, asset_hub_id
 from hf_efftrain.errors import GrowthError
+from hf_efftrain.growth.pooler import checkpoint_pooler_names
 from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe
 
 TRAINER_STATE_FILE = "trainer_state.json"  # what Trainer.save_state() writes into output_dir
@@ -66,6 +68,21 @@ def portable_recipe(recipe: GrowthRecipe, folder: str | os.PathLike) -> GrowthRe
     base = Path(folder).resolve()
     sources = [asset_hub_id(s) or os.path.relpath(Path(s).resolve(), base) for s in recipe.sources]
     return dataclasses.replace(recipe, sources=sources, steps=copy.deepcopy(recipe.steps), notes=dict(recipe.notes))
+
+
+def pooler_note(recipe: GrowthRecipe, folder: str | os.PathLike) -> str | None:
+    """What became of the sources' pooler (a line for the card), or ``None`` when they had none."""
+    if not any(Path(s).is_dir() and checkpoint_pooler_names(s) for s in recipe.sources):
+        return None
+    if checkpoint_pooler_names(folder):
+        return (
+            "The sources' pooler (`pooler.dense`) is kept in these weights, grown with the encoder and not trained "
+            "after growth: `AutoModel` loads it rather than a new random one."
+        )
+    return (
+        "The sources' pooler (`pooler.dense`) is not in these weights (the task class has none): `AutoModel` loads "
+        "this model with a newly initialized pooler."
+    )
 
 
 def save_recipe(recipe: GrowthRecipe, folder: str | os.PathLike, relative_to: str | os.PathLike | None = None) -> Path:
