@@ -140,9 +140,10 @@ def write_trainer_card(trainer) -> bool:
     if not trainer.is_world_process_zero():
         return True  # as Trainer: only the main process writes the card
     out = Path(trainer.args.output_dir)
-    origin = Path(getattr(trainer.accelerator.unwrap_model(trainer.model), "name_or_path", "") or ".")
+    loaded_from = getattr(trainer.accelerator.unwrap_model(trainer.model), "name_or_path", "")
+    origin = Path(loaded_from) if loaded_from else None  # a model built in memory comes from no folder
     if not (out / RECIPE_FILE).is_file():
-        if not (origin / RECIPE_FILE).is_file() or origin.resolve() == out.resolve():
+        if origin is None or not (origin / RECIPE_FILE).is_file():
             return False
         save_recipe(GrowthRecipe.load(origin / RECIPE_FILE), out)
         if (lag := saved_lag(origin)) is not None:
