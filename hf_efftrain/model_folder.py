@@ -93,7 +93,9 @@ def check_model_folder(folder: str | os.PathLike, what: str = "model folder") ->
 
 
 def load_model(folder: str | os.PathLike, model_class: type, what: str = "model folder") -> PreTrainedModel:
-    """``model_class.from_pretrained(folder)`` after :func:`read_config` and :func:`check_weights`."""
+    """``model_class.from_pretrained(folder)`` after :func:`read_config` and :func:`check_weights`; a growth mask
+    recorded in the config (a checkpoint saved during a masked-growth ramp) gets its hooks back."""
+    from hf_efftrain.growth.mask_state import restore_mask
     from hf_efftrain.loading import from_pretrained_with_head
 
     check_model_folder(folder, what)
@@ -103,4 +105,5 @@ def load_model(folder: str | os.PathLike, model_class: type, what: str = "model 
         raise CorruptCheckpointError(f"{what} {folder}: cannot be loaded ({' '.join(str(err).split())})") from None
     if not _safetensors_files(Path(folder)):
         check_finite(model.state_dict().items(), Path(folder) / "pytorch_model.bin")
+    restore_mask(model)
     return model

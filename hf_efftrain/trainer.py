@@ -27,6 +27,7 @@ from hf_efftrain.cmd.callback import CMDCallback
 from hf_efftrain.errors import ArgumentsError
 from hf_efftrain.growth.arguments import GrowthArguments
 from hf_efftrain.growth.callback import MaskRampCallback
+from hf_efftrain.growth.mask_state import restore_mask
 from hf_efftrain.mat.arguments import MATArguments
 from hf_efftrain.trajectory import SnapshotCallback, snapshot_dtype
 from hf_efftrain.twa.arguments import TWAArguments
@@ -196,11 +197,20 @@ class EfficientTrainer(Trainer):
         if fix and not loss_counts_tokens(self.accelerator.unwrap_model(self.model)):
             self.model_accepts_loss_kwargs = False
         check_model_fits_methods(self.args, self.accelerator.unwrap_model(self.model))
+        restore_mask(self.accelerator.unwrap_model(self.model))  # a reloaded mid-ramp checkpoint runs masked again
         for position, callback in enumerate(method_callbacks(self.args), start=1):
             self.callback_handler.callbacks.insert(position, callback)  # before reporters: they see our log keys
         self._twa = next((c for c in self.callback_handler.callbacks if isinstance(c, TWACallback)), None)
         if self._twa is not None and self._twa.requested.holdout:
             self._hold_out_for_twa(self._twa.requested.holdout)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """A grown model's card (recipe, LAG table, this training; also what ``push_to_hub`` uploads), or
+        Trainer's own card for any other model."""
+        from hf_efftrain.growth.hub import write_trainer_card
+
+        if not write_trainer_card(self):
+            super().create_model_card(*args, **kwargs)
 
     def _hold_out_for_twa(self, fraction: float) -> None:
         """TWA-v: take the held-out rows out of the training data; the TWA phase gets its batches from them."""

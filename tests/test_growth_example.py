@@ -51,7 +51,11 @@ def test_grow_and_pretrain_saves_model_recipe_lag_and_card(single_run):
     for name in ("config.json", "model.safetensors", "growth_recipe.yaml", "README.md", "lag/lag_report.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 4
-    assert "model-growth" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "model-growth" in card
+    assert "Trained for 3 optimizer steps after growth" in card  # from the trainer_state.json saved with it
+    for published in (card, (out / "growth_recipe.yaml").read_text(), (out / "lag" / "lag_report.json").read_text()):
+        assert str(out.parent) not in published  # sources relative to the grown folder, no local absolute path
 
 
 @pytest.mark.slow

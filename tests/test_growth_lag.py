@@ -6,6 +6,7 @@ import pytest
 import torch
 from datasets import Dataset
 
+from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth import copy_all, get_mask, grow_depth, interleave, masked_depth
 from hf_efftrain.growth.lag import LagResult, select_growth
 from hf_efftrain.testing import tiny_model
@@ -69,3 +70,60 @@ def test_masked_candidate_ramps_its_mask_during_the_lag(source, tmp_path):
     grown = masked_depth(source, copy_all(2, 4), ramp_steps=3)
     select_growth({"msg": grown}, _data(), 4, args=_args(tmp_path))
     assert get_mask(grown) is None  # ramp finished at step 3: hooks removed
+
+
+def _record_devices(monkeypatch) -> list:
+    """Replace the training of a candidate by a record of the device its Trainer would use."""
+    from hf_efftrain.growth import lag
+
+    seen = []
+
+    def fake_train(model, train_dataset, args, lags, stop, *rest):
+        seen.append(args.device)
+        probe = lag._LagProbe((), stop)
+        probe.train = [1.0] * stop
+        return probe
+
+    monkeypatch.setattr(lag, "train_candidate", fake_train)
+    return seen
+
+
+def _pretend_one_gpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Device set-up is process-wide (accelerate's state): leave none behind for the next test."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_lag_trains_on_the_device_training_arguments_choose(source, monkeypatch, fresh_accelerate_state):
+    seen = _record_devices(monkeypatch)
+    select_growth({"s": source}, _data(), 2)  # default arguments: the Trainer's choice, the CPU on this machine
+    assert seen == [EfficientTrainingArguments(output_dir="unused", report_to=[]).device] == [torch.device("cpu")]
+    _pretend_one_gpu(monkeypatch)
+    select_growth({"s": source}, _data(), 2)  # a visible GPU is used, as a Trainer would
+    select_growth({"s": source}, _data(), 2, device="cpu")  # unless the caller says otherwise
+    assert seen[1:] == [torch.device("cuda:0"), torch.device("cpu")]
+
+
+def test_lag_device_override_checks_against_the_given_arguments(source, tmp_path, monkeypatch, fresh_accelerate_state):
+    seen = _record_devices(monkeypatch)
+    args = _args(tmp_path)  # use_cpu=True
+    select_growth({"s": source}, _data(), 2, args=args)
+    assert seen == [torch.device("cpu")]
+    built = []
+    with pytest.raises(GrowthError, match="asked to train on cuda"):  # no GPU here: refused before any candidate
+        select_growth({"s": lambda: built.append(1)}, _data(), 2, args=args, device="cuda")
+    assert built == []
+    _pretend_one_gpu(monkeypatch)
+    select_growth({"s": source}, _data(), 2, args=args, device="cuda")
+    assert seen[1:] == [torch.device("cuda:0")] and args.use_cpu  # the caller's arguments are left alone
+    with pytest.raises(GrowthError, match="not a torch device"):
+        select_growth({"s": source}, _data(), 2, args=args, device="gpu-please")

@@ -2,6 +2,7 @@
 
 * :mod:`.depth`  — stacking strategies as layer plans, depth fusion across equal-width checkpoints;
 * :mod:`.width`  — function-preserving Net2Net/bert2BERT width growth (hidden, MLP, heads);
+* :mod:`.upscale` — SOLAR depth up-scaling of a decoder (two overlapping copies of the stack);
 * :mod:`.fusion` — Deep-Fusion of two same-shape checkpoints (output = average, up to the norms);
 * :mod:`.masked` — masked structural growth (MSG), exact whatever the new weights;
 * :mod:`.recipe` — YAML/JSON recipes, validated up front, saved next to the grown model;
@@ -48,10 +49,13 @@ __getattr__, __dir__ = lazy_exports(
         "hf_efftrain.growth.lag": ("select_growth",),
         "hf_efftrain.growth.lag_report": ("LagResult",),
         "hf_efftrain.growth.masked": (
-            "get_mask",
             "masked_depth",
             "masked_width",
+        ),
+        "hf_efftrain.growth.mask_state": (
+            "get_mask",
             "remove_mask",
+            "restore_mask",
             "set_mask",
         ),
         "hf_efftrain.growth.recipe": (
@@ -63,6 +67,7 @@ __getattr__, __dir__ = lazy_exports(
             "StackingConfig",
             "gradual_stack",
         ),
+        "hf_efftrain.growth.upscale": ("upscale_depth",),
         "hf_efftrain.growth.width": ("grow_width",),
     },
 )
@@ -95,7 +100,9 @@ __all__ = [
     "middle",
     "overlap",
     "remove_mask",
+    "restore_mask",
     "set_mask",
     "slices",
     "top_k",
+    "upscale_depth",
 ]

@@ -18,6 +18,8 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from hf_efftrain.architectures import ArchitectureSpec, get_architecture
 from hf_efftrain.errors import GrowthError
+from hf_efftrain.growth.mask_state import forget_record
+from hf_efftrain.growth.pooler import carry_pooler
 
 
 def layers_prefix(model: PreTrainedModel, spec: ArchitectureSpec | None = None) -> str:
@@ -48,6 +50,7 @@ def derive_config(config: PretrainedConfig, depth_plan: list[int] | None = None,
     """A copy of ``config`` with ``changes`` set; per-layer list attributes (e.g. Qwen2's ``layer_types``)
     are re-indexed by ``depth_plan`` (target layer -> source layer) so they keep one entry per layer."""
     new = copy.deepcopy(config)
+    forget_record(new)  # a growth mask lives on the model it was made for, never on a model built from it
     spec = get_architecture(config)
     old_depth = spec.num_layers(config)
     if depth_plan is not None:
@@ -73,6 +76,7 @@ def build_model(
     """
     torch.manual_seed(seed)
     model = type(like)(config)
+    carry_pooler(like, model)  # a pooler the task class lacks but the source carries (see growth.pooler)
     tensors = state_dict(model) if callable(state_dict) else state_dict
     tensors = _resolve_ties(model, dict(tensors))
     try:

@@ -1,7 +1,8 @@
 """Trainer callbacks of the growth package: they only *schedule* the functional operators.
 
 :class:`MaskRampCallback` moves a masked-growth mask (see :mod:`~hf_efftrain.growth.masked`) from 0 to 1.
-The value is a pure function of ``state.global_step``, so a resumed run continues exactly. Example::
+The value is a pure function of ``state.global_step``, and a model reloaded from a checkpoint gets its recorded
+mask back at train begin, so a resumed run continues exactly. Example::
 
     trainer = EfficientTrainer(model=masked_depth(model, plan), args=args, callbacks=[MaskRampCallback(100)])
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from transformers import TrainerCallback
 
 from hf_efftrain.budget import check_steps, resolve_steps
-from hf_efftrain.growth.masked import get_mask, set_mask
+from hf_efftrain.growth.mask_state import get_mask, restore_mask, set_mask
 
 
 class MaskRampCallback(TrainerCallback):
@@ -41,7 +42,10 @@ class MaskRampCallback(TrainerCallback):
             set_mask(model, value)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        """Resolve a fractional ramp against ``max_steps`` and set the mask before the first step."""
+        """Restore a mask recorded in the config (a reloaded checkpoint), resolve a fractional ramp against
+        ``max_steps`` and set the mask before the first step."""
+        if model is not None:
+            restore_mask(model)
         if self.requested is not None:
             self.ramp_steps = resolve_steps(self.requested, state.max_steps)
         self.on_step_begin(args, state, control, model=model, **kwargs)

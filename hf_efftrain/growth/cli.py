@@ -53,6 +53,9 @@ def lag(
     learning_rate: float = typer.Option(1e-4, "--learning-rate", help="AdamW learning rate (same for all)."),
     eval_blocks: int = typer.Option(32, "--eval-blocks", help="Held-out blocks scored at step 0 and each lag."),
     seed: int = typer.Option(0, "--seed", help="Seed of data order, masks and fresh weights."),
+    device: str | None = typer.Option(
+        None, "--device", help="Train the candidates on this device ('cpu', 'cuda'); default: the Trainer's choice."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `lag` report in --output."),
 ) -> None:
     """Train every recipe's grown model LAG_STEPS steps under identical conditions; print the ranking."""
@@ -61,7 +64,7 @@ def lag(
 
     check_output(output, "lag", inputs=recipes, overwrite=overwrite)
     result = lag_candidates_from_recipes(
-        recipes, lag_steps, dataset, block_size, batch_size, learning_rate, eval_blocks, seed
+        recipes, lag_steps, dataset, block_size, batch_size, learning_rate, eval_blocks, seed, device
     )
     with output_directory(output, "lag") as tmp:
         result.save(tmp)

@@ -15,7 +15,9 @@ from transformers import AutoConfig, PreTrainedModel, set_seed
 from hf_efftrain.growth.depth import grow_depth
 from hf_efftrain.growth.fusion import fuse_width
 from hf_efftrain.growth.masked import masked_depth, masked_width
-from hf_efftrain.growth.recipe import RECIPE_FILE, GrowthRecipe, depth_plan, validate_recipe
+from hf_efftrain.growth.pooler import attach_pooler
+from hf_efftrain.growth.provenance import save_recipe
+from hf_efftrain.growth.recipe import GrowthRecipe, depth_plan, validate_recipe
 from hf_efftrain.growth.width import grow_width
 from hf_efftrain.model_folder import load_model
 from hf_efftrain.outputs import check_output, output_directory
@@ -40,7 +42,8 @@ def infer_task(path: str) -> str:
 
 
 def load_sources(recipe: GrowthRecipe) -> list[PreTrainedModel]:
-    """Every source with the recipe's task head; missing head weights are initialized from ``recipe.seed``."""
+    """Every source with the recipe's task head; missing head weights are initialized from ``recipe.seed``, and a
+    pooler the task class drops is kept (:func:`~hf_efftrain.growth.pooler.attach_pooler`)."""
     import transformers
 
     task = recipe.task or infer_task(recipe.sources[0])
@@ -48,7 +51,9 @@ def load_sources(recipe: GrowthRecipe) -> list[PreTrainedModel]:
     models = []
     for path in recipe.sources:
         set_seed(recipe.seed)
-        models.append(load_model(path, auto, what="source"))
+        model = load_model(path, auto, what="source")
+        attach_pooler(model, path)  # e.g. MiniLM's pooler, which BertForMaskedLM would drop
+        models.append(model)
     return models
 
 
@@ -88,8 +93,11 @@ def grow_from_recipe(
     card: bool = False,
     lag_result=None,
 ) -> Path:
-    """Grow and save the model, the first source's tokenizer and the recipe (and the card) into ``output_dir``.
+    """Grow and save the model, the first source's tokenizer, the recipe (and the LAG report and the card) into
+    ``output_dir``.
 
+    The saved recipe names its sources by Hub id (packaged assets) or relative to ``output_dir``
+    (:func:`~hf_efftrain.growth.provenance.portable_recipe`): no absolute path, and it still grows the same model.
     The folder is written whole or not at all. It may not be one of the sources (the recipe would then point at
     itself), and an earlier grown model there is replaced only with ``overwrite``
     (:func:`hf_efftrain.outputs.check_output`).
@@ -102,11 +110,15 @@ def grow_from_recipe(
     with output_directory(out, "grow") as tmp:
         model.save_pretrained(tmp)
         save_tokenizer(recipe.sources[0], tmp)
-        (tmp / RECIPE_FILE).write_text(recipe.to_yaml(), encoding="utf-8")
+        save_recipe(recipe, tmp, relative_to=out)
+        if lag_result is not None:
+            from hf_efftrain.growth.hub import LAG_DIR
+
+            lag_result.save(tmp / LAG_DIR)  # uploaded with the model; the card reads its table from there
         if card:
             from hf_efftrain.growth.hub import write_model_card
 
-            write_model_card(tmp, lag_result=lag_result)
+            write_model_card(tmp)
     return out
 
 

@@ -4,7 +4,9 @@ Loss or function preservation *at* initialization can mislead; a few steps of tr
 model learns fastest. :func:`select_growth` trains every candidate with the same data order, masks,
 optimizer, learning-rate schedule and seed (one :class:`~hf_efftrain.trainer.EfficientTrainer` each),
 records the held-out loss at step 0 and at every lag, and ranks by the loss at ``lag_steps``. The schedule
-may be that of the full run (``schedule_steps``) so the lag is its true beginning. Without an evaluation
+may be that of the full run (``schedule_steps``) so the lag is its true beginning. Candidates train where the
+Trainer would (``args.device``: a visible GPU unless ``use_cpu``), or on ``device`` when given
+(:mod:`~hf_efftrain.growth.placement`). Without an evaluation
 set the training loss (mean over the last ``max(1, lag // 5)`` steps) is used; the step-0 value is then the
 loss of the first batch before any update. Example::
 
@@ -27,6 +29,7 @@ from transformers import PreTrainedModel, TrainerCallback, set_seed
 
 from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.lag_report import LagResult
+from hf_efftrain.growth.placement import DeviceLike, place_arguments
 
 Candidate = PreTrainedModel | Callable[[], PreTrainedModel]
 
@@ -118,12 +121,14 @@ def select_growth(
     lags: Sequence[int] | None = None,
     schedule_steps: int | None = None,
     recipes: Mapping[str, dict] | None = None,
+    device: DeviceLike = None,
 ) -> LagResult:
     """Train each candidate ``lag_steps`` steps under identical conditions and rank them by the loss there.
 
     ``candidates`` maps names to models (trained in place) or to zero-argument builders (built one at a time,
     which keeps memory flat). ``args`` (``EfficientTrainingArguments``) fixes optimizer, learning rate,
-    batch size and seed for all; ``lags`` defaults to a few points up to ``lag_steps``.
+    batch size and seed for all; ``lags`` defaults to a few points up to ``lag_steps``. ``device`` (``"cpu"``,
+    ``"cuda"``...) overrides the device ``args`` resolve to; ``None`` follows them.
 
     >>> result = select_growth({"a": build_a, "b": build_b}, train, lag_steps=10, args=args, eval_dataset=val)
     """
@@ -138,7 +143,7 @@ def select_growth(
     losses: dict[str, dict[int, float]] = {}
     curves: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="hf_efftrain-lag-") as tmp:
-        base = args or _default_args(tmp)
+        base = place_arguments(args or _default_args(tmp), device)
         for name, candidate in candidates.items():
             model = candidate() if callable(candidate) and not isinstance(candidate, PreTrainedModel) else candidate
             run_args = _lag_args(base, str(Path(tmp) / name), schedule_steps)
@@ -165,6 +170,4 @@ def _default_lags(lag_steps: int) -> list[int]:
 def _default_args(output_dir: str):
     from hf_efftrain.trainer import EfficientTrainingArguments
 
-    return EfficientTrainingArguments(
-        output_dir=output_dir, learning_rate=1e-4, per_device_train_batch_size=8, seed=0, use_cpu=True
-    )
+    return EfficientTrainingArguments(output_dir=output_dir, learning_rate=1e-4, per_device_train_batch_size=8, seed=0)

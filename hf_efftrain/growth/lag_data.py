@@ -81,8 +81,10 @@ def lag_candidates_from_recipes(
     learning_rate: float = 1e-4,
     eval_blocks: int = 32,
     seed: int = 0,
+    device: str | None = None,
 ) -> LagResult:
-    """Validate every recipe up front, then run :func:`select_growth` over them."""
+    """Validate every recipe up front, then run :func:`select_growth` over them (on ``device``, default: the
+    Trainer's choice)."""
     from hf_efftrain.trainer import EfficientTrainingArguments
 
     check_lag_settings(paths, lag_steps, block_size, batch_size, learning_rate, eval_blocks)
@@ -107,5 +109,5 @@ def lag_candidates_from_recipes(
         candidates = {n: (lambda r=r: apply_recipe(r)) for n, r in zip(names, recipes, strict=True)}
         return select_growth(
             candidates, train, lag_steps, args=args, eval_dataset=held, data_collator=collator,
-            recipes={n: r.to_dict() for n, r in zip(names, recipes, strict=True)},
+            recipes={n: r.to_dict() for n, r in zip(names, recipes, strict=True)}, device=device,
         )  # fmt: skip

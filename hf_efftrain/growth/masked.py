@@ -3,7 +3,8 @@
 At mask value 0 the grown model computes exactly what the source computed, *whatever* the new weights are
 (copies or fresh random), and training moves the mask to 1 over a number of steps (see
 :class:`~hf_efftrain.growth.callback.MaskRampCallback`). Masks are forward hooks, so the model class and its
-state dict are unchanged; at value 1 the hooks are removed.
+state dict are unchanged; the mask is recorded in the config, so a saved model reloads masked
+(:mod:`~hf_efftrain.growth.mask_state`); at value 1 the hooks and the record are removed.
 
 * new layers: ``h_out = h_in + m * (layer(h_in) - h_in)`` — at ``m = 0`` the layer is the identity;
 * new MLP units and attention heads: the inputs of ``mlp_out`` / the attention output projection that come
@@ -19,73 +20,19 @@ statistics; use :func:`~hf_efftrain.growth.width.grow_width` (exact for integer 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from hf_efftrain.architectures import get_architecture
 from hf_efftrain.errors import GrowthError
 from hf_efftrain.growth.depth import LayerRef, grow_depth
+from hf_efftrain.growth.mask_state import GrowthMask, attach_mask, get_mask, remove_mask, restore_mask, set_mask
 from hf_efftrain.growth.width import grow_width, kind_sizes
 
-MASK_ATTRIBUTE = "hf_efftrain_growth_mask"
-
-
-@dataclass
-class GrowthMask:
-    """The current mask value, the hooks that apply it and what they cover (for reports)."""
-
-    value: float = 0.0
-    ramp_steps: int = 100
-    handles: list = field(default_factory=list)
-    new_layers: list[int] = field(default_factory=list)
-    new_units: dict[str, int] = field(default_factory=dict)
-
-
-def get_mask(model: nn.Module) -> GrowthMask | None:
-    """The model's growth mask, or ``None`` when it has none (never grown, or mask already removed)."""
-    return getattr(model, MASK_ATTRIBUTE, None)
-
-
-def set_mask(model: nn.Module, value: float) -> None:
-    """Set the mask value (clamped to [0, 1]); at 1 the hooks are removed and the model is a plain model."""
-    mask = get_mask(model)
-    if mask is None:
-        return
-    mask.value = float(min(max(value, 0.0), 1.0))
-    if mask.value >= 1.0:
-        remove_mask(model)
-
-
-def remove_mask(model: nn.Module) -> None:
-    """Drop the hooks (the model then runs all its structure at full strength)."""
-    mask = get_mask(model)
-    if mask is not None:
-        for handle in mask.handles:
-            handle.remove()
-        delattr(model, MASK_ATTRIBUTE)
-
-
-def _layer_hook(mask: GrowthMask):
-    def hook(module, args, kwargs, output):
-        hidden = args[0] if args else kwargs["hidden_states"]
-        first = output[0] if isinstance(output, tuple) else output
-        mixed = hidden + mask.value * (first - hidden)
-        return (mixed, *output[1:]) if isinstance(output, tuple) else mixed
-
-    return hook
-
-
-def _input_hook(mask: GrowthMask, start: int):
-    def hook(module, args):
-        (features, *rest) = args
-        scale = torch.ones(features.shape[-1], dtype=features.dtype, device=features.device)
-        scale[start:] = mask.value
-        return (features * scale, *rest)
-
-    return hook
+__all__ = [  # the mask's own functions live in mask_state; importable from here as before
+    "GrowthMask", "first_occurrences", "get_mask", "masked_depth", "masked_width", "remove_mask", "restore_mask",
+    "set_mask",
+]  # fmt: skip
 
 
 def first_occurrences(plan: Sequence[LayerRef], num_layers: int) -> list[int]:
@@ -113,9 +60,7 @@ def masked_depth(
     if fresh:
         for index in new_layers:
             layers[index].apply(grown._init_weights)
-    mask = GrowthMask(ramp_steps=ramp_steps, new_layers=new_layers)
-    mask.handles = [layers[i].register_forward_hook(_layer_hook(mask), with_kwargs=True) for i in new_layers]
-    setattr(grown, MASK_ATTRIBUTE, mask)
+    attach_mask(grown, GrowthMask(ramp_steps=ramp_steps, new_layers=new_layers))
     return grown
 
 
@@ -137,13 +82,6 @@ def masked_width(
     old = kind_sizes(model)
     grown = grow_width(model, None, intermediate_size, num_heads, num_kv_heads, new_units="fresh", seed=seed)
     new = kind_sizes(grown)
-    mask = GrowthMask(ramp_steps=ramp_steps, new_units={k: new[k] - old[k] for k in ("ffn", "q") if new[k] > old[k]})
-    for layer in spec.layers(grown):
-        if new["ffn"] > old["ffn"]:
-            target = layer.get_submodule(spec.mlp_out.path)
-            mask.handles.append(target.register_forward_pre_hook(_input_hook(mask, old["ffn"])))
-        if new["q"] > old["q"]:
-            target = layer.get_submodule(spec.output.path)
-            mask.handles.append(target.register_forward_pre_hook(_input_hook(mask, old["q"])))
-    setattr(grown, MASK_ATTRIBUTE, mask)
+    new_units = {k: new[k] - old[k] for k in ("ffn", "q") if new[k] > old[k]}
+    attach_mask(grown, GrowthMask(ramp_steps=ramp_steps, new_units=new_units))
     return grown

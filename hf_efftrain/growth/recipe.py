@@ -5,7 +5,7 @@ saved next to the grown model (``growth_recipe.yaml``) so the result can be repr
 Validation reads only the sources' configs and tokenizer files, so a bad layer range, mismatched widths or a
 vocabulary/tokenizer mismatch fails in milliseconds with a message saying what to change. Example recipe::
 
-    sources: [checkpoints/minilm]          # local folders (from_pretrained-able); several for depth fusion
+    sources: [checkpoints/minilm]          # local folders (relative to this file) or a packaged asset's Hub id
     task: masked-lm                        # masked-lm | causal-lm | classification | base (default: inferred)
     seed: 0                                # initializes whatever the sources lack (e.g. a task head)
     notes: {base_models: [org/minilm]}     # optional: Hub ids of the sources for the model card
@@ -74,7 +74,8 @@ class GrowthRecipe:
 
     @classmethod
     def load(cls, path: str | Path) -> GrowthRecipe:
-        """Read a ``.yaml``/``.yml``/``.json`` recipe; relative source paths are relative to the recipe file."""
+        """Read a ``.yaml``/``.yml``/``.json`` recipe; relative source paths are relative to the recipe file, and
+        the Hub id of a packaged asset (``sentence-transformers/all-MiniLM-L6-v2``) names its local folder."""
         path = Path(path)
         if not path.is_file():
             raise GrowthError(f"recipe file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
@@ -84,7 +85,7 @@ class GrowthRecipe:
         except (json.JSONDecodeError, yaml.YAMLError) as err:
             raise GrowthError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
         recipe = cls.from_dict(data, origin=str(path))
-        recipe.sources = [s if Path(s).is_absolute() else str((path.parent / s).resolve()) for s in recipe.sources]
+        recipe.sources = [_resolve_source(s, path.parent) for s in recipe.sources]
         return recipe
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +100,17 @@ class GrowthRecipe:
     def display_name(self) -> str:
         """``name`` if set, else the steps written out (``depth(strategy=top_k, k=2)``): a label for reports."""
         return self.name or " + ".join(f"{op}({_brief(params)})" for step in self.steps for op, params in step.items())
+
+
+def _resolve_source(source: str, base: Path) -> str:
+    """An absolute source folder: as given, relative to the recipe, or the packaged asset a Hub id names."""
+    from hf_efftrain.data import asset_folder
+
+    if Path(source).is_absolute():
+        return source
+    local = (base / source).resolve()
+    packaged = None if local.exists() else asset_folder(source)
+    return str(packaged or local)
 
 
 def _brief(params: dict[str, Any]) -> str:
@@ -119,7 +131,14 @@ def load_source_config(path: str):
     """The config of one source folder; a clear error if it is missing, unreadable or of an unknown family."""
     if not (Path(path) / "config.json").is_file():
         raise GrowthError(f"source {path} is not a model folder (no config.json); give a local checkpoint folder")
+    from hf_efftrain.growth.mask_state import CONFIG_KEY
+
     config = read_config(path, what="source")
+    if (record := getattr(config, CONFIG_KEY, None)) is not None:
+        raise GrowthError(
+            f"source {path} was saved during a masked-growth ramp ({CONFIG_KEY}: {record}): growing it "
+            "would drop the mask; train it until the ramp ends (mask 1) and grow the checkpoint saved then"
+        )
     try:
         get_architecture(config)
     except UnknownArchitectureError as err:
@@ -219,7 +238,10 @@ def _check_step(recipe: GrowthRecipe, index: int, step: Any, shapes: list[_Shape
             f"step {index} ({op}): unknown parameter(s) {sorted(unknown)}; allowed {sorted(STEP_KEYS[op])}"
         )
     if op.startswith("masked") and index != len(recipe.steps) - 1:
-        raise GrowthError(f"step {index} ({op}): a masked step must be the last step (its masks are not saved)")
+        raise GrowthError(
+            f"step {index} ({op}): a masked step must be the last step (a later step builds a new model, which would "
+            "run the masked structure unmasked)"
+        )
     multi = op == "fusion" or params.get("strategy") == "slices"
     if multi and index > 0:
         raise GrowthError(f"step {index} ({op}): only the first step may combine several sources")
