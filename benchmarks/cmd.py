@@ -332,8 +332,10 @@ def benchmark(opts, work: Path, started: float) -> None:
     )
 
 
-def assemble(opts, records: Path, started: float, test_reviews: int, select_reviews: int) -> None:
-    """The result from the records of every seed run so far (seeds may have run in separate processes)."""
+def assemble(opts, records: Path, started: float | None, test_reviews: int, select_reviews: int) -> None:
+    """The result from the records of every seed run so far (seeds may have run in separate processes).
+
+    ``started`` is None when only assembling: the wall time of the seeds' runs is then not known here."""
     rows = sorted((json.loads(f.read_text()) for f in records.glob("seed-*.json")), key=lambda r: r["seed"])
     chosen = json.loads((records / "chosen.json").read_text())
     saved = json.loads((records / "posthoc.json").read_text())
@@ -394,7 +396,7 @@ def assemble(opts, records: Path, started: float, test_reviews: int, select_revi
             f"fit_peak_rss_mb is the largest over M (post-hoc on seed {trajectory_facts['seed']}'s snapshots). "
             + opts.budget_note
         ),
-        "benchmark_wall_seconds": time.perf_counter() - started,
+        **({"benchmark_wall_seconds": time.perf_counter() - started} if started is not None else {}),
         **run_facts(),
     }
     write_result(
