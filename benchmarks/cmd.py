@@ -471,9 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     if opts.assemble:
         task = SentimentTask.load(max_length=opts.max_length)
         test = opts.test_reviews or len(task.splits["test"])
-        assemble(
-            opts, Path(opts.records), time.perf_counter(), test, opts.select_reviews or len(task.splits["validation"])
-        )
+        assemble(opts, Path(opts.records), None, test, opts.select_reviews or len(task.splits["validation"]))
         return
     with tempfile.TemporaryDirectory(dir=opts.work_dir) as tmp:
         benchmark(opts, Path(tmp), time.perf_counter())
