@@ -11,7 +11,10 @@ every arm gets the same LoRA initialization, the same data order and the same nu
   lora_B of q/k/v, columns of lora_A of o), a k/v slice gated when all query heads reading it are;
 * ``lora+mat_kv``: the same with ``mat_gqa_unit="kv_group"`` (a k/v head and its query heads are one module);
 * ``lora+twa``: ordinary steps collecting the adapter every ``--twa-every`` steps, then the last
-  ``--twa-steps`` steps are TWA steps in the span of the collected adapters.
+  ``--twa-steps`` steps are TWA steps in the span of the collected adapters, starting from their plain
+  average (the paper);
+* ``lora+twa_last``: the same, starting from (and trusting a region around) the last collected adapter
+  (``twa_init="last"``).
 
 FLOPs of forward + backward are counted with ``torch.utils.flop_counter`` on the same steps of every arm;
 the backward share is that minus one forward (same shapes in every arm). Defaults aim at ~20-25 min on 2 CPU
@@ -50,7 +53,8 @@ from hf_efftrain.trainer import check_model_fits_methods
 from hf_efftrain.trajectory import Trajectory
 from hf_efftrain.twa import TWACallback
 
-ARMS = ("lora", "lora+mat", "lora+mat_kv", "lora+twa")
+ARMS = ("lora", "lora+mat", "lora+mat_kv", "lora+twa", "lora+twa_last")
+TWA_ARMS = {"lora+twa": "average", "lora+twa_last": "last"}
 MAT_ARMS = {"lora+mat": "query_head", "lora+mat_kv": "kv_group"}
 MB = 2**20
 
@@ -117,8 +121,9 @@ def arm_arguments(arm: str, out: str, opts: argparse.Namespace, seed: int) -> Ef
     elif arm in MAT_ARMS:
         knobs = {"mat": True, "mat_gqa_unit": MAT_ARMS[arm], "mat_every": opts.mat_every}
         knobs |= {"mat_warmup_steps": opts.mat_warmup, "mat_probe_size": opts.batch_size}
-    elif arm == "lora+twa":
+    elif arm in TWA_ARMS:
         knobs = {"twa": True, "twa_start": opts.steps - opts.twa_steps, "twa_steps": opts.twa_steps}
+        knobs |= {"twa_init": TWA_ARMS[arm]}
         knobs |= {"twa_every": opts.twa_every, "twa_collect_from": opts.twa_collect_from, "twa_lr": opts.twa_lr}
     return EfficientTrainingArguments(
         output_dir=out, max_steps=opts.steps, per_device_train_batch_size=opts.batch_size,
@@ -146,7 +151,7 @@ def run_arm(arm: str, folder: str, blocks: DatasetDict, opts: argparse.Namespace
         row["forward_flops"] = forward_flops(model, {k: v.to(model.device) for k, v in batch.items()})
         if arm == "lora":
             row |= adapter_figures(trainer, Path(out), opts)
-        if arm == "lora+twa":
+        if arm in TWA_ARMS:
             report = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TWACallback)).report
             row |= {"twa_checkpoints": report["checkpoints"], "twa_basis_mb": report["basis_memory_mb"]}
         if arm in MAT_ARMS:
@@ -215,10 +220,12 @@ def summarize(runs: list[dict], arms: list[str]) -> dict[str, Any]:
         "lora_eval_loss": mean("lora/eval_loss"),
         "lora_mat_eval_loss": mean("lora+mat/eval_loss") if "lora+mat" in arms else None,
         "lora_twa_eval_loss": mean("lora+twa/eval_loss") if "lora+twa" in arms else None,
+        "lora_twa_last_eval_loss": mean("lora+twa_last/eval_loss") if "lora+twa_last" in arms else None,
         "lora_mat_backward_flops_ratio": backward_ratio("lora+mat"),
         "lora_mat_wall_clock_ratio": ratio("lora+mat", "train_seconds"),
         "lora_mat_cpu_time_ratio": ratio("lora+mat", "train_cpu_seconds"),
         "lora_twa_cpu_time_ratio": ratio("lora+twa", "train_cpu_seconds"),
+        "lora_twa_last_cpu_time_ratio": ratio("lora+twa_last", "train_cpu_seconds"),
         "lora_mat_measurement_overhead": mean("lora+mat/measurement_overhead") if "lora+mat" in arms else None,
         "lora_mat_kv_eval_loss": mean("lora+mat_kv/eval_loss") if "lora+mat_kv" in arms else None,
         "lora_mat_kv_backward_flops_ratio": backward_ratio("lora+mat_kv"),
@@ -227,6 +234,8 @@ def summarize(runs: list[dict], arms: list[str]) -> dict[str, Any]:
         "lora_mat_kv_measurement_overhead": mean("lora+mat_kv/measurement_overhead") if "lora+mat_kv" in arms else None,
         "lora_twa_wall_clock_ratio": ratio("lora+twa", "train_seconds"),
         "lora_twa_backward_flops_ratio": backward_ratio("lora+twa"),
+        "lora_twa_last_wall_clock_ratio": ratio("lora+twa_last", "train_seconds"),
+        "lora_twa_last_backward_flops_ratio": backward_ratio("lora+twa_last"),
         "adapter_mb": mean("lora/adapter_mb"),
         "twa_checkpoints": mean("lora+twa/twa_checkpoints") if "lora+twa" in arms else None,
         "twa_basis_mb": mean("lora+twa/twa_basis_mb") if "lora+twa" in arms else None,
@@ -262,6 +271,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures each arm's work)")
     parser.add_argument("--budget-note", default="")
     parser.add_argument("--no-write", action="store_true", help="print only (quick sanity runs)")
+    parser.add_argument("--name", default="causal_lm", help="result name (benchmarks/results/)")
     return parser
 
 
@@ -299,13 +309,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "arms": arms,
         "data": f"Wikipedia (gensim sample): {len(blocks['train'])} train blocks of {opts.block_size} tokens; "
         f"eval: first {len(blocks['validation'])} blocks of {opts.validation_articles} held-out articles",
-        "settings": {k: v for k, v in vars(opts).items() if k not in ("budget_note", "no_write")},
+        "settings": {k: v for k, v in vars(opts).items() if k not in ("budget_note", "no_write", "name")},
         "budget_note": opts.budget_note,
         "per_seed": runs,
         **run_facts(seeds=opts.seeds),
     }
     if not opts.no_write:
-        write_result("causal_lm", result, "LoRA on a decoder LLM: alone, with MAT, with TWA; CMD of the adapter",
+        write_result(opts.name, result, "LoRA on a decoder LLM: alone, with MAT, with TWA; CMD of the adapter",
                      {"Per seed": runs})  # fmt: skip
     return result
 

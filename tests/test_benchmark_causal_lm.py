@@ -21,12 +21,14 @@ CONTRACT = (
 @pytest.mark.slow
 def test_tiny_run_writes_every_contract_key(tmp_path, monkeypatch, one_thread):
     monkeypatch.setattr("benchmarks.harness.RESULTS_DIR", tmp_path)
-    causal_lm.main([*TINY, "--seeds", "0", "1", "--arms", "lora", "lora+mat", "lora+twa", "--mat-every", "1"])
+    arms = ["lora", "lora+mat", "lora+twa", "lora+twa_last"]
+    causal_lm.main([*TINY, "--seeds", "0", "1", "--arms", *arms, "--mat-every", "1"])
     result = json.loads((tmp_path / "causal_lm.json").read_text())
     assert set(CONTRACT) <= set(result) and result["seeds"] == [0, 1] and len(result["per_seed"]) == 2
     assert result["lora_mat_eval_loss"] > 0 and result["lora_mat_backward_flops_ratio"] < 1.0  # gated adapter work
     assert result["twa_checkpoints"] == 2 and 0 < result["twa_basis_mb"] < 1  # the adapter at steps 1 and 2
     assert result["lora_twa_backward_flops_ratio"] == pytest.approx(1.0)  # TWA steps back-propagate as usual
+    assert result["lora_twa_last_eval_loss"] > 0 and "lora+twa_last/twa_checkpoints" in result["per_seed"][0]
     assert 0 <= result["cmd_adapter_relative_reconstruction_error"] < 0.5
     assert all(row["lora/eval_loss"] < row["base_eval_loss"] for row in result["per_seed"])
     assert (tmp_path / "causal_lm.md").is_file()

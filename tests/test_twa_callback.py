@@ -69,10 +69,12 @@ class _Kill(TrainerCallback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("form", ["subspace", "layerwise"])
-def test_resume_matches_an_uninterrupted_run(tmp_path, form):
+@pytest.mark.parametrize(
+    ("form", "init"), [("subspace", "average"), ("layerwise", "average"), ("subspace", "last"), ("layerwise", "last")]
+)
+def test_resume_matches_an_uninterrupted_run(tmp_path, form, init):
     """Killed in the collection phase (step 4) and again in the TWA phase (step 8): same losses, same weights."""
-    knobs = {**TWA, "twa_form": form, "twa_lr": 0.3 if form == "subspace" else 0.05}
+    knobs = {**TWA, "twa_form": form, "twa_lr": 0.3 if form == "subspace" else 0.05, "twa_init": init}
     knobs.update(save_strategy="steps", save_steps=4)
     whole = toy_trainer(str(tmp_path / "whole"), **knobs)
     whole.train()

@@ -70,7 +70,6 @@ def _state_bytes(collector: Collector) -> bytes:
 def test_twa_phase_frees_the_anchor():
     collector, vector_bytes = _collector("subspace")
     solver = collector.build(total_steps=2)
-    solver.start(collector.average)
     saved = _saved_bytes(solver.state_dict())  # before any step: no momentum yet
     assert (CHECKPOINTS + 1) * vector_bytes <= saved < (CHECKPOINTS + 1) * vector_bytes + PICKLE_SLACK  # rows, centre
     with pytest.raises(Exception, match="sealed"):
@@ -110,7 +109,6 @@ def test_a_projection_reads_nothing_back_and_a_step_once():
     torch.testing.assert_close(projected, rows.T @ (rows @ vector), atol=1e-5, rtol=0)
     solver = collector.build(total_steps=2)
     assert isinstance(solver, SubspaceTWA)
-    solver.start(collector.average)
     solver.radius = 1e-9  # the trust check runs and acts
     solver.view.set_grads(torch.randn(basis.dim))
     with _host_reads() as calls:

@@ -88,3 +88,27 @@ def test_spread_is_exact_for_nearly_parallel_float32_checkpoints():
 def test_negative_trust_is_rejected():
     with pytest.raises(TWAError, match="twa_trust"):
         TWAConfig(trust=-1)
+
+
+@pytest.mark.parametrize("form", ["subspace", "layerwise"])
+def test_init_last_starts_at_the_last_checkpoint_and_centres_the_trust_region_there(form):
+    model, view, x, checkpoints, loss_fn, loss_at = _problem()
+    collector = Collector(view, TWAConfig(form=form, init="last", steps=5))
+    for theta in checkpoints:
+        collector.add(theta)
+    collector.build(total_steps=5)
+    torch.testing.assert_close(view.vector(), checkpoints[-1], atol=1e-6, rtol=0)
+
+    lr = 50.0 if form == "subspace" else 20.0  # far too large: every step ends on the trust boundary
+    config = TWAConfig(form=form, init="last", steps=10, lr=lr, schedule="constant")
+    solver = train_twa(model, checkpoints, [x], config, loss_fn=loss_fn)
+    final = view.vector()
+    assert solver.confined_steps > 0
+    assert float((final - checkpoints[-1]).norm()) <= solver.radius * (1 + 1e-4)  # around the last, not the average
+    centre = solver.centre if form == "subspace" else solver.start_theta
+    torch.testing.assert_close(centre, checkpoints[-1], atol=1e-6, rtol=0)
+
+
+def test_unknown_init_is_rejected():
+    with pytest.raises(TWAError, match="twa_init"):
+        TWAConfig(init="first")

@@ -288,7 +288,7 @@ def _startup(r: Result) -> str:
 def _causal_lm(r: Result) -> str:
     rows = []
     for arm in r.get("arms"):
-        key = {"lora": "lora", "lora+mat": "lora_mat", "lora+mat_kv": "lora_mat_kv", "lora+twa": "lora_twa"}[arm]
+        key = arm.replace("+", "_")  # lora+mat_kv -> lora_mat_kv, the prefix of its result keys
         losses = ", ".join(fmt(s.get(f"{arm}/eval_loss"), 4) for s in r.get("per_seed"))
         rows.append(
             [
@@ -310,6 +310,7 @@ def _causal_lm(r: Result) -> str:
 
 RENDERERS: dict[str, Callable[[Result], str]] = {
     "causal_lm": _causal_lm,
+    "causal_lm_twa": _causal_lm,  # the same benchmark run with the lora and TWA arms only (--name causal_lm_twa)
     "startup": _startup,
     "combined": _combined,
     "baseline_finetune": _baseline,

@@ -47,8 +47,8 @@ class TWAArguments:
     twa_trust: float = field(
         default=1.0,
         metadata={
-            "help": "Keep the TWA weights within this many RMS checkpoint spreads of the plain average, whatever "
-            "twa_lr is (0 = unconstrained)."
+            "help": "Keep the TWA weights within this many RMS checkpoint spreads of where the phase started "
+            "(twa_init), whatever twa_lr is (0 = unconstrained)."
         },
     )
     twa_bits: int = field(default=0, metadata={"help": "Layer-wise form: store the basis with 1-8 bits (0 = float32)."})
@@ -64,6 +64,14 @@ class TWAArguments:
     )
     twa_checkpoints_from: str | None = field(
         default=None, metadata={"help": "Skip collection: use the checkpoint-N/snapshot-N folders in this folder."}
+    )
+    twa_init: str = field(
+        default="average",
+        metadata={
+            "help": "Where the TWA phase starts, and the centre of its trust region: 'average' (the paper: the plain "
+            "average of the checkpoints) or 'last' (the last collected checkpoint, often the best point of a "
+            "fine-tuning run whose learning rate decays)."
+        },
     )
     twa_holdout: float = field(
         default=0.0,

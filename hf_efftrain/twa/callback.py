@@ -89,7 +89,8 @@ class TWACallback(TrainerCallback):
         self.start_step = self.config.start_step(state.max_steps)
         self.plan_steps = set(self.config.collection_steps(state.max_steps))
         planned = len(self.plan_steps) or count_checkpoints(self.config.checkpoints_from)
-        plan = BasisPlan(self.view.dim, planned, self.world, self.rank, self.config.bits)
+        keeps_last = self.config.init == "last" and self.config.form == "subspace"
+        plan = BasisPlan(self.view.dim, planned, self.world, self.rank, self.config.bits, keeps_last)
         plan.check(self.config.max_basis_mb, self.view.device)
         logger.info(
             "TWA: %d checkpoints of %s trainable parameters; basis %.1f MiB on this process (peak %.1f MiB)",
@@ -195,8 +196,7 @@ class TWACallback(TrainerCallback):
         elif self.config.checkpoints_from:
             add_from_folder(self.collector, self.config.checkpoints_from)
         spread = self.collector.spread  # before build: building frees w₁, the spread's origin
-        self.solver = self.collector.build(total_steps=self.config.steps)
-        self.solver.start(self.collector.average)
+        self.solver = self.collector.build(total_steps=self.config.steps)  # θ ← the start point (twa_init)
         self.report.update(
             checkpoints=self.collector.count,
             basis_memory_mb=self.solver.memory_mb,

@@ -3,12 +3,12 @@
 A :class:`Collector` receives θ at each collection step and keeps only what the chosen form needs, split
 over processes: the subspace form orthogonalizes on arrival (raw checkpoints are never kept), the
 layer-wise form keeps each raw checkpoint on its owning process until the centre is known. Both keep the
-running average, where TWA starts. ``build()`` turns what was gathered into a ready solver. Example::
+running average, where TWA starts by default (``twa_init="last"``: the last checkpoint, kept by reference).
+``build()`` turns what was gathered into a solver placed at its start point. Example::
 
     collector = Collector(view, config)
     collector.add(view.vector())                     # at each collection step, on every process
-    solver = collector.build(total_steps=config.steps)
-    solver.start(collector.average)
+    solver = collector.build(total_steps=config.steps)   # the model now holds the start point
 
 :func:`add_from_folder` feeds a collector from ``checkpoint-N``/``snapshot-N`` folders (Trainer, PEFT
 adapter or our snapshots), one checkpoint in memory at a time.
@@ -47,6 +47,7 @@ class Collector:
         self.raw_rows: dict[int, torch.Tensor] = {}
         self._first: torch.Tensor | None = None  # layer-wise form only: the subspace basis holds w₁ as its anchor
         self.sq_offsets = 0.0  # Σᵢ ‖wᵢ − w₁‖² in float64
+        self.latest: torch.Tensor | None = None  # twa_init="last", subspace form: the last checkpoint added
 
     @property
     def first(self) -> torch.Tensor | None:
@@ -81,6 +82,8 @@ class Collector:
         self.total += theta
         if self.count > 0:
             self.sq_offsets += float((theta - self.first).double().norm()) ** 2
+        if self.config.init == "last" and self.basis is not None:  # the layer-wise form starts from its raw row
+            self.latest = theta  # nothing writes into θ afterwards: a reference, not a copy
         if self.basis is not None:
             self.basis.add(theta)  # the first becomes the basis anchor, which ``first`` returns
         else:
@@ -91,14 +94,22 @@ class Collector:
         self.count += 1
 
     def build(self, total_steps: int) -> Solver:
-        """The solver of the configured form over what was collected (releases the raw checkpoints)."""
+        """The solver of the configured form over what was collected, started at ``twa_init``'s point (the model
+        holds it afterwards); releases the raw checkpoints."""
         c, radius = self.config, self.trust_radius()
+        last = c.init == "last"
         if self.basis is not None:
             self.basis.seal()  # collection is over: w₁ is not needed in the TWA phase
-            return SubspaceTWA(self.view, self.basis, c.lr, c.momentum, c.weight_decay, c.schedule, total_steps, radius)
-        raw_rows, self.raw_rows = self.raw_rows, {}  # handed over: the basis frees them as it encodes
-        basis = LayerwiseBasis(self.average, raw_rows, self.view.sizes, c.bits)
-        return LayerwiseTWA(self.view, basis, c.lr, c.weight_decay, c.schedule, total_steps, radius)
+            knobs = (c.lr, c.momentum, c.weight_decay, c.schedule, total_steps, radius)
+            solver = SubspaceTWA(self.view, self.basis, *knobs)
+            solver.start(self.latest if last else self.average)
+        else:
+            raw_rows, self.raw_rows = self.raw_rows, {}  # handed over: the basis frees them as it encodes
+            basis = LayerwiseBasis(self.average, raw_rows, self.view.sizes, c.bits)
+            solver = LayerwiseTWA(self.view, basis, c.lr, c.weight_decay, c.schedule, total_steps, radius)
+            solver.start(checkpoint=self.count - 1 if last else None)
+        self.latest = None
+        return solver
 
     def state_dict(self) -> dict[str, Any]:
         """What was collected so far (basis, raw rows, running sums), for a checkpoint; w₁ stored once."""
@@ -109,6 +120,7 @@ class Collector:
             "raw_rows": self.raw_rows,  # w₁'s row shares ``first``'s storage: torch.save writes it once
             "first": self._first,
             "sq_offsets": self.sq_offsets,
+            "latest": self.latest,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -123,6 +135,8 @@ class Collector:
         if self._first is not None and 0 in self.raw_rows:
             self.raw_rows[0] = self._first  # one copy again, as before the save
         self.sq_offsets = float(state.get("sq_offsets", 0.0))
+        latest = state.get("latest")
+        self.latest = latest.to(self.view.device).clone() if latest is not None else None
 
 
 def solver_from_state(view: TrainableView, config: TWAConfig, state: dict[str, Any], total_steps: int) -> Solver:

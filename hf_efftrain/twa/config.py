@@ -19,6 +19,7 @@ from hf_efftrain.method_config import MethodConfig
 
 FORMS = ("subspace", "layerwise")
 SCHEDULES = ("cosine", "step", "constant")
+INITS = ("average", "last")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class TWAConfig(MethodConfig):
     snapshot_dir: str | None = None
     checkpoints_from: str | None = None
     holdout: float = 0.0  # TWA-v: share of the training rows the TWA phase trains on instead (0 = off)
+    init: str = "average"  # where the TWA phase starts and its trust region is centred: average | last checkpoint
 
     def validate(self) -> TWAConfig:
         """Raise :class:`TWAConfigError` naming the knob to fix; return ``self`` for chaining."""
@@ -48,6 +50,8 @@ class TWAConfig(MethodConfig):
             raise TWAConfigError(f"twa_form must be one of {', '.join(FORMS)}, got {self.form!r}")
         if self.schedule not in SCHEDULES:
             raise TWAConfigError(f"twa_schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.init not in INITS:
+            raise TWAConfigError(f"twa_init must be one of {', '.join(INITS)}, got {self.init!r}")
         for name in ("start", "collect_from"):
             value = getattr(self, name)
             check_number(f"twa_{name}", value, 0, error=TWAConfigError)

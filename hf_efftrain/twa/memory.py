@@ -33,6 +33,7 @@ class BasisPlan:
     world: int = 1
     rank: int = 0
     bits: int = 0
+    keeps_last: bool = False  # twa_init="last": the last checkpoint is held until the phase starts
 
     @property
     def rows(self) -> int:
@@ -53,7 +54,8 @@ class BasisPlan:
     def peak_mb(self) -> float:
         """Basis plus working vectors (and, for a quantized basis, its float32 rows before quantization)."""
         raw = self.rows * self.dim * 4 if self.bits else 0
-        return (self.rows * self.dim * self.bytes_per_value + raw + WORKING_VECTORS * self.dim * 4) / MB
+        working = WORKING_VECTORS + int(self.keeps_last)
+        return (self.rows * self.dim * self.bytes_per_value + raw + working * self.dim * 4) / MB
 
     def check(self, limit_mb: float | None = None, device: torch.device | str = "cpu") -> None:
         """Raise :class:`BasisMemoryError` if the peak would exceed ``limit_mb`` (default: memory available now)."""

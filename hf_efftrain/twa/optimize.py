@@ -7,18 +7,18 @@
 Both own their optimizer and learning-rate schedule and clear ``.grad`` afterwards, so that a surrounding
 ``Trainer`` optimizer (which skips parameters without gradient) does not move the weights again.
 
-Trust region (``radius``): after every step, θ is pulled back onto the ball of that radius around the plain
-average. Why: TWA's premise is that a better point lies *among* the checkpoints, in the region the run
-explored, yet a learning rate is in units of parameter norm and the right one depends on the model, the
-number of checkpoints and the loss scale: with one too large, the momentum SGD of the subspace form leaves
-that region within a few steps and the loss climbs back to chance. The radius is set in units of the
-checkpoints' own spread (``twa_trust`` × their RMS distance from the average, see ``Collector.spread``),
-so it is scale-free, and it bounds how far TWA can move whatever the learning rate. Both forms are linear
-in their coordinates around the average, so scaling the offset back keeps θ in the span (subspace) or is
-a scaling of the coefficients X (layer-wise). Example::
+Trust region (``radius``): after every step, θ is pulled back onto the ball of that radius around the point the
+phase started from (the plain average, or the last checkpoint with ``twa_init="last"``). Why: TWA's premise is
+that a better point lies *among* the checkpoints, in the region the run explored, yet a learning rate is in
+units of parameter norm and the right one depends on the model, the number of checkpoints and the loss scale:
+with one too large, the momentum SGD of the subspace form leaves that region within a few steps and the loss
+climbs back to chance. The radius is set in units of the checkpoints' own spread (``twa_trust`` × their RMS
+distance from the average, see ``Collector.spread``), so it is scale-free, and it bounds how far TWA can move
+whatever the learning rate. Both forms are linear in their coordinates around the start, so scaling the offset
+back keeps θ in the span (subspace) or is a scaling of the coefficients' change X − X₀ (layer-wise). Example::
 
     solver = SubspaceTWA(view, basis, lr=0.05, momentum=0.9, total_steps=20, radius=2.0)
-    solver.start(average)             # θ ← plain average of the checkpoints
+    solver.start(average)             # θ ← plain average of the checkpoints (or the last one: a point of the span)
     loss.backward(); solver.step()    # one TWA step, ‖θ − average‖ ≤ 2.0 afterwards
 """
 
@@ -111,10 +111,10 @@ class SubspaceTWA(_Scheduled):
         optimizer = torch.optim.SGD(view.params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         super().__init__(optimizer, lr, schedule, total_steps, radius)
 
-    def start(self, average: torch.Tensor) -> None:
-        """θ ← the plain average of the checkpoints (a point of the span, and the trust region's centre)."""
-        self.centre = average.detach().float().clone()
-        self.view.assign(average)
+    def start(self, point: torch.Tensor) -> None:
+        """θ ← ``point`` (the plain average or a checkpoint: a point of the span), the trust region's centre."""
+        self.centre = point.detach().float().clone()
+        self.view.assign(point)
 
     def step(self) -> None:
         """Project the gradient onto the basis, take the SGD step, then pull back inside the trust radius."""
@@ -159,23 +159,40 @@ class LayerwiseTWA(_Scheduled):
     ) -> None:
         self.view, self.basis = view, basis
         self.coefficients = torch.zeros(basis.local_rows, basis.blocks, device=view.device, requires_grad=True)
+        self.origin = torch.zeros_like(self.coefficients.detach())  # X₀: where the phase started
+        self.start_theta = basis.centre  # θ₀ = weights(X₀), the trust region's centre
+        self.start_checkpoint: int | None = None
         optimizer = torch.optim.AdamW([self.coefficients], lr=lr, weight_decay=weight_decay)
         super().__init__(optimizer, lr, schedule, total_steps, radius)
 
-    def start(self, average: torch.Tensor | None = None) -> None:
-        """θ ← c, the centre of the basis (X = 0)."""
-        self.view.assign(self.basis.centre)
+    def start(self, checkpoint: int | None = None) -> None:
+        """θ ← c (X = 0, the plain average), or checkpoint number ``checkpoint`` (X = 1 on its row, 0 elsewhere);
+        that point is the trust region's centre."""
+        with torch.no_grad():
+            self.coefficients.zero_()
+            if checkpoint is not None and checkpoint in self.basis.indices:  # the process that owns its row
+                self.coefficients[self.basis.indices.index(checkpoint)] = 1.0
+        self._set_origin(self.coefficients.detach().clone(), checkpoint)
+        self.view.assign(self.start_theta)
+
+    def _set_origin(self, origin: torch.Tensor, checkpoint: int | None) -> None:
+        """X₀ and θ₀ (the centre itself when starting at the average: no second D-vector). ``checkpoint`` is the
+        same on every process, so all of them take part in the all-reduce of ``weights`` or none does."""
+        self.origin, self.start_checkpoint = origin, checkpoint
+        self.start_theta = self.basis.weights(origin) if checkpoint is not None else self.basis.centre
 
     def step(self) -> None:
-        """Step the per-tensor coefficients, scale them back inside the trust radius, write the weights."""
+        """Step the per-tensor coefficients, scale their change back inside the trust radius, write the weights."""
         self.coefficients.grad = self.basis.coefficient_grad(self.view.grad_vector())
         self._advance()
         theta = self.basis.weights(self.coefficients.detach())
-        factor = self._shrink(theta - self.basis.centre)
-        if factor < 1.0:  # θ − c is linear in X: scaling X scales the offset
-            with torch.no_grad():
-                self.coefficients.mul_(factor)
-            theta = self.basis.centre + factor * (theta - self.basis.centre)
+        if self.radius is not None:
+            start = self.start_theta
+            factor = self._shrink(theta - start)
+            if factor < 1.0:  # θ − θ₀ is linear in X − X₀: scaling one scales the other
+                with torch.no_grad():
+                    self.coefficients.copy_(self.origin + factor * (self.coefficients - self.origin))
+                theta = start + factor * (theta - start)
         self.view.assign(theta)
         self.view.clear_grads()
 
@@ -190,6 +207,8 @@ class LayerwiseTWA(_Scheduled):
             "form": "layerwise",
             "basis": self.basis.state_dict(),
             "coefficients": self.coefficients.detach().clone(),
+            "origin": self.origin.clone(),
+            "start_checkpoint": self.start_checkpoint,
             **self._common_state(),
         }
 
@@ -197,4 +216,7 @@ class LayerwiseTWA(_Scheduled):
         """Restore the coefficients and optimizer state of :meth:`state_dict`'s output (resume)."""
         with torch.no_grad():
             self.coefficients.copy_(state["coefficients"])
+        origin = state.get("origin")  # absent in states saved before twa_init: X₀ = 0
+        origin = origin.to(self.coefficients.device).clone() if origin is not None else self.origin.zero_()
+        self._set_origin(origin, state.get("start_checkpoint"))
         self._load_common(state)

@@ -44,7 +44,7 @@ def train_twa(
     loss_fn: Callable[[nn.Module, object], torch.Tensor] | None = None,
     max_grad_norm: float | None = None,
 ) -> Solver:
-    """Run ``config.steps`` TWA steps over ``batches`` (cycled) from the plain average; the model keeps the result.
+    """Run ``config.steps`` TWA steps over ``batches`` (cycled) from ``config.init``'s point; the model keeps it.
 
     ``loss_fn(model, batch)`` defaults to ``model(**batch).loss`` (🤗 models with labels in the batch);
     ``max_grad_norm`` clips the gradient before projection, as the Trainer does.
@@ -52,7 +52,6 @@ def train_twa(
     config = config or TWAConfig()
     collector = collect(model, checkpoints, config)
     solver = collector.build(total_steps=config.steps)
-    solver.start(collector.average)
     solver.view.clear_grads()  # gradients left over from earlier training must not leak into the first step
     model.train()
     stream = itertools.cycle(batches)
