@@ -5,11 +5,13 @@ Rotten Tomatoes; the target initialization is MiniLM-L6 with a seed-1 head (the 
 Gradients use the CLI's default batches (``TransferConfig()``: 2 batches of 32 reviews, 64 tokens, cosine
 spacing over 10 points); the first ``--steps`` transfer steps are timed. Each repeat runs the code before the
 speed-up (a separate checkout, ``--old``) and the current code in fresh processes, alternating which goes first,
-so that load from other users of the machine hits both alike. Writes ``benchmarks/results/transfer_speed.json``
-and ``.md``::
+so that load from other users of the machine hits both alike. ``--sweeps 100 1`` also runs the current code with
+the coordinate descent capped at 1 sweep per step (``TransferConfig.max_sweeps``), in the same rotation, and
+reports its time and the matching objective it reaches against the uncapped run's. Writes
+``benchmarks/results/transfer_speed.json`` and ``.md``::
 
     git worktree add --detach /tmp/transfer-old 263935f     # the commit before the speed-up
-    python -m benchmarks.transfer_speed --old /tmp/transfer-old [--new /tmp/transfer-new]
+    python -m benchmarks.transfer_speed --old /tmp/transfer-old [--new /tmp/transfer-new] [--sweeps 100 1]
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def _model(seed: int):
     return BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
 
 
-def worker(file: Path, steps: int, stay: float = 0.0) -> dict:
+def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100) -> dict:
     """Time the first ``steps`` FGMT steps with whichever ``hf_efftrain`` is importable (old or new).
 
     ``stay`` > 0 is passed on only when set: code before the prior has no such argument."""
@@ -92,7 +94,8 @@ def worker(file: Path, steps: int, stay: float = 0.0) -> dict:
 
     path = InterpolatedPath(data["theta_0"], data["theta_t"], spacing("cosine", len(data["batches"])))
     rows, start = [], time.perf_counter()
-    extra = {"stay": stay} if stay else {}
+    extra: dict = {"stay": stay} if stay else {}
+    extra["max_sweeps"] = max_sweeps
     for result in transfer_trajectory(path, data["target"], spec, gradient, method="fgmt", **extra):
         seconds = time.perf_counter() - start
         grads = sum(gradient_seconds)
@@ -108,7 +111,7 @@ def worker(file: Path, steps: int, stay: float = 0.0) -> dict:
     return {"package": str(Path(hf_efftrain.__file__).parent.parent), "steps": rows}
 
 
-def run_worker(code: Path, file: Path, steps: int) -> dict:
+def run_worker(code: Path, file: Path, steps: int, max_sweeps: int = 100) -> dict:
     """A fresh process importing ``hf_efftrain`` from ``code`` only (this file is loaded by path)."""
     env = {**os.environ, "PYTHONPATH": str(code), "TOKENIZERS_PARALLELISM": "false"}
     load = (
@@ -116,6 +119,7 @@ def run_worker(code: Path, file: Path, steps: int) -> dict:
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); module.main(sys.argv[2:])"
     )
     args = [sys.executable, "-c", load, __file__, "--worker", str(file), "--steps", str(steps)]
+    args += ["--sweeps", str(max_sweeps)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=code)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -142,10 +146,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="old/new run pairs, interleaved")
     parser.add_argument("--finetune-steps", type=int, default=16)
     parser.add_argument("--name", default="transfer_speed")
+    parser.add_argument(
+        "--sweeps", type=int, nargs="+", default=[100], help="max_sweeps of the new code runs (first: default)"
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.worker is not None:  # one timed run, in its own process (see run_worker)
-        print(json.dumps(worker(opts.worker, opts.steps)))
+        print(json.dumps(worker(opts.worker, opts.steps, max_sweeps=opts.sweeps[0])))
         return
     from benchmarks.harness import run_facts, write_result
 
@@ -155,11 +162,13 @@ def main(argv: list[str] | None = None) -> None:
         file = Path(tmp) / "scenario.pt"
         build_scenario(file, opts.finetune_steps)
         for repeat in range(opts.repeats):
-            order = [("new", opts.new), ("old", opts.old)]
-            for code, folder in order if repeat % 2 == 0 else order[::-1]:
-                run = run_worker(folder, file, opts.steps)
+            order = [("new", opts.new, opts.sweeps[0]), ("old", opts.old, 100)]
+            order += [(f"new_max_sweeps_{k}", opts.new, k) for k in opts.sweeps[1:]]
+            shift = repeat % len(order)  # rotate which goes first: load drifts hit every arm alike
+            for code, folder, sweeps in order[shift:] + order[:shift]:
+                run = run_worker(folder, file, opts.steps, sweeps)
                 for row in run["steps"]:
-                    runs.append({"code": code, "repeat": repeat, **row})
+                    runs.append({"code": code, "repeat": repeat, "max_sweeps": sweeps, **row})
                 print(code, repeat, run["steps"], flush=True)
     write_result(
         opts.name, summarize(runs, opts, facts), "Transfer speed: MiniLM-L6 FGMT step, before/after", {"runs": runs}
@@ -172,6 +181,20 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
 
     first = {c: {r["permutation"] for r in runs if r["code"] == c and r["step"] == 1} for c in ("old", "new")}
     after, before = mean("new", "seconds"), mean("old", "seconds")
+    capped = {}
+    for k in opts.sweeps[1:]:
+        code = f"new_max_sweeps_{k}"
+        capped[f"minilm_seconds_per_step_max_sweeps_{k}"] = mean(code, "seconds")
+        capped[f"matching_seconds_per_step_max_sweeps_{k}"] = mean(code, "matching_seconds")
+        # matching objective reached, per step, as a share of the uncapped run's (same repeat and step)
+        pairs = [
+            (r["objective"], u["objective"])
+            for r in runs
+            if r["code"] == code
+            for u in runs
+            if u["code"] == "new" and u["repeat"] == r["repeat"] and u["step"] == r["step"]
+        ]
+        capped[f"objective_ratio_max_sweeps_{k}"] = statistics.mean(a / b for a, b in pairs)
     return {
         "minilm_seconds_per_step": after,
         "minilm_seconds_per_step_before": before,
@@ -181,13 +204,15 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
         "gradient_seconds_per_step": mean("new", "gradient_seconds"),
         "gradient_seconds_per_step_before": mean("old", "gradient_seconds"),
         "same_step1_permutation": first["old"] == first["new"] and len(first["new"]) == 1,
+        **capped,
         **assignment_seconds(),
         "old_code": f"{_commit(opts.old)} (checkout {opts.old})",
         "new_code": f"{_commit(opts.new)} (checkout {opts.new})",
         "budget_note": (
             f"MiniLM-L6 (6 layers, hidden 384, 12 heads, MLP 1536) on a shared 2-core CPU (torch threads 2), "
             f"other engineers' jobs running at the same time: timings are noisy, so old and new run "
-            f"{opts.repeats} times each in fresh processes, interleaved (alternating which goes first), over the "
+            f"{opts.repeats} times each (and the new code capped at max_sweeps {opts.sweeps[1:]}) in fresh "
+            "processes, in a rotating order, over the "
             f"first {opts.steps} of 10 FGMT steps; a step = 2 gradient computations (source and transferred "
             f"point, 2 batches of 32 each) + matching + building the point; evaluation and saving (CLI) not "
             f"included. Source: {opts.finetune_steps} AdamW steps (lr 5e-5) of fine-tuning from a seed-0 head; "

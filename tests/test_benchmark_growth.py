@@ -86,10 +86,10 @@ def test_gradual_arms_are_compared_at_the_scratch_budget(result):
 
 def test_docs_table_reads_the_result(result, tmp_path):
     facts = {"command": "python -m benchmarks.growth", "device": "cpu", "date": "today", "budget_note": "note"}
-    data = {**result, "budget": {"steps": STUDY.steps, "lag_steps": STUDY.lag}, "targets_met": result["targets"]}
-    (tmp_path / "growth.json").write_text(json.dumps({**data, **facts}))
+    (tmp_path / "growth.json").write_text(json.dumps({**result, **facts}))
     markdown = benchmark_tables("growth", tmp_path)
-    assert "`copy_all`" in markdown and "`scratch`" not in markdown  # scratch is not a row of the ranking
+    assert "`copy_all`" in markdown and "`scratch`" not in markdown  # scratch is not a candidate of the ranking
+    assert "scratch (not ranked)" in markdown and "Spearman against the lag" in markdown
 
 
 def test_jobs_split_the_protocol_and_fusion_waits_for_both_bases():

@@ -139,27 +139,41 @@ def _mat(r: Result) -> str:
 
 
 def _growth(r: Result) -> str:
-    lag, steps = r.get("budget.lag_steps"), r.get("budget.steps")
+    lag, steps = r.get("lag_steps"), r.get("steps")
     candidates = r.get("candidates")
-    rows = []
-    for name in sorted(candidates, key=lambda n: r.get(f"candidates.{n}.final_heldout_loss")):
-        rows.append(
-            [
-                code(name),
-                fmt(r.get(f"candidates.{name}.loss_step_0")),
-                fmt(r.get(f"candidates.{name}.loss_at_lags.{lag}")),
-                fmt(r.get(f"candidates.{name}.final_heldout_loss")),
-            ]
-        )
-    losses = table(["candidate", "held-out loss, step 0", f"step {lag} (LAG)", f"step {steps} (final)"], rows)
+    order = sorted(candidates, key=lambda n: r.get(f"candidates.{n}.final_heldout_loss"))
+    rows = [_growth_row(code(n), r.get(f"candidates.{n}"), r.get(f"candidates.{n}.loss_at_lags.{lag}")) for n in order]
+    rows.append(_growth_row("scratch (not ranked)", r.get("scratch"), None))
+    headers = ["candidate", "held-out loss, step 0", f"step {lag} (LAG)", f"step {steps} (final, mean)", "per seed"]
+    curve = [
+        [k["k"], pct(k["fraction_of_run"], 1), fmt(k["spearman"]), fmt(k["p_value"]), code(k["pick"])]
+        + [fmt(k["pick_final_gap_nats"])]
+        for k in r.get("spearman_vs_k")
+    ]
+    curve_table = table(["lag k", "of the run", "Spearman vs final", "p", "pick", "pick − best final (nats)"], curve)
+    gradual = [
+        [code(arm), fmt(g["final_heldout_loss"]), fmt(g["final_std"]), fmt(g["minus_scratch_final"])]
+        + [fmt(g["flops_fraction_of_scratch"]), fmt(g["flops_fraction_with_lag_probes"])]
+        for arm, g in r.get("gradual_stacking.arms").items()
+    ]
+    gradual_headers = ["gradual stacking", "final", "std", "− scratch", "FLOPs ÷ scratch", "with LAG probes"]
     keys = ["lag_pick", "best_final", "lag_pick_final_gap", "spearman_lag_vs_final", "spearman_init_vs_final"]
-    keys += ["lag_cost_fraction", "steps_to_scratch_final_ratio"]
+    keys += ["lag_cost_fraction", "final_spread_over_seed_std", "steps_to_scratch_final_ratio"]
     figures = table(["figure", "measured"], [[code(k), _growth_figure(r, k)] for k in keys])
-    return "\n\n".join([losses, figures, "Targets:", targets_table(r, "targets_met")])
+    parts = [table(headers, rows), "Spearman against the lag:", curve_table, table(gradual_headers, gradual), figures]
+    return "\n\n".join([*parts, "Targets:", targets_table(r, "targets")])
+
+
+def _growth_row(label: str, run: dict[str, Any], at_lag: float | None) -> list[str]:
+    finals = ", ".join(fmt(s["final_heldout_loss"]) for s in run["per_seed"].values())
+    return [label, fmt(run["loss_step_0"]), fmt(at_lag), fmt(run["final_heldout_loss"]), finals]
 
 
 def _growth_figure(r: Result, key: str) -> str:
-    return pct(r.get(key)) + " of the best final loss" if key == "lag_pick_final_gap" else fmt(r.get(key))
+    value = r.get(key)
+    if key == "lag_pick_final_gap":
+        return pct(value) + " of the best final loss"
+    return code(value) if isinstance(value, str) else fmt(value)
 
 
 def _twa(r: Result) -> str:
