@@ -178,7 +178,7 @@ def sizes(study: Study, result: dict) -> dict:
     }
 
 
-def budget_note(study: Study, result: dict, seconds: float, workers: int, cpu_per_run: float) -> str:
+def budget_note(study: Study, result: dict, seconds: float, workers: int, cpu_per_run: float, cpu_total: float) -> str:
     """What the figures rest on, in words (every number measured in this run)."""
     data, base = result["data"], result["bases"]["a"]
     flat = "its training loss flattened" if base["stopped_by_plateau"] else "it hit the step cap before flattening"
@@ -186,7 +186,8 @@ def budget_note(study: Study, result: dict, seconds: float, workers: int, cpu_pe
     metric = ", ".join(arms["adaptive"]["lag_metric"]) or "nothing"
     return (
         f"This invocation took {seconds / 60:.1f} min wall on {workers} single-threaded worker(s) (jobs finished by an "
-        f"earlier invocation are not counted); a {study.target_layers}-layer run of {study.steps} steps took "
+        f"earlier invocation are not counted); all jobs' records hold {cpu_total / 60:.0f} CPU min, whichever "
+        f"invocation ran them; a {study.target_layers}-layer run of {study.steps} steps took "
         f"{cpu_per_run:.0f} CPU s. Base: {study.base_layers} layers, {base['steps']} steps of {study.batch} x "
         f"{study.block} tokens ({flat}; held-out loss {base['final_heldout_loss']:.3f}). Every candidate: "
         f"{study.steps} steps after growth, {len(study.seeds)} seeds (data order and fresh initializations; the "
@@ -224,7 +225,7 @@ def assemble(study: Study, records: dict, data_sizes: dict, seconds: float, work
         targets_met=result["targets"],  # the name hf_efftrain/docs_gen reads
         work_dir=str(work),
         sizes=sizes(study, result),
-        budget_note=budget_note(study, result, seconds, workers, sum(scratch_cpu) / len(scratch_cpu)),
+        budget_note=budget_note(study, result, seconds, workers, sum(scratch_cpu) / len(scratch_cpu), cpu_total),
     )  # fmt: skip
     return {**result, **run_facts()}
 

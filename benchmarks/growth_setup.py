@@ -238,6 +238,8 @@ CANDIDATES: dict[str, Builder] = {
 """Every growth operator of the library, applied to the pre-trained base(s) ``a`` (and ``b`` for fusion)."""
 
 TWO_BASES = ("deep_fusion(a,b)", "passthrough(a|b)")
+WIDER = ("net2net_width", "deep_fusion(a,b)")
+"""Candidates that grow width, not depth: the rest stack layers into the same 12-layer shape."""
 
 DESCRIPTIONS = {
     "copy_all": "G_stack: layers 0..L-1 twice",

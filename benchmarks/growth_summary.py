@@ -18,7 +18,7 @@ from typing import Any
 from scipy.stats import spearmanr
 
 from benchmarks.growth_jobs import BASE_SEEDS, GRADUAL_ARMS, Job
-from benchmarks.growth_setup import DESCRIPTIONS, TWO_BASES, Study
+from benchmarks.growth_setup import DESCRIPTIONS, TWO_BASES, WIDER, Study
 
 Curve = dict[int, float]
 
@@ -80,6 +80,16 @@ def ranking_at(means: dict[str, Curve], step: int, final: int) -> dict[str, Any]
         "pick_final_gap_nats": end[pick] - end[best],
         "pick_final_gap": (end[pick] - end[best]) / end[best],
     }
+
+
+def depth_only(means: dict[str, Curve], study: Study) -> dict[str, Any] | None:
+    """The same ranking over the layer-stacking candidates alone (same shape, finals close together): does LAG
+    still order them when the width-growing ones, best at every step, are left out?"""
+    stacked = {name: curve for name, curve in means.items() if name not in WIDER}
+    if len(stacked) < 3:
+        return None
+    ks = [0, *sorted({*study.lags, study.lag})]
+    return {"candidates": sorted(stacked), "spearman_vs_k": [ranking_at(stacked, k, study.steps) for k in ks]}
 
 
 def per_seed_lag_spearman(table: dict[str, dict[int, Curve]], means: dict[str, Curve], study: Study) -> dict:
@@ -260,6 +270,7 @@ def summarize(study: Study, records: dict[str, dict], data_sizes: dict) -> dict[
         "init_pick_final_gap": init["pick_final_gap"],
         "init_pick_final_gap_nats": init["pick_final_gap_nats"],
         "spearman_vs_k": [ranking_at(means, k, study.steps) for k in [0, *sorted({*study.lags, study.lag})]],
+        "depth_only": depth_only(means, study),
         "gradual_stacking": gradual_section(study, records, scratch),
         "bases": bases,
         "data": data_sizes,
@@ -314,6 +325,11 @@ def tables(result: dict) -> dict[str, list[dict]]:
         }
         for r in result["spearman_vs_k"]
     ]
+    depth = result["depth_only"] or {"spearman_vs_k": []}
+    depth_rows = [
+        {"lag k": r["k"], "Spearman vs final": r["spearman"], "p": r["p_value"], "pick": r["pick"]}
+        for r in depth["spearman_vs_k"]
+    ]
     gradual = result["gradual_stacking"]
     arms = [
         {
@@ -331,5 +347,6 @@ def tables(result: dict) -> dict[str, list[dict]]:
         "Growth candidates (seed means; ranked by final loss)": rows,
         "Scratch (same shape, same run; not ranked)": scratch,
         "Spearman of the loss at step k against the final loss": curve_rows,
+        "The same over the layer-stacking candidates only (width growth left out)": depth_rows,
         f"Gradual stacking at the same {gradual['budget_steps']}-step budget": arms,
     }

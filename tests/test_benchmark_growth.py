@@ -56,6 +56,16 @@ def test_rankings_use_seed_means_of_growth_candidates_only(result):
     assert by_k[1]["spearman"] is None and by_k[5]["spearman"] == pytest.approx(1.0)
 
 
+def test_depth_only_ranking_leaves_the_width_growing_candidates_out():
+    means = {f"c{i}": {0: 5.0 - 0.1 * i, 2: 4.0 + 0.05 * i, 10: 3.0 + 0.1 * i} for i in range(3)}
+    means["net2net_width"] = means["deep_fusion(a,b)"] = {0: 9.0, 2: 1.0, 10: 9.0}  # would break a perfect rank
+    study = Study(steps=10, lag=2, lags=(2,), candidates=NAMES)
+    depth = growth_summary.depth_only(means, study)
+    assert depth["candidates"] == ["c0", "c1", "c2"]
+    by_k = {row["k"]: row["spearman"] for row in depth["spearman_vs_k"]}
+    assert by_k == {0: pytest.approx(-1.0), 2: pytest.approx(1.0)}
+
+
 def test_spread_is_measured_against_the_seed_to_seed_std(result):
     assert result["final_spread"] == pytest.approx(0.3)
     assert result["seed_std"] == pytest.approx(0.01)

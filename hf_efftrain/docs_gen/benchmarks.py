@@ -145,12 +145,14 @@ def _growth(r: Result) -> str:
     rows = [_growth_row(code(n), r.get(f"candidates.{n}"), r.get(f"candidates.{n}.loss_at_lags.{lag}")) for n in order]
     rows.append(_growth_row("scratch (not ranked)", r.get("scratch"), None))
     headers = ["candidate", "held-out loss, step 0", f"step {lag} (LAG)", f"step {steps} (final, mean)", "per seed"]
+    stacked = {k["k"]: k["spearman"] for k in (r.data.get("depth_only") or {}).get("spearman_vs_k", [])}
     curve = [
         [k["k"], pct(k["fraction_of_run"], 1), fmt(k["spearman"]), fmt(k["p_value"]), code(k["pick"])]
-        + [fmt(k["pick_final_gap_nats"])]
+        + [fmt(k["pick_final_gap_nats"]), fmt(stacked.get(k["k"]))]
         for k in r.get("spearman_vs_k")
     ]
-    curve_table = table(["lag k", "of the run", "Spearman vs final", "p", "pick", "pick − best final (nats)"], curve)
+    curve_headers = ["lag k", "of the run", "Spearman vs final", "p", "pick", "pick − best final (nats)"]
+    curve_table = table([*curve_headers, "Spearman, layer stacking only"], curve)
     gradual = [
         [code(arm), fmt(g["final_heldout_loss"]), fmt(g["final_std"]), fmt(g["minus_scratch_final"])]
         + [fmt(g["flops_fraction_of_scratch"]), fmt(g["flops_fraction_with_lag_probes"])]
