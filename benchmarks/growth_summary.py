@@ -88,8 +88,13 @@ def depth_only(means: dict[str, Curve], study: Study) -> dict[str, Any] | None:
     stacked = {name: curve for name, curve in means.items() if name not in WIDER}
     if len(stacked) < 3:
         return None
-    ks = [0, *sorted({*study.lags, study.lag})]
-    return {"candidates": sorted(stacked), "spearman_vs_k": [ranking_at(stacked, k, study.steps) for k in ks]}
+    curve = [ranking_at(stacked, k, study.steps) for k in measured_lags(study)]
+    return {"candidates": sorted(stacked), "spearman_vs_k": curve}
+
+
+def measured_lags(study: Study) -> list[int]:
+    """Step 0 and every lag k at which the candidates are scored."""
+    return [0, *sorted({*study.lags, study.lag})]
 
 
 def per_seed_lag_spearman(table: dict[str, dict[int, Curve]], means: dict[str, Curve], study: Study) -> dict:
@@ -269,7 +274,7 @@ def summarize(study: Study, records: dict[str, dict], data_sizes: dict) -> dict[
         "lag_pick_final_gap_nats": headline["pick_final_gap_nats"],
         "init_pick_final_gap": init["pick_final_gap"],
         "init_pick_final_gap_nats": init["pick_final_gap_nats"],
-        "spearman_vs_k": [ranking_at(means, k, study.steps) for k in [0, *sorted({*study.lags, study.lag})]],
+        "spearman_vs_k": [ranking_at(means, k, study.steps) for k in measured_lags(study)],
         "depth_only": depth_only(means, study),
         "gradual_stacking": gradual_section(study, records, scratch),
         "bases": bases,

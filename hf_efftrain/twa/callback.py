@@ -89,8 +89,7 @@ class TWACallback(TrainerCallback):
         self.start_step = self.config.start_step(state.max_steps)
         self.plan_steps = set(self.config.collection_steps(state.max_steps))
         planned = len(self.plan_steps) or count_checkpoints(self.config.checkpoints_from)
-        keeps_last = self.config.init == "last" and self.config.form == "subspace"
-        plan = BasisPlan(self.view.dim, planned, self.world, self.rank, self.config.bits, keeps_last)
+        plan = BasisPlan(self.view.dim, planned, self.world, self.rank, self.config.bits, self.config.keeps_last)
         plan.check(self.config.max_basis_mb, self.view.device)
         logger.info(
             "TWA: %d checkpoints of %s trainable parameters; basis %.1f MiB on this process (peak %.1f MiB)",

@@ -82,7 +82,7 @@ class Collector:
         self.total += theta
         if self.count > 0:
             self.sq_offsets += float((theta - self.first).double().norm()) ** 2
-        if self.config.init == "last" and self.basis is not None:  # the layer-wise form starts from its raw row
+        if self.config.keeps_last:
             self.latest = theta  # nothing writes into θ afterwards: a reference, not a copy
         if self.basis is not None:
             self.basis.add(theta)  # the first becomes the basis anchor, which ``first`` returns

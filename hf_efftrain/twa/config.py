@@ -44,6 +44,12 @@ class TWAConfig(MethodConfig):
     holdout: float = 0.0  # TWA-v: share of the training rows the TWA phase trains on instead (0 = off)
     init: str = "average"  # where the TWA phase starts and its trust region is centred: average | last checkpoint
 
+    @property
+    def keeps_last(self) -> bool:
+        """Whether collection holds the last checkpoint aside: the subspace form's start with ``init="last"`` (the
+        layer-wise form starts from that checkpoint's own row)."""
+        return self.init == "last" and self.form == "subspace"
+
     def validate(self) -> TWAConfig:
         """Raise :class:`TWAConfigError` naming the knob to fix; return ``self`` for chaining."""
         if self.form not in FORMS:

@@ -159,27 +159,27 @@ class LayerwiseTWA(_Scheduled):
     ) -> None:
         self.view, self.basis = view, basis
         self.coefficients = torch.zeros(basis.local_rows, basis.blocks, device=view.device, requires_grad=True)
-        self.origin = torch.zeros_like(self.coefficients.detach())  # X₀: where the phase started
-        self.start_theta = basis.centre  # θ₀ = weights(X₀), the trust region's centre
-        self.start_checkpoint: int | None = None
+        self._place(None)  # X₀ = 0 until ``start`` says otherwise
         optimizer = torch.optim.AdamW([self.coefficients], lr=lr, weight_decay=weight_decay)
         super().__init__(optimizer, lr, schedule, total_steps, radius)
 
     def start(self, checkpoint: int | None = None) -> None:
         """θ ← c (X = 0, the plain average), or checkpoint number ``checkpoint`` (X = 1 on its row, 0 elsewhere);
         that point is the trust region's centre."""
+        self._place(checkpoint)
         with torch.no_grad():
-            self.coefficients.zero_()
-            if checkpoint is not None and checkpoint in self.basis.indices:  # the process that owns its row
-                self.coefficients[self.basis.indices.index(checkpoint)] = 1.0
-        self._set_origin(self.coefficients.detach().clone(), checkpoint)
+            self.coefficients.copy_(self.origin)
         self.view.assign(self.start_theta)
 
-    def _set_origin(self, origin: torch.Tensor, checkpoint: int | None) -> None:
-        """X₀ and θ₀ (the centre itself when starting at the average: no second D-vector). ``checkpoint`` is the
+    def _place(self, checkpoint: int | None) -> None:
+        """X₀ (derived from ``checkpoint``: 1 on its row on the process that owns it) and θ₀, the trust region's
+        centre (the basis centre itself when starting at the average: no second D-vector). ``checkpoint`` is the
         same on every process, so all of them take part in the all-reduce of ``weights`` or none does."""
-        self.origin, self.start_checkpoint = origin, checkpoint
-        self.start_theta = self.basis.weights(origin) if checkpoint is not None else self.basis.centre
+        self.start_checkpoint = checkpoint
+        self.origin = torch.zeros_like(self.coefficients.detach())
+        if checkpoint is not None and checkpoint in self.basis.indices:
+            self.origin[self.basis.indices.index(checkpoint)] = 1.0
+        self.start_theta = self.basis.weights(self.origin) if checkpoint is not None else self.basis.centre
 
     def step(self) -> None:
         """Step the per-tensor coefficients, scale their change back inside the trust radius, write the weights."""
@@ -207,8 +207,7 @@ class LayerwiseTWA(_Scheduled):
             "form": "layerwise",
             "basis": self.basis.state_dict(),
             "coefficients": self.coefficients.detach().clone(),
-            "origin": self.origin.clone(),
-            "start_checkpoint": self.start_checkpoint,
+            "start_checkpoint": self.start_checkpoint,  # X₀ and θ₀ follow from it
             **self._common_state(),
         }
 
@@ -216,7 +215,5 @@ class LayerwiseTWA(_Scheduled):
         """Restore the coefficients and optimizer state of :meth:`state_dict`'s output (resume)."""
         with torch.no_grad():
             self.coefficients.copy_(state["coefficients"])
-        origin = state.get("origin")  # absent in states saved before twa_init: X₀ = 0
-        origin = origin.to(self.coefficients.device).clone() if origin is not None else self.origin.zero_()
-        self._set_origin(origin, state.get("start_checkpoint"))
+        self._place(state.get("start_checkpoint"))  # absent in states saved before twa_init: the average
         self._load_common(state)
