@@ -8,10 +8,16 @@ Per seed, interleaved, same data order and schedule for every arm:
   (c) SWA: ``torch.optim.swa_utils.AveragedModel`` updated at exactly the steps (b) collects at;
   (d) last: (b)'s weights at step N/2, just before the TWA phase;
   (e) TWA-v (``--holdout`` > 0): like (b), but a seeded share of the training rows is held out of the
-      collection phase and the TWA phase trains the coefficients on those rows (the paper's fine-tuning form).
-Writes ``benchmarks/results/twa.json`` and ``.md``::
+      collection phase and the TWA phase trains the coefficients on those rows (the paper's fine-tuning form);
+  (f) one more TWA run per further ``--inits`` entry (``last``: the TWA phase starts at the last checkpoint).
+``--compact`` gives the TWA runs a schedule of their own budget (N/2 + twa_steps steps, so the learning rate has
+decayed by the TWA start, as a user who plans a short run sets it), adds (s) the plain run of that same budget
+— the first N/2 steps are (b)'s, as in (a) — and trains (a) separately over the full N-step schedule.
+Writes ``benchmarks/results/<name>.json`` and ``.md``::
 
     python -m benchmarks.twa --steps 200 --twa-steps 20 --every 4 --collect-from 0.4 --seeds 0 1 2
+    python -m benchmarks.twa --steps 200 --twa-steps 20 --every 4 --collect-from 0.4 --compact \
+        --inits average last --holdout 0 --name twa_compact
 """
 
 from __future__ import annotations
@@ -66,14 +72,15 @@ def recipe(opts: argparse.Namespace) -> dict[str, Any]:
 
 
 def _arguments(cls: type, out: str, opts: argparse.Namespace, seed: int, **extra: Any) -> TrainingArguments:
-    return cls(output_dir=out, max_steps=opts.steps, seed=seed, logging_steps=10, **{**recipe(opts), **extra})
+    base = {"output_dir": out, "max_steps": opts.steps, "seed": seed, "logging_steps": 10, **recipe(opts)}
+    return cls(**{**base, **extra})
 
 
-def _twa_knobs(opts: argparse.Namespace) -> dict[str, Any]:
+def _twa_knobs(opts: argparse.Namespace, init: str) -> dict[str, Any]:
     return {
         "twa": True,
         "twa_start": opts.steps // 2,
-        "twa_collect_from": opts.collect_from,
+        "twa_collect_from": round(opts.collect_from * opts.steps),  # a step, so both schedules collect alike
         "twa_every": opts.every,
         "twa_steps": opts.twa_steps,
         "twa_form": opts.form,
@@ -82,18 +89,33 @@ def _twa_knobs(opts: argparse.Namespace) -> dict[str, Any]:
         "twa_trust": opts.twa_trust,
         "twa_bits": opts.bits,
         "twa_schedule": opts.schedule,
+        "twa_init": init,
     }
 
 
+def twa_run_steps(opts: argparse.Namespace) -> int:
+    """``max_steps`` of the TWA runs: the full run's N (cut at N/2 + twa_steps) or, compact, that budget itself."""
+    return opts.steps // 2 + opts.twa_steps if opts.compact else opts.steps
+
+
+def _plain(task: SentimentTask, seed: int, opts: argparse.Namespace, out: str, steps: int) -> tuple[Trainer, Any]:
+    model = task.model(seed)
+    args = _arguments(TrainingArguments, out, opts, seed, max_steps=steps)
+    trainer = Trainer(model=model, args=args, train_dataset=task.splits["train"], data_collator=task.collator)
+    return trainer, model
+
+
 def run_seed(task: SentimentTask, seed: int, opts: argparse.Namespace, split: str) -> dict[str, Any]:
-    """All arms of one seed: (b), (c), (d) from the TWA run, (a) continued from its step N/2, then (e)."""
-    start = opts.steps // 2
-    twa_knobs = _twa_knobs(opts)
+    """All arms of one seed: (b), (c), (d) from the TWA run, the plain run continued from its step N/2, (e), (f)."""
+    start, run_steps = opts.steps // 2, twa_run_steps(opts)
+    first_init, *other_inits = opts.inits
     model = task.model(seed)
     with tempfile.TemporaryDirectory() as out:
         saving = {"save_strategy": "steps", "save_steps": start}
-        args = _arguments(EfficientTrainingArguments, out, opts, seed, **twa_knobs, **saving)
-        tap = BaselineTap(args.twa_config().collection_steps(opts.steps), start)
+        args = _arguments(
+            EfficientTrainingArguments, out, opts, seed, **_twa_knobs(opts, first_init), **saving, max_steps=run_steps
+        )
+        tap = BaselineTap(args.twa_config().collection_steps(run_steps), start)
         trainer = EfficientTrainer(
             model=model, args=args, train_dataset=task.splits["train"], data_collator=task.collator, callbacks=[tap]
         )
@@ -103,29 +125,33 @@ def run_seed(task: SentimentTask, seed: int, opts: argparse.Namespace, split: st
         model.load_state_dict(tap.last)
         result["last_accuracy"] = task.accuracy(model, split)
         result.update(_twa_facts(trainer.state.global_step, report, tap))
-        # (a): checkpoint-N/2 holds optimizer, scheduler, RNG and data position of step N/2; its weights were
-        # saved after TWA replaced them by the average, so the step-N/2 weights are put back first.
+        # The plain run of the TWA runs' schedule: checkpoint-N/2 holds optimizer, scheduler, RNG and data
+        # position of step N/2; its weights were saved after TWA replaced them by the average, so the step-N/2
+        # weights are put back first.
         checkpoint = f"{out}/checkpoint-{start}"
         model.save_pretrained(checkpoint)
-        full = task.model(seed)
-        plain = Trainer(
-            model=full,
-            args=_arguments(TrainingArguments, out, opts, seed),
-            train_dataset=task.splits["train"],
-            data_collator=task.collator,
-        )
+        plain, continued = _plain(task, seed, opts, out, run_steps)
         plain.train(resume_from_checkpoint=checkpoint)
-        result["full_accuracy"] = task.accuracy(full, split)
+        result["short_accuracy" if opts.compact else "full_accuracy"] = task.accuracy(continued, split)
+    if opts.compact:
+        with tempfile.TemporaryDirectory() as out:
+            plain, full = _plain(task, seed, opts, out, opts.steps)
+            plain.train()
+            result["full_accuracy"] = task.accuracy(full, split)
     if opts.holdout:
-        result["twa_v_accuracy"] = run_twa_v(task, seed, opts, split)
+        result["twa_v_accuracy"] = run_twa(task, seed, opts, split, first_init, twa_holdout=opts.holdout)
+    for init in other_inits:
+        result[f"twa_{init}_accuracy"] = run_twa(task, seed, opts, split, init)
     return result
 
 
-def run_twa_v(task: SentimentTask, seed: int, opts: argparse.Namespace, split: str) -> float:
-    """(e): the collection phase trains on the rows left after the hold-out; the TWA phase on the held-out rows."""
+def run_twa(task: SentimentTask, seed: int, opts: argparse.Namespace, split: str, init: str, **extra: Any) -> float:
+    """A further TWA run: (e) with ``twa_holdout`` (the collection phase trains on the rows left after the hold-out,
+    the TWA phase on the held-out rows), or (f) from another ``twa_init``."""
     model = task.model(seed)
     with tempfile.TemporaryDirectory() as out:
-        args = _arguments(EfficientTrainingArguments, out, opts, seed, **_twa_knobs(opts), twa_holdout=opts.holdout)
+        knobs = {**_twa_knobs(opts, init), **extra}
+        args = _arguments(EfficientTrainingArguments, out, opts, seed, **knobs, max_steps=twa_run_steps(opts))
         trainer = EfficientTrainer(
             model=model, args=args, train_dataset=task.splits["train"], data_collator=task.collator
         )
@@ -168,6 +194,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--holdout", type=float, default=0.1, help="TWA-v arm's held-out share (0 = no TWA-v arm)")
     parser.add_argument("--eval-samples", type=int, default=0, help="first reviews of the test split (0 = all)")
+    parser.add_argument(
+        "--inits",
+        nargs="+",
+        default=["average"],
+        choices=["average", "last"],
+        help="twa_init of the TWA run (first) and of one further run each (the others)",
+    )
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="TWA runs on a schedule of their own budget, beside a plain run of that budget",
+    )
+    parser.add_argument("--name", default="twa", help="result file name under benchmarks/results/")
     parser.add_argument("--budget-note", default="")
     parser.add_argument("--no-write", action="store_true", help="print only (quick sanity runs)")
     return parser
@@ -192,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(row)
     keys = ("full_accuracy", "twa_accuracy", "swa_accuracy", "last_accuracy")
     keys += ("twa_v_accuracy",) if opts.holdout else ()
+    keys += ("short_accuracy",) if opts.compact else ()
+    keys += tuple(f"twa_{init}_accuracy" for init in opts.inits[1:])
+    twa_arms = [key for key in keys if key.startswith("twa_")]
     result: dict[str, Any] = {
         "seeds": opts.seeds,
         "steps": opts.steps,
@@ -206,18 +248,15 @@ def main(argv: list[str] | None = None) -> None:
         basis_memory_mb=_mean(runs, "basis_memory_mb"),
         **{f"{key}_std": statistics.stdev(r[key] for r in runs) if len(runs) > 1 else 0.0 for key in keys},
         targets={
-            "twa_accuracy >= full_accuracy": result["twa_accuracy"] >= result["full_accuracy"],
-            "twa_accuracy >= swa_accuracy": result["twa_accuracy"] >= result["swa_accuracy"],
             "twa_total_steps_ratio <= 0.6": (opts.steps // 2 + opts.twa_steps) / opts.steps <= 0.6,
-            **(
-                {
-                    "twa_v_accuracy >= full_accuracy": result["twa_v_accuracy"] >= result["full_accuracy"],
-                    "twa_v_accuracy >= swa_accuracy": result["twa_v_accuracy"] >= result["swa_accuracy"],
-                }
-                if opts.holdout
-                else {}
-            ),
+            **{
+                f"{arm} >= {baseline}": result[arm] >= result[baseline]
+                for arm in twa_arms
+                for baseline in ("full_accuracy", "swa_accuracy", "short_accuracy")
+                if baseline in result
+            },
         },
+        twa_run_steps=twa_run_steps(opts),
         settings={k: v for k, v in vars(opts).items() if k not in ("budget_note", "no_write")},
         recipe={**recipe(opts), "max_length": opts.max_length},
         eval_split=f"{split} ({len(task.splits[split])} reviews)",
@@ -229,7 +268,10 @@ def main(argv: list[str] | None = None) -> None:
         print(result)
         return
     write_result(
-        "twa", result, "TWA vs full fine-tuning, SWA and last checkpoint (MiniLM, Rotten Tomatoes)", {"Per seed": runs}
+        opts.name,
+        result,
+        "TWA vs full fine-tuning, SWA and last checkpoint (MiniLM, Rotten Tomatoes)",
+        {"Per seed": runs},
     )
 
 
