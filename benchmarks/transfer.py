@@ -7,25 +7,35 @@ fine-tuning trajectory of model A is transferred onto model B. For each pair: ac
 θ'_0 + (θ_T − θ_0) and of the transferred point (before any training), then fine-tuning from the transferred
 point and from θ'_0 side by side (same recipe, same data order) until they reach the source's final accuracy.
 
-Models use the MiniLM tokenizer with its vocabulary cut to the most frequent tokens of the two corpora (the rest
-map to [UNK]) so that everything fits a shared CPU. Writes ``benchmarks/results/transfer.json`` and ``.md``::
+Scenarios 3 and 4 use the real MiniLM-L6 (the shared recipe's tokenizer, max_length 64): model A is MiniLM with a
+seed-A classifier head, fine-tuned on Rotten Tomatoes; its trajectory is transferred onto MiniLM with a seed-B
+head (3: the paper's fine-tuning case, a shared pretrained body) and onto MiniLM first fine-tuned differently
+(4: seed-B head, its own data order, a higher learning rate, ``--minilm-target-steps`` steps).
 
-    python -m benchmarks.transfer
+Scenarios 1 and 2 use the MiniLM tokenizer with its vocabulary cut to the most frequent tokens of the two
+corpora (the rest map to [UNK]) so that everything fits a shared CPU. Writes ``benchmarks/results/transfer.json``
+and ``.md``; ``--update`` keeps the scenarios of the existing file that this run does not make::
+
+    python -m benchmarks.transfer                                 # scenarios 1 and 2
+    python -m benchmarks.transfer --scenarios 3 4 --update        # the MiniLM scenarios, added to the file
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForSequenceClassification
+from transformers.utils import logging
 
-from benchmarks.harness import run_facts, write_result
+from benchmarks.harness import RESULTS_DIR, run_facts, write_result
 from hf_efftrain.data import load_rotten_tomatoes, load_wikipedia, minilm_path
 from hf_efftrain.transfer import (
     InterpolatedPath,
@@ -45,6 +55,12 @@ KEYS = (
     "steps_to_source_accuracy_from_init",
     "transfer_seconds",
 )
+SCENARIOS = {
+    1: "scenario_1_scratch",
+    2: "scenario_2_pretrained",
+    3: "scenario_3_minilm_head",
+    4: "scenario_4_minilm_finetuned",
+}
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
@@ -163,6 +179,37 @@ def pretrain_mlm(data: Data, opts, seed: int) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.bert.state_dict().items()}
 
 
+def minilm_data(max_length: int, eval_size: int) -> Data:
+    """Rotten Tomatoes in MiniLM-L6's own vocabulary (no compaction): the real model's inputs."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    rt = load_rotten_tomatoes(seed=0)
+
+    def rows(split, count: int | None = None) -> list[tuple[list[int], int]]:
+        texts, labels = list(split["text"])[:count], list(split["label"])[:count]
+        ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        return list(zip(ids, labels, strict=True))
+
+    return Data(
+        train=rows(rt["train"]),
+        validation=rows(rt["validation"], eval_size),
+        wiki_blocks=torch.empty(0, 1, dtype=torch.long),
+        vocab_size=tokenizer.vocab_size,
+        pad=tokenizer.pad_token_id,
+        mask=tokenizer.mask_token_id,
+    )
+
+
+def minilm_classifier(seed: int) -> nn.Module:
+    """MiniLM-L6 with a classifier head drawn from ``seed`` (the head is new by design: no missing-weights report)."""
+    logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    return BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
+
+
+def params_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Data, params: dict[str, torch.Tensor] | None = None) -> float:
     if params is not None:
@@ -205,45 +252,97 @@ def train(
 
 
 # ---- one seed pair ------------------------------------------------------------------------------------------
-def run_pair(data: Data, opts, seed_a: int, seed_b: int, encoders: dict | None, recipe: dict) -> dict:
-    source = classifier(data, opts, seed_a, encoders[seed_a] if encoders else None)
-    target = classifier(data, opts, seed_b, encoders[seed_b] if encoders else None)
-    theta_0 = {n: p.detach().clone() for n, p in source.named_parameters()}
-    target_init = {n: p.detach().clone() for n, p in target.named_parameters()}
+def run_pair(
+    data: Data,
+    opts,
+    build: Callable[[int], nn.Module],
+    seed_a: int,
+    seed_b: int,
+    recipe: dict,
+    target_init: dict[str, torch.Tensor] | None = None,
+) -> dict:
+    """Train A, transfer its trajectory onto B's start (``build(seed_b)``'s weights unless ``target_init``)."""
+    source = build(seed_a)
+    theta_0 = params_of(source)
+    target_init = target_init if target_init is not None else params_of(build(seed_b))
     order = batches(data.train, opts.batch_size, recipe["cap"], seed=1000 + seed_a)
     train(source, data, order[: recipe["steps"]], recipe["lr"], recipe["warmup"], recipe["steps"])
-    theta_T = {n: p.detach().clone() for n, p in source.named_parameters()}
+    theta_T = params_of(source)
     source_accuracy = accuracy(source, data)
+    del source
 
+    target = build(seed_b)
     spec = permutation_spec(target)
-    path = InterpolatedPath(theta_0, theta_T, spacing("cosine", opts.transfer_steps))
-    grad_batches = batches(data.train, opts.batch_size, opts.transfer_steps * opts.grad_batches, seed=2000 + seed_b)
-    per_step = [grad_batches[i * opts.grad_batches : (i + 1) * opts.grad_batches] for i in range(opts.transfer_steps)]
-    gradients = LossGradients(classifier(data, opts, seed_b), per_step)
+    path = InterpolatedPath(theta_0, theta_T, spacing("cosine", recipe["transfer_steps"]))
+    count = recipe["transfer_steps"] * opts.grad_batches
+    grad_batches = batches(data.train, opts.batch_size, count, seed=2000 + seed_b)
+    per_step = [grad_batches[i * opts.grad_batches : (i + 1) * opts.grad_batches] for i in range(len(path) - 1)]
+    gradients = LossGradients(target, per_step)
     start = time.perf_counter()
-    *_, last = transfer_trajectory(path, target_init, spec, gradients, method="fgmt")
+    *_, last = transfer_trajectory(path, target_init, spec, gradients, method="fgmt", max_sweeps=opts.max_sweeps)
     seconds = time.perf_counter() - start
     naive = transferred_point(spec, theta_T, theta_0, target_init, spec.identity())
 
-    scorer = classifier(data, opts, seed_b)
     row = {
         "seed_source": seed_a,
         "seed_target": seed_b,
         "source_final_accuracy": source_accuracy,
-        "target_init_accuracy": accuracy(scorer, data, target_init),
-        "naive_accuracy": accuracy(scorer, data, naive),
-        "transferred_accuracy": accuracy(scorer, data, last.params),
+        "target_init_accuracy": accuracy(target, data, target_init),
+        "naive_accuracy": accuracy(target, data, naive),
+        "transferred_accuracy": accuracy(target, data, last.params),
         "transfer_seconds": seconds,
+        "transfer_seconds_per_step": seconds / (len(path) - 1),
+        "units_moved": units_moved(spec, last.permutation),
     }
     # side by side, same recipe and data order: from the transferred point, from the target's own init, and
     # (extra, per pair only) from the naive point, to see how much of the speed-up the permutation brings
     for key, params in (("from_transfer", last.params), ("from_init", target_init), ("from_naive", naive)):
-        model = classifier(data, opts, seed_b)
-        model.load_state_dict(params, strict=False)
-        reached, _ = train(model, data, order, recipe["lr"], recipe["warmup"], opts.eval_every, source_accuracy)
+        target.load_state_dict(params, strict=False)
+        reached, _ = train(target, data, order, recipe["lr"], recipe["warmup"], opts.eval_every, source_accuracy)
         row[f"steps_to_source_accuracy_{key}"] = reached
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     return row
+
+
+def units_moved(spec, permutation: dict) -> float:
+    """Share of permuted rows/columns (over every group's roles) not in their own place: 0 = the naive transfer."""
+    moved = total = 0
+    for name, group in spec.groups.items():
+        for role in group.roles():
+            index = group.composite(permutation[name], role)
+            moved += int((index != torch.arange(len(index))).sum())
+            total += len(index)
+    return moved / max(1, total)
+
+
+def finetuned_start(data: Data, opts, seed: int) -> dict[str, torch.Tensor]:
+    """Scenario 4's target: MiniLM with a seed-``seed`` head, fine-tuned on its own data order at 2x the lr."""
+    model = minilm_classifier(seed)
+    order = batches(data.train, opts.batch_size, opts.minilm_target_steps, seed=3000 + seed)
+    train(model, data, order, 2 * opts.minilm_lr, max(1, opts.minilm_target_steps // 10), opts.minilm_target_steps)
+    return params_of(model)
+
+
+def run_scenario(scenario: int, opts, pairs: list[tuple[int, int]]) -> list[dict]:
+    seeds = sorted({s for pair in pairs for s in pair})
+    if scenario in (1, 2):
+        data = load_data(opts.vocab, opts.max_length, opts.block, opts.eval_size)
+        steps = opts.scratch_steps if scenario == 1 else opts.finetune_steps
+        lr = opts.scratch_lr if scenario == 1 else opts.finetune_lr
+        encoders = {s: pretrain_mlm(data, opts, s) for s in seeds} if scenario == 2 else None
+
+        def build(seed: int) -> nn.Module:
+            return classifier(data, opts, seed, encoders[seed] if encoders else None)
+
+        recipe = {"steps": steps, "lr": lr, "warmup": max(1, steps // 10), "cap": 2 * steps}
+        recipe["transfer_steps"] = opts.transfer_steps
+        return [run_pair(data, opts, build, a, b, recipe) for a, b in pairs]
+    data = minilm_data(64, opts.eval_size)
+    steps = opts.minilm_steps
+    recipe = {"steps": steps, "lr": opts.minilm_lr, "warmup": max(1, steps // 10), "cap": 2 * steps}
+    recipe["transfer_steps"] = opts.minilm_transfer_steps
+    starts = {b: finetuned_start(data, opts, b) for _, b in pairs} if scenario == 4 else {}
+    return [run_pair(data, opts, minilm_classifier, a, b, recipe, starts.get(b)) for a, b in pairs]
 
 
 def summarize(rows: list[dict], facts: dict) -> dict:
@@ -255,10 +354,35 @@ def summarize(rows: list[dict], facts: dict) -> dict:
     return out
 
 
+def budget_note(opts, scenario: int) -> str:
+    checks = f"accuracy on {opts.eval_size} validation reviews, checked every {opts.eval_every} steps"
+    cap = "fine-tuning runs capped at 2x the source's steps (null = not reached within the cap; means exclude nulls)"
+    if scenario in (1, 2):
+        return (
+            f"Shrunk to fit a shared 2-core CPU: BERT-style {opts.layers} layers, hidden {opts.hidden}, {opts.heads} "
+            f"heads, MiniLM tokenizer cut to the {opts.vocab} most frequent tokens; scenario 1 trains "
+            f"{opts.scratch_steps} steps from scratch, scenario 2 pretrains {opts.pretrain_steps} MLM steps per seed "
+            f"then fine-tunes {opts.finetune_steps} steps; FGMT with T={opts.transfer_steps} cosine-spaced points, "
+            f"{opts.grad_batches} batches of {opts.batch_size} per gradient; {checks}; {cap}."
+        )
+    target = (
+        "MiniLM-L6 with the target seed's head"
+        if scenario == 3
+        else f"MiniLM-L6 with the target seed's head fine-tuned {opts.minilm_target_steps} steps (own data order, "
+        f"lr {2 * opts.minilm_lr})"
+    )
+    return (
+        f"Real MiniLM-L6 at max_length 64, batch {opts.batch_size}: the source fine-tunes {opts.minilm_steps} steps "
+        f"(AdamW lr {opts.minilm_lr}, warm-up then constant); target: {target}; FGMT with "
+        f"T={opts.minilm_transfer_steps} cosine-spaced points, {opts.grad_batches} batches per gradient, "
+        f"max_sweeps {opts.max_sweeps}; {checks}; {cap}."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, nargs="+", default=[0, 1, 1, 2, 2, 0], help="source/target seeds")
-    parser.add_argument("--scenarios", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--scenarios", type=int, nargs="+", default=[1, 2], choices=sorted(SCENARIOS))
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
@@ -276,40 +400,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
     parser.add_argument("--transfer-steps", type=int, default=20)
     parser.add_argument("--grad-batches", type=int, default=2)
+    parser.add_argument("--max-sweeps", type=int, default=100, help="coordinate-descent sweeps per transfer step")
+    parser.add_argument("--minilm-steps", type=int, default=48, help="scenarios 3-4: the source's fine-tuning steps")
+    parser.add_argument("--minilm-lr", type=float, default=5e-5)
+    parser.add_argument("--minilm-transfer-steps", type=int, default=10, help="T of the MiniLM transfers")
+    parser.add_argument("--minilm-target-steps", type=int, default=24, help="scenario 4: the target's fine-tuning")
     parser.add_argument("--name", default="transfer")
+    parser.add_argument("--update", action="store_true", help="keep the existing file's other scenarios")
     opts = parser.parse_args(argv)
     torch.set_num_threads(1)
     facts = run_facts()
-    data = load_data(opts.vocab, opts.max_length, opts.block, opts.eval_size)
     pairs = list(zip(opts.pairs[::2], opts.pairs[1::2], strict=True))
-    seeds = sorted({s for pair in pairs for s in pair})
-    result, per_pair = {}, {}
+    existing = RESULTS_DIR / f"{opts.name}.json"
+    result = json.loads(existing.read_text()) if opts.update and existing.exists() else {}
+    per_pair = result.pop("per_pair", {})
+    for name in SCENARIOS.values():  # entries from before per-scenario budgets carry the file's old note
+        if name in result and "budget" not in result[name]:
+            result[name] |= {"budget": result.get("budget_note", ""), "date": result.get("date", "")}
+    for key in ("budget_note", "command", "device", "versions", "date"):
+        result.pop(key, None)
     for scenario in opts.scenarios:
-        steps = opts.scratch_steps if scenario == 1 else opts.finetune_steps
-        lr = opts.scratch_lr if scenario == 1 else opts.finetune_lr
-        recipe = {"steps": steps, "lr": lr, "warmup": max(1, steps // 10), "cap": 2 * steps}
-        encoders = {s: pretrain_mlm(data, opts, s) for s in seeds} if scenario == 2 else None
-        rows = [run_pair(data, opts, a, b, encoders, recipe) for a, b in pairs]
-        name = "scenario_1_scratch" if scenario == 1 else "scenario_2_pretrained"
-        result[name], per_pair[name] = summarize(rows, facts), rows
+        rows = run_scenario(scenario, opts, pairs)
+        name = SCENARIOS[scenario]
+        result[name] = {**summarize(rows, facts), "budget": budget_note(opts, scenario), "date": facts["date"]}
+        per_pair[name] = rows
+    minilm = [r for name in SCENARIOS.values() if "minilm" in name for r in per_pair.get(name, [])]
+    if minilm:
+        result["minilm_seconds_per_step"] = statistics.mean(r["transfer_seconds_per_step"] for r in minilm)
     result.update(
         per_pair=per_pair,
-        budget_note=(
-            f"Shrunk to fit a shared 2-core CPU in <= 25 min: BERT-style {opts.layers} layers, hidden {opts.hidden}, "
-            f"{opts.heads} heads, MiniLM tokenizer cut to the {opts.vocab} most frequent tokens; scenario 1 trains "
-            f"{opts.scratch_steps} steps from scratch, scenario 2 pretrains {opts.pretrain_steps} MLM steps per seed "
-            f"then fine-tunes {opts.finetune_steps} steps; FGMT with T={opts.transfer_steps} cosine-spaced points, "
-            f"{opts.grad_batches} batches of {opts.batch_size} per gradient; accuracy on {opts.eval_size} "
-            f"validation reviews, checked every {opts.eval_every} steps; fine-tuning runs capped at 2x the source's "
-            "steps (null = source accuracy not reached within the cap; means exclude nulls). per_pair also lists "
-            "steps_to_source_accuracy_from_naive (fine-tuning from the naive point), not a contract key."
-        ),
+        budget_note="Each scenario's budget, command, device and date are in its own entry (scenarios may come "
+        "from different runs). per_pair also lists steps_to_source_accuracy_from_naive (fine-tuning from the naive "
+        "point), not a contract key.",
         **facts,
     )
     write_result(
         opts.name,
         result,
-        "Trajectory transfer (FGMT) on small BERT-style models, Rotten Tomatoes",
+        "Trajectory transfer (FGMT): small BERT-style models and the real MiniLM-L6, Rotten Tomatoes",
         tables={name: rows for name, rows in per_pair.items()},
     )
 
