@@ -164,3 +164,37 @@ def test_negative_stay_is_refused():
 
     with pytest.raises(TransferError, match="stay must be >= 0"):
         TransferConfig(stay=-1)
+
+
+def _new_head(model, seed: int) -> dict[str, torch.Tensor]:
+    """The model's weights with the classifier head redrawn from ``seed``: a pretrained body shared, a new head."""
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(seed)
+    for name in params:
+        if name.startswith("classifier."):
+            params[name] = 0.02 * torch.randn(params[name].shape, generator=gen)
+    return params
+
+
+def test_groups_of_a_shared_body_are_pinned_to_the_identity():
+    """Only the head's seed differs: the layers' groups keep the identity; the residual stream, which the pooler
+    carries into the new head, is matched. ``pin_shared=False`` matches every group and moves layer units."""
+    model = tiny_model("bert", task="classification")
+    spec = permutation_spec(model)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    target = _new_head(model, seed=3)
+    shared = spec.shared_groups(start, target)
+    assert set(spec.groups) - shared == {"residual"}
+    path = _random_walk(start, steps=2)
+    gradients = LossGradients(tiny_model("bert", task="classification"), _batches(model, 2))
+    *_, pinned = transfer_trajectory(path, target, spec, gradients)
+    identity = spec.identity()
+    assert all(spec.groups[g].equal(pinned.permutation[g], identity[g]) for g in shared)
+    *_, free = transfer_trajectory(path, target, spec, gradients, pin_shared=False)
+    assert not all(spec.groups[g].equal(free.permutation[g], identity[g]) for g in shared)
+
+
+def test_different_inits_pin_nothing():
+    model, other = tiny_model("llama", task="classification"), tiny_model("llama", task="classification", seed=1)
+    spec = permutation_spec(model)
+    assert spec.shared_groups(dict(model.named_parameters()), dict(other.named_parameters())) == frozenset()

@@ -179,14 +179,19 @@ def _growth_figure(r: Result, key: str) -> str:
 
 
 def _twa(r: Result) -> str:
-    arms = [("full", f"(a) full fine-tune, {r.get('settings.steps')} steps"), ("twa", "(b) TWA")]
+    budget = r.data.get("twa_run_steps", r.get("settings.steps"))
+    inits = r.get("settings").get("inits", ["average"])
+    arms = [("full", f"(a) full fine-tune, {r.get('settings.steps')} steps")]
+    arms += [("short", f"(s) plain fine-tune of the TWA budget, {budget} steps")] if "short_accuracy" in r.data else []
+    arms += [("twa", f"(b) TWA (twa_init={inits[0]})")]
     arms += [("swa", "(c) SWA over the same checkpoints"), ("last", "(d) last checkpoint before the TWA phase")]
     arms += [("twa_v", "(e) TWA-v (coefficients trained on held-out rows)")] if "twa_v_accuracy" in r.data else []
+    arms += [(f"twa_{i}", f"(f) TWA (twa_init={i})") for i in inits[1:]]
     rows = [[label, f"{fmt(r.get(f'{k}_accuracy'), 4)} ± {fmt(r.get(f'{k}_accuracy_std'), 4)}"] for k, label in arms]
     means = table(["arm", f"accuracy (mean ± std, seeds {', '.join(map(str, r.get('settings.seeds')))})"], rows)
     seed_keys = [f"{k}_accuracy" for k, _ in arms] + ["confined_steps", "trust_radius"]
     seed_rows = [[s["seed"], *(fmt(s[k], 4) for k in seed_keys)] for s in r.get("per_seed")]
-    labels = ["full", "TWA", "SWA", "last"] + (["TWA-v"] if len(arms) > 4 else [])
+    labels = [label.split(" ", 1)[0] for _, label in arms]
     per_seed = table(["seed", *labels, "TWA steps on the trust boundary", "trust radius"], seed_rows)
     keys = ["twa_total_steps_ratio", "twa_phase_time_fraction", "basis_memory_mb"]
     figures = table(["figure", "measured"], [[code(k), fmt(r.get(k))] for k in keys])
@@ -259,10 +264,16 @@ def _transfer(r: Result) -> str:
                 fmt(pair.get(f"steps_to_source_accuracy_from_{k}"), 0, "not reached")
                 for k in ("transfer", "naive", "init")
             ]
-            pair_rows.append([code(s), f"{pair['seed_source']} → {pair['seed_target']}", *values, *steps])
+            moved = pct(pair["units_moved"], 0) if "units_moved" in pair else "–"
+            pair_rows.append([code(s), f"{pair['seed_source']} → {pair['seed_target']}", *values, *steps, moved])
     pair_headers = ["scenario", "pair", "source acc.", "init acc.", "naive acc.", "transferred acc."]
-    pair_headers += ["steps from transfer", "steps from naive", "steps from init"]
-    return table(headers, rows) + "\n\nPer seed pair (source → target):\n\n" + table(pair_headers, pair_rows)
+    pair_headers += ["steps from transfer", "steps from naive", "steps from init", "units moved"]
+    out = table(headers, rows) + "\n\nPer seed pair (source → target):\n\n" + table(pair_headers, pair_rows)
+    made = [[code(sc), code(r.get(f"{sc}.command")), r.data[sc].get("date", "–")] for sc in scenarios]
+    out += "\n\nEach scenario's run:\n\n" + table(["scenario", "command", "measured"], made)
+    if "minilm_seconds_per_step" in r.data:
+        out += f"\n\n`minilm_seconds_per_step`: {fmt(r.get('minilm_seconds_per_step'), 1)} (mean over the MiniLM pairs)"
+    return out
 
 
 _COMBINED_ARM_KEYS = ["steps_ratio", "train_time_ratio"]
@@ -333,6 +344,7 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "mat": _mat,
     "growth": _growth,
     "twa": _twa,
+    "twa_compact": _twa,  # the same benchmark on the TWA budget's own schedule (--compact --name twa_compact)
     "cmd": _cmd,
     "transfer": _transfer,
 }

@@ -36,6 +36,11 @@ def transfer(
     stay: float = typer.Option(
         0.0, "--stay", help="Prior toward the previous permutation, in row standard deviations (0: plain matching)."
     ),
+    pin_shared: bool = typer.Option(
+        True,
+        "--pin-shared/--match-shared",
+        help="Keep at the identity the permutation groups whose weights the source start and the target share.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", hidden=True, help="Old spelling of `hf-efftrain --no-progress`."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `transfer` output in OUT."),
 ) -> None:
@@ -56,6 +61,7 @@ def transfer(
         batch_size=batch_size,
         seed=seed,
         stay=stay,
+        pin_shared=pin_shared,
     )
     report = run_transfer(
         source, target, out, config, dataset, max_length, eval_samples, save, progress=not quiet, overwrite=overwrite

@@ -29,7 +29,10 @@ class TransferConfig(MethodConfig):
     leaves the place the previous step gave it (the identity at the first step) only when that gains more than
     ``stay`` standard deviations of its similarity row; 0 is the paper's plain matching, larger values fit less
     gradient noise and solve somewhat faster, for part of the matching objective (measured in
-    ``docs/transfer.md``; not yet shown to improve transferred accuracy).
+    ``docs/transfer.md``; not yet shown to improve transferred accuracy). ``pin_shared`` keeps at the identity
+    every permutation group whose parameters are equal in θ_0 and θ'_0 (a pretrained body shared by source and
+    target, as when only the classifier head's seed differs): their units already correspond, and matching them
+    from a few gradient batches only fits noise (``docs/transfer.md``); ``False`` matches every group.
     """
 
     method: str = "fgmt"
@@ -40,6 +43,7 @@ class TransferConfig(MethodConfig):
     max_sweeps: int = 100
     seed: int = 0
     stay: float = 0.0
+    pin_shared: bool = True
 
     def validate(self) -> TransferConfig:
         """Raise :class:`TransferError` naming the bad knob; return ``self`` for chaining."""

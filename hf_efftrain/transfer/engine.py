@@ -66,11 +66,14 @@ def transfer_trajectory(
     warm_start: bool = True,
     progress: bool = False,
     stay: float = 0.0,
+    pin_shared: bool = True,
 ) -> Iterator[TransferStep]:
     """Yield θ'_1 … θ'_T for source points ``path[0..T]`` (see the module docstring).
 
     ``stay`` > 0 keeps units where the previous step put them unless the gradients clearly say otherwise
-    (:func:`~hf_efftrain.transfer.matching.match_permutation`)."""
+    (:func:`~hf_efftrain.transfer.matching.match_permutation`). ``pin_shared`` keeps at the identity the groups
+    whose parameters are equal in θ_0 and θ'_0 (:meth:`~hf_efftrain.transfer.spec.PermutationSpec.shared_groups`:
+    a shared pretrained body); ``False`` matches every group, as the paper does."""
     if len(path) < 2:
         raise TransferError(f"a source path needs at least 2 points, got {len(path)}")
     if method not in ("fgmt", "gmt", "naive"):
@@ -82,6 +85,7 @@ def transfer_trajectory(
         return dict(target_init) if t == 0 else transferred_point(spec, path[t], start, target_init, perm)
 
     perm = spec.identity()
+    pinned = spec.shared_groups(start, target_init) if pin_shared else frozenset()
     if method == "naive":
         for s in range(1, len(path)):
             yield TransferStep(s, point(s, perm), perm, None)
@@ -100,7 +104,7 @@ def transfer_trajectory(
         init = perm if warm_start else None
         label = f"matching {s}/{len(path) - 1}"
         with progress_bar(total=len(spec.groups), desc=label, leave=False, mininterval=0, disable=not progress) as bar:
-            perm, info = match_permutation(spec, pairs, init, max_sweeps, _report(bar, label), stay=stay)
+            perm, info = match_permutation(spec, pairs, init, max_sweeps, _report(bar, label), stay=stay, fixed=pinned)
         current = point(s, perm)
         yield TransferStep(s, current, perm, info)
         if method == "fgmt":

@@ -66,6 +66,22 @@ class PermutationSpec:
         """Whether two permutations move every group the same way."""
         return all(group.equal(a[name], b[name]) for name, group in self.groups.items())
 
+    def shared_groups(self, a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> frozenset[str]:
+        """Groups whose every parameter (of those in both ``a`` and ``b``) is equal in ``a`` and ``b``.
+
+        Such units already correspond one to one (a pretrained body shared by source and target): the identity is
+        their exact alignment, and matching them from gradients would only fit the gradients' noise."""
+        touched: set[str] = set()
+        differing: set[str] = set()
+        for name, axes in self.axes.items():
+            if name not in a or name not in b:
+                continue
+            groups = {part.group for axis in axes for part in axis.parts}
+            touched |= groups
+            if not torch.equal(a[name], b[name]):
+                differing |= groups
+        return frozenset(touched - differing)
+
     def to_json(self, perm: Permutation) -> dict[str, object]:
         """Group name → its state as JSON (the transfer report's ``permutation``)."""
         return {name: group.to_json(perm[name]) for name, group in self.groups.items()}

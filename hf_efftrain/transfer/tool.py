@@ -185,7 +185,15 @@ def _transfer_into(
         _save_point(model, tokenizer, init, out / "checkpoint-0")
     bar = progress_bar(total=steps, desc=f"transfer ({config.method})", disable=not progress)
     results = transfer_trajectory(
-        path, init, spec, gradients, config.method, config.max_sweeps, progress=progress, stay=config.stay
+        path,
+        init,
+        spec,
+        gradients,
+        config.method,
+        config.max_sweeps,
+        progress=progress,
+        stay=config.stay,
+        pin_shared=config.pin_shared,
     )
     for result in results:
         row = {"step": result.step, "lambda": path.lambdas[result.step], **evaluator(result.params)}
