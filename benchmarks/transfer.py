@@ -279,7 +279,7 @@ def run_pair(
     per_step = [grad_batches[i * opts.grad_batches : (i + 1) * opts.grad_batches] for i in range(len(path) - 1)]
     gradients = LossGradients(target, per_step)
     start = time.perf_counter()
-    pin = not opts.match_shared
+    pin = opts.pin_shared
     *_, last = transfer_trajectory(
         path, target_init, spec, gradients, method="fgmt", max_sweeps=opts.max_sweeps, pin_shared=pin
     )
@@ -383,7 +383,7 @@ def budget_note(opts, scenario: int) -> str:
         f"Real MiniLM-L6 at max_length 64, batch {opts.batch_size}: the source fine-tunes {opts.minilm_steps} steps "
         f"(AdamW lr {opts.minilm_lr}, warm-up then constant); target: {target}; FGMT with "
         f"T={opts.minilm_transfer_steps} cosine-spaced points, {opts.grad_batches} batches per gradient, "
-        f"max_sweeps {opts.max_sweeps}, {'every group matched' if opts.match_shared else 'pin_shared'}; {checks}; "
+        f"max_sweeps {opts.max_sweeps}, {'pin_shared' if opts.pin_shared else 'every group matched'}; {checks}; "
         f"{cap}; curves run from: {', '.join(opts.curves)}."
     )
 
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minilm-lr", type=float, default=5e-5)
     parser.add_argument("--minilm-transfer-steps", type=int, default=10, help="T of the MiniLM transfers")
     parser.add_argument("--minilm-target-steps", type=int, default=24, help="scenario 4: the target's fine-tuning")
-    parser.add_argument("--match-shared", action="store_true", help="match every group (pin_shared=False)")
+    parser.add_argument("--pin-shared", action="store_true", help="pin the groups θ_0 and θ'_0 share (pin_shared)")
     parser.add_argument(
         "--curves", nargs="+", default=["transfer", "init", "naive"], choices=["transfer", "init", "naive"],
         help="fine-tuning runs to the source's accuracy, from these starts (the others are left out: null)",

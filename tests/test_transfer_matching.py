@@ -178,7 +178,7 @@ def _new_head(model, seed: int) -> dict[str, torch.Tensor]:
 
 def test_groups_of_a_shared_body_are_pinned_to_the_identity():
     """Only the head's seed differs: the layers' groups keep the identity; the residual stream, which the pooler
-    carries into the new head, is matched. ``pin_shared=False`` matches every group and moves layer units."""
+    carries into the new head, is matched. By default every group is matched, and layer units move."""
     model = tiny_model("bert", task="classification")
     spec = permutation_spec(model)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -187,10 +187,10 @@ def test_groups_of_a_shared_body_are_pinned_to_the_identity():
     assert set(spec.groups) - shared == {"residual"}
     path = _random_walk(start, steps=2)
     gradients = LossGradients(tiny_model("bert", task="classification"), _batches(model, 2))
-    *_, pinned = transfer_trajectory(path, target, spec, gradients)
+    *_, pinned = transfer_trajectory(path, target, spec, gradients, pin_shared=True)
     identity = spec.identity()
     assert all(spec.groups[g].equal(pinned.permutation[g], identity[g]) for g in shared)
-    *_, free = transfer_trajectory(path, target, spec, gradients, pin_shared=False)
+    *_, free = transfer_trajectory(path, target, spec, gradients)  # the paper's default
     assert not all(spec.groups[g].equal(free.permutation[g], identity[g]) for g in shared)
 
 

@@ -37,7 +37,7 @@ def transfer(
         0.0, "--stay", help="Prior toward the previous permutation, in row standard deviations (0: plain matching)."
     ),
     pin_shared: bool = typer.Option(
-        True,
+        False,
         "--pin-shared/--match-shared",
         help="Keep at the identity the permutation groups whose weights the source start and the target share.",
     ),

@@ -66,14 +66,14 @@ def transfer_trajectory(
     warm_start: bool = True,
     progress: bool = False,
     stay: float = 0.0,
-    pin_shared: bool = True,
+    pin_shared: bool = False,
 ) -> Iterator[TransferStep]:
     """Yield θ'_1 … θ'_T for source points ``path[0..T]`` (see the module docstring).
 
     ``stay`` > 0 keeps units where the previous step put them unless the gradients clearly say otherwise
     (:func:`~hf_efftrain.transfer.matching.match_permutation`). ``pin_shared`` keeps at the identity the groups
     whose parameters are equal in θ_0 and θ'_0 (:meth:`~hf_efftrain.transfer.spec.PermutationSpec.shared_groups`:
-    a shared pretrained body); ``False`` matches every group, as the paper does."""
+    a shared pretrained body); the default ``False`` matches every group, as the paper does."""
     if len(path) < 2:
         raise TransferError(f"a source path needs at least 2 points, got {len(path)}")
     if method not in ("fgmt", "gmt", "naive"):
