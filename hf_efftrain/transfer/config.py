@@ -33,7 +33,7 @@ class TransferConfig(MethodConfig):
     every permutation group whose parameters are equal in θ_0 and θ'_0 (a pretrained body shared by source and
     target, as when only the classifier head's seed differs): their units already correspond, and matching them
     from a few gradient batches only fits noise. Off by default (the paper matches every group): measured on 2 MiniLM
-    pairs only (same accuracy, 3–5× faster steps; ``docs/transfer.md``).
+    pairs only (same accuracy and fine-tuning steps; ``docs/transfer.md``).
     """
 
     method: str = "fgmt"
