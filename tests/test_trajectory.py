@@ -12,7 +12,12 @@ from safetensors.torch import save_file
 from transformers import Trainer, TrainingArguments
 
 from hf_efftrain.atomic import atomic_directory, write_json
-from hf_efftrain.errors import CorruptCheckpointError, MissingCheckpointError, TrajectoryMismatchError
+from hf_efftrain.errors import (
+    CorruptCheckpointError,
+    MissingCheckpointError,
+    NonFiniteWeightsError,
+    TrajectoryMismatchError,
+)
 from hf_efftrain.testing import tiny_model
 from hf_efftrain.trajectory import SnapshotCallback, Trajectory, save_snapshot
 
@@ -200,6 +205,39 @@ def test_chunks_keep_every_stored_dtype(tmp_path):
         got = torch.cat([c.values for c in traj.iter_chunks(names=[name], max_elements=8)], dim=1)
         assert got.dtype == saved[0][name].dtype
         assert got.equal(torch.stack([s[name].reshape(-1) for s in saved])), name
+
+
+def test_a_reused_buffer_yields_the_same_values_in_one_allocation(tmp_path):
+    _write_checkpoints(tmp_path, [1, 2, 3])
+    traj = Trajectory(tmp_path)
+    fresh = [c.values.clone() for c in traj.iter_chunks(max_elements=6)]
+    held, reused = [], []
+    for chunk in traj.iter_chunks(max_elements=6, reuse_buffer=True):
+        held.append(chunk)  # kept alive, so fresh buffers could not share an address
+        reused.append(chunk.values.clone())
+    assert all(a.equal(b) for a, b in zip(fresh, reused, strict=True))
+    pointers = {c.values.untyped_storage().data_ptr() for c in held}
+    assert len(held) > 3 and len(pointers) <= 2  # grows once at most (the first chunk may be the smallest)
+
+
+@pytest.mark.parametrize(
+    ("row", "bad"),
+    [(None, None), (1, float("nan")), (2, float("inf")), (0, float("-inf")), (1, "both infinities")],
+)
+def test_check_finite_names_the_first_bad_checkpoint(tmp_path, row, bad):
+    values = torch.full((3, 10), 60000.0, dtype=torch.float16)  # every row's float16 sum overflows: still finite
+    if bad == "both infinities":  # +inf and -inf: their sum is NaN, not inf
+        values[row, 0], values[row, 1] = float("inf"), float("-inf")
+    elif row is not None:
+        values[row, 4] = bad
+    for step in range(3):
+        save_snapshot(tmp_path, step, {"w": values[step]})
+    traj = Trajectory(tmp_path)
+    if row is None:
+        traj.check_finite()
+        return
+    with pytest.raises(NonFiniteWeightsError, match=f"snapshot-{row}"):
+        traj.check_finite()
 
 
 RSS_PROBE = """

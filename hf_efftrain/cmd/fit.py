@@ -32,25 +32,26 @@ class BlockFit:
     parameter_displacement: np.ndarray  # [n] Σ_t (θ_i(t) − θ_i(0))²
 
 
-def fit_block(block: np.ndarray, references: np.ndarray) -> BlockFit:
+def fit_block(block: np.ndarray, references: np.ndarray, overwrite: bool = False) -> BlockFit:
     """Least-squares affine fit of every column of ``block`` ([T, n]) on its most correlated reference.
 
     Constant parameters get a = 0, b = θ (exact). Ties go to the lowest mode, i.e. the largest one.
     Errors and norms come from sums of products (BLAS), never from a second [T, n] array: with centred
     values c and residual e = c − a·r_c, Σ_i e_i(t)² = Σ c² − 2 Σ_m r_c,m(t)·(c·a_m)(t) + Σ_m r_c,m(t)² Σ a_m².
+    ``overwrite=True`` centres ``block`` in place (its values are lost) so that a streaming fit allocates no
+    [T, n] array per block.
     """
     ref_mean = references.mean(axis=1)
     ref_centered = references - ref_mean[:, None]
     ref_var = (ref_centered**2).sum(axis=1)
     mean = block.mean(axis=0)
-    centered = block - mean
-    squares = centered**2
-    per_step_squares = squares.sum(axis=1)
-    norms2 = squares.sum(axis=0)
-    del squares
+    centered = np.subtract(block, mean, out=block if overwrite else None)
+    per_step_squares = np.einsum("tn,tn->t", centered, centered)
+    norms2 = np.einsum("tn,tn->n", centered, centered)
     cov = ref_centered @ centered  # [M, n]
-    scale = np.sqrt(ref_var)[:, None] * np.where(norms2 > MIN_STD**2, np.sqrt(norms2), np.inf)[None, :]
-    corr = np.abs(cov) / scale
+    corr = np.abs(cov)
+    corr /= np.sqrt(ref_var)[:, None]
+    corr /= np.where(norms2 > MIN_STD**2, np.sqrt(norms2), np.inf)[None, :]
     labels = np.argmax(corr, axis=0)
     columns = np.arange(block.shape[1])
     a = cov[labels, columns] / ref_var[labels]
@@ -58,6 +59,7 @@ def fit_block(block: np.ndarray, references: np.ndarray) -> BlockFit:
     weights = np.zeros((block.shape[1], len(references)))
     weights[columns, labels] = a
     cross = centered @ weights  # [T, M]: Σ_{i in m} a_i c_i(t)
+    del weights
     a2 = np.bincount(labels, weights=a**2, minlength=len(references))
     step_error = per_step_squares - 2 * (ref_centered.T * cross).sum(axis=1) + (ref_centered.T**2) @ a2
     first = centered[0]

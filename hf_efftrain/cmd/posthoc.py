@@ -135,13 +135,17 @@ def fit_cmd(
     a = {n: torch.empty(math.prod(s), dtype=torch.float32) for n, s in traj.shapes.items()}
     b = {n: torch.empty_like(t) for n, t in a.items()}
     labels = {n: torch.empty(t.numel(), dtype=torch.uint8) for n, t in a.items()}
-    for chunk in traj.iter_chunks(max_elements=max_elements):
+    workspace = np.empty(0)  # one float64 block buffer for the whole pass: see Trajectory.iter_chunks
+    for chunk in traj.iter_chunks(max_elements=max_elements, reuse_buffer=True):
         traj.check_finite(chunk)  # tensors without candidates were not checked in pass 1
         shape = traj.shapes[chunk.name]
         row_size = math.prod(shape[1:]) if shape else 1
         window = slice(chunk.rows.start * row_size, chunk.rows.stop * row_size)
-        block = chunk.values.double().numpy()
-        fit = fit_block(block, references)
+        if chunk.values.numel() > workspace.size:
+            workspace = np.empty(chunk.values.numel())
+        block = workspace[: chunk.values.numel()].reshape(chunk.values.shape)
+        torch.from_numpy(block).copy_(chunk.values)  # any stored float dtype, bf16 included, to float64
+        fit = fit_block(block, references, overwrite=True)
         a[chunk.name][window] = torch.from_numpy(fit.a)
         b[chunk.name][window] = torch.from_numpy(fit.b)
         labels[chunk.name][window] = torch.from_numpy(fit.labels.astype(np.uint8))

@@ -46,7 +46,7 @@ def gather_candidates(
     """The trajectories of the picked scalars, ``[T, K]`` float64, read chunk by chunk (one checkpoint's worth)."""
     ids: list[tuple[str, int]] = []
     columns: list[np.ndarray] = []
-    for chunk in traj.iter_chunks(names=list(picks), max_elements=max_elements):
+    for chunk in traj.iter_chunks(names=list(picks), max_elements=max_elements, reuse_buffer=True):
         traj.check_finite(chunk)  # NaN would poison the correlations; nothing is written yet
         shape = traj.shapes[chunk.name]
         row_size = math.prod(shape[1:]) if shape else 1

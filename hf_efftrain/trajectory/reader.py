@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 
@@ -239,16 +240,20 @@ class Trajectory:
         return chunk.values.reshape(len(self), *self.shapes[name])
 
     def iter_chunks(
-        self, names: Iterable[str] | None = None, max_elements: int | None = 2**22
+        self, names: Iterable[str] | None = None, max_elements: int | None = 2**22, reuse_buffer: bool = False
     ) -> Iterator[TrajectoryChunk]:
         """Yield each tensor across time in row blocks of at most ``max_elements`` numbers (T included).
 
         At least one row is always read, so a single huge row can exceed the bound.
         ``max_elements=None`` yields whole tensors. Values keep the stored dtype.
 
-        Reads use ``pread`` into one fresh buffer per chunk, not memory maps: mapped file pages would count
-        towards the process's resident memory and grow it to the size of the whole trajectory.
+        Reads use ``pread``, not memory maps: mapped file pages would count towards the process's resident
+        memory and grow it to the size of the whole trajectory. Each chunk gets a fresh buffer, unless
+        ``reuse_buffer``: then every chunk is read into the same one (the next chunk overwrites it, so copy
+        what you keep). A long streaming pass should reuse: fresh multi-MB buffers freed in turn make glibc
+        raise its mmap threshold and keep the freed memory, which grew a CMD fit's peak by hundreds of MB.
         """
+        shared = _GrowingBuffer() if reuse_buffer else None
         with ExitStack() as stack:
             descriptors: dict[Path, int] = {}
 
@@ -267,7 +272,7 @@ class Trajectory:
                     step = max(1, min(rows_total, max_elements // max(1, row_size * len(self))))
                 for start in range(0, rows_total, step):
                     stop = min(rows_total, start + step)
-                    values = self._read_rows(descriptor, name, start * row_size, (stop - start) * row_size)
+                    values = self._read_rows(descriptor, name, start * row_size, (stop - start) * row_size, shared)
                     yield TrajectoryChunk(name, slice(start, stop), values)
 
     def check_finite(self, chunk: TrajectoryChunk | None = None) -> None:
@@ -276,28 +281,54 @@ class Trajectory:
         The error names the tensor and the first checkpoint file holding a bad value.
         """
         for part in [chunk] if chunk is not None else self.iter_chunks():
-            if not part.values.is_floating_point():
-                continue
-            bad = (~torch.isfinite(part.values)).any(dim=1).nonzero()
-            if len(bad):
-                file = self._locations[int(bad[0])][part.name].file
+            bad = _first_nonfinite_row(part.values)
+            if bad is not None:
+                file = self._locations[bad][part.name].file
                 raise NonFiniteWeightsError(
                     f"{file}: tensor {part.name!r} holds NaN or Inf values (a diverged run?); "
                     "drop that checkpoint or use the run before it diverged"
                 )
 
-    def _read_rows(self, descriptor, name: str, first: int, count: int) -> torch.Tensor:
+    def _read_rows(
+        self, descriptor, name: str, first: int, count: int, shared: _GrowingBuffer | None = None
+    ) -> torch.Tensor:
         """Elements ``first:first+count`` of the flattened tensor ``name`` at every step: ``[T, count]``."""
         dtype = SAFETENSORS_DTYPES[self.dtypes[name]]
         width = torch.empty((), dtype=dtype).element_size()
         size = count * width
-        buffer = bytearray(len(self) * size)
-        view = memoryview(buffer)
+        if not size:
+            return torch.empty((len(self), count), dtype=dtype)
+        view = (shared or _GrowingBuffer()).view(len(self) * size)
         for t, locations in enumerate(self._locations):
             place = locations[name]
             got = os.preadv(descriptor(place.file), [view[t * size : (t + 1) * size]], place.begin + first * width)
             if got != size:
                 raise CorruptCheckpointError(f"{place.file}: tensor {name!r} is cut short (file truncated?)")
-        if not buffer:
-            return torch.empty((len(self), count), dtype=dtype)
-        return torch.frombuffer(buffer, dtype=dtype).reshape(len(self), count)
+        return torch.frombuffer(view, dtype=dtype).reshape(len(self), count)
+
+
+def _first_nonfinite_row(values: torch.Tensor) -> int | None:
+    """The first row of ``[T, n]`` holding NaN or Inf, or None.
+
+    Row sums find it without a bool copy of the block (an isfinite mask is a [T, n] temporary per chunk, and
+    those freed in turn grew a streaming pass's memory by hundreds of MB): NaN and Inf always reach the sum.
+    A finite row whose sum overflows is checked element by element before it is called bad.
+    """
+    if not values.is_floating_point():
+        return None
+    for row in (~torch.isfinite(values.sum(dim=1))).nonzero().flatten().tolist():
+        if not torch.isfinite(values[row]).all():
+            return row
+    return None
+
+
+class _GrowingBuffer:
+    """Uninitialised bytes handed out as a memoryview prefix; replaced by a bigger one only when asked for more."""
+
+    def __init__(self) -> None:
+        self._array = np.empty(0, dtype=np.uint8)
+
+    def view(self, size: int) -> memoryview:
+        if size > self._array.size:
+            self._array = np.empty(size, dtype=np.uint8)  # not zero-filled: every byte is read into before use
+        return memoryview(self._array)[:size]
