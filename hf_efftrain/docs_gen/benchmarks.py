@@ -235,6 +235,10 @@ def _cmd(r: Result) -> str:
         ],
     )
     figures.append(["chosen on validation (first seed)", code(json.dumps(r.get("chosen")))])
+    if "posthoc_run" in r.data:  # the post-hoc keys came from a later `--posthoc-only` run
+        run = r.get("posthoc_run")
+        measured_by = f"{code(run['command'])}, {run['date'][:10]}, {run['device']}; {run['budget']}"
+        figures.append(["post-hoc keys measured by", measured_by])
     parts = [accuracies, fits, table(["figure", "measured"], figures), "Targets:", targets_table(r, "targets")]
     return "\n\n".join(parts)
 
