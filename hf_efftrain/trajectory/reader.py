@@ -250,8 +250,8 @@ class Trajectory:
         Reads use ``pread``, not memory maps: mapped file pages would count towards the process's resident
         memory and grow it to the size of the whole trajectory. Each chunk gets a fresh buffer, unless
         ``reuse_buffer``: then every chunk is read into the same one (the next chunk overwrites it, so copy
-        what you keep). A long streaming pass should reuse: fresh multi-MB buffers freed in turn make glibc
-        raise its mmap threshold and keep the freed memory, which grew a CMD fit's peak by hundreds of MB.
+        what you keep). A long streaming pass should reuse: multi-MB buffers allocated and freed per chunk let
+        glibc keep freed memory (reuse took about 60 MB off a CMD fit's peak on a MiniLM-sized trajectory).
         """
         shared = _GrowingBuffer() if reuse_buffer else None
         with ExitStack() as stack:
