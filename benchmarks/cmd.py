@@ -439,7 +439,14 @@ def posthoc_only(opts, work: Path) -> None:
         **{key: facts[key] for key in ("command", "device", "versions", "date")},
         "budget": f"seed {seed}, {opts.steps} steps, a snapshot every {opts.every} steps; " + opts.budget_note,
     }
+    result["budget_note"] = mark_posthoc_rerun(result["budget_note"])
     write_result("cmd", result, TITLE, tables=tables(result))
+
+
+def mark_posthoc_rerun(note: str) -> str:
+    """The full run's budget note, with a pointer saying its post-hoc figures were replaced (once)."""
+    pointer = " [The post-hoc keys were re-measured later by --posthoc-only: see posthoc_run.]"
+    return note if pointer in note else note + pointer
 
 
 def tables(result: dict) -> dict[str, list[dict]]:
