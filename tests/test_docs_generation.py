@@ -157,6 +157,20 @@ def test_growth_benchmark_table_equals_the_json():
     assert result["command"] in benchmark_tables("growth", RESULTS)
 
 
+def test_solar_table_equals_the_json_and_says_never_when_there_is_no_crossover(tmp_path):
+    result = json.loads((RESULTS / "solar.json").read_text())
+    rows = _rows(benchmark_tables("solar", RESULTS))
+    for point in result["curve"]:
+        original, upscaled, gap = (float(v) for v in rows[str(point["step"])][:3])
+        assert original == pytest.approx(point["original"], abs=5e-5)
+        assert upscaled == pytest.approx(point["upscaled"], abs=5e-5)
+        assert gap == pytest.approx(point["upscaled"] - point["original"], abs=1e-4)
+    result["crossover_step"] = None
+    (tmp_path / "solar.json").write_text(json.dumps(result))
+    rows = _rows(benchmark_tables("solar", tmp_path))
+    assert next(v for k, v in rows.items() if k.startswith("crossover_step")) == ["never"]
+
+
 def test_benchmark_table_changes_with_the_result_file(tmp_path):
     result = json.loads((RESULTS / "mat.json").read_text())
     result["arms"][0]["mat_accuracy"] = 0.123456

@@ -339,6 +339,27 @@ def _causal_lm(r: Result) -> str:
     )
 
 
+def _solar(r: Result) -> str:
+    curve = table(
+        ["step", "original eval loss", "up-scaled eval loss", "up-scaled − original"],
+        [
+            [row["step"], fmt(row["original"], 4), fmt(row["upscaled"], 4), fmt(row["upscaled"] - row["original"], 4)]
+            for row in r.get("curve")
+        ],
+    )
+    figures = table(
+        ["figure", "measured"],
+        [
+            ["layers (original → up-scaled)", f"{r.get('original_layers')} → {r.get('upscaled_layers')}"],
+            ["parameters", f"{r.get('original_parameters'):,} → {r.get('upscaled_parameters'):,}"],
+            ["`final_gap` (up-scaled − original, nats)", fmt(r.get("final_gap"), 4)],
+            ["`crossover_step` (up-scaled stays at or below from here)", fmt(r.get("crossover_step"), 0, "never")],
+            ["`step_seconds_ratio` (up-scaled / original)", fmt(r.get("step_seconds_ratio"), 2)],
+        ],
+    )
+    return curve + "\n\n" + figures
+
+
 RENDERERS: dict[str, Callable[[Result], str]] = {
     "causal_lm": _causal_lm,
     "causal_lm_twa": _causal_lm,  # the same benchmark run with the lora and TWA arms only (--name causal_lm_twa)
@@ -351,4 +372,5 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "twa_compact": _twa,  # the same benchmark on the TWA budget's own schedule (--compact --name twa_compact)
     "cmd": _cmd,
     "transfer": _transfer,
+    "solar": _solar,
 }
