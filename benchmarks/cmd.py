@@ -13,6 +13,12 @@ peak RSS is its own; the naive N×T-matrix fit of the same data runs in another 
 
     python -m benchmarks.cmd --seeds 0 1 2
     python -m benchmarks.cmd --seeds 0 --every 4 --posthoc-only     # only the post-hoc keys, into the same file
+    python -m benchmarks.cmd --every 4 --embedded-only --embed-order input_first --embed-every 1 \
+        --embed-fraction 0.2 --embed-max 0.34                        # only run B again, into the same file
+
+``--embedded-only`` re-runs run B per seed with the online settings the full run chose, and compares it with the
+full run's last weights of the same seed (training is deterministic: ``--check-last`` re-runs run A to show it).
+Seeds may run in separate processes sharing ``--records``; the result is written once every seed has a record.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import resource
 import shutil
 import statistics
@@ -272,13 +279,21 @@ def seed_runs(task: SentimentTask, opts, seed: int, work: Path, chosen: dict | N
     row.update({key: accuracy_with(task, model, candidates[name], "test") for key, name in keys.items()})
     print(json.dumps(row), flush=True)
     del candidates, ema
-    online = chosen["online"]
+    row.update(embedded_run(task, opts, seed, work, chosen["online"]))
+    row["seconds_per_step_second_half_plain"] = statistics.mean(clock_a.seconds[len(clock_a.seconds) // 2 :])
+    print(json.dumps(row), flush=True)
+    return {"row": row, "chosen": chosen, "model": model, "snapshots": work / "plain" / "snapshots"}
+
+
+def embedded_run(task: SentimentTask, opts, seed: int, work: Path, online: dict) -> dict:
+    """Run B: embedded CMD with the chosen online settings; its test accuracy and the backward work it saved."""
+    clock_b = StepClock()
     embedded_model, embedded_cmd = train(
         task,
         work / "embedded",
         opts,
         seed,
-        [clock_b := StepClock()],
+        [clock_b],
         cmd_online=True,
         cmd_every=opts.every,
         cmd_warmup=online["warmup"],
@@ -289,20 +304,20 @@ def seed_runs(task: SentimentTask, opts, seed: int, work: Path, chosen: dict | N
         cmd_embed_every=opts.embed_every,
         cmd_embed_fraction=opts.embed_fraction,
         cmd_embed_max=opts.embed_max,
+        cmd_embed_order=opts.embed_order,
     )
     report = embedded_cmd.report(embedded_model)
-    row["embedded_accuracy"] = task.accuracy(embedded_model, "test")
-    saved = run_backward_flops_saved(task, opts, seed, list(embedded_cmd.embedding.a), report["embedding_history"])
-    tail = lambda s: statistics.mean(s[len(s) // 2 :])  # noqa: E731 - second half: after most embedding steps
-    row.update(
-        embedded_fraction=report["embedded_fraction"],
-        embedded_backward_flops_saved=saved["run_average"],
-        embedded_backward_flops_saved_at_end=saved["at_end"],
-        seconds_per_step_second_half_plain=tail(clock_a.seconds),
-        seconds_per_step_second_half_embedded=tail(clock_b.seconds),
-    )
-    print(json.dumps(row), flush=True)
-    return {"row": row, "chosen": chosen, "model": model, "snapshots": work / "plain" / "snapshots"}
+    order = list(embedded_cmd.embedding.a)
+    saved = run_backward_flops_saved(task, opts, seed, order, report["embedding_history"])
+    return {
+        "embedded_accuracy": task.accuracy(embedded_model, "test"),
+        "embedded_fraction": report["embedded_fraction"],
+        "embedded_backward_flops_saved": saved["run_average"],
+        "embedded_backward_flops_saved_at_end": saved["at_end"],
+        "embedded_steps": [entry["step"] for entry in report["embedding_history"] if entry["newly_embedded"]],
+        "embedded_tensors": len(order),
+        "seconds_per_step_second_half_embedded": statistics.mean(clock_b.seconds[len(clock_b.seconds) // 2 :]),
+    }
 
 
 def benchmark(opts, work: Path, started: float) -> None:
@@ -443,6 +458,75 @@ def posthoc_only(opts, work: Path) -> None:
     write_result("cmd", result, TITLE, tables=tables(result))
 
 
+EMBEDDED_KEYS = ("embedded_fraction", "embedded_backward_flops_saved", "embedded_backward_flops_saved_at_end")
+
+
+def embedded_only(opts, work: Path) -> None:
+    """Re-run embedded CMD (run B) for ``--seeds`` against the full run's last weights; write when all seeds are in."""
+    existing = RESULTS_DIR / "cmd.json"
+    if not existing.exists():
+        raise SystemExit(f"{existing} does not exist: run the full benchmark first (--embedded-only updates it)")
+    result = json.loads(existing.read_text())
+    online, records = result["chosen"]["online"], Path(opts.records)
+    records.mkdir(parents=True, exist_ok=True)
+    task = SentimentTask.load(max_length=opts.max_length)
+    if opts.test_reviews:  # smoke runs only: the result then says how many reviews were scored
+        task.splits["test"] = task.splits["test"].select(range(opts.test_reviews))
+    for seed in opts.seeds:
+        row = {"seed": seed, **embedded_run(task, opts, seed, work / f"seed-{seed}", online)}
+        if opts.check_last:
+            model, _ = train(task, work / f"seed-{seed}" / "plain", opts, seed, [])
+            row["last_accuracy_rerun"] = task.accuracy(model, "test")
+        print(json.dumps(row), flush=True)
+        (records / f"embedded-seed-{seed}.json").write_text(json.dumps(row, indent=1))
+    rows = {r["seed"]: r for r in (json.loads(f.read_text()) for f in records.glob("embedded-seed-*.json"))}
+    missing = [s for s in result["seeds"] if s not in rows]
+    if missing:
+        print(f"embedded records wait for seeds {missing} (run them with the same --records)", flush=True)
+        return
+    update_embedded(result, [rows[s] for s in result["seeds"]], opts)
+    write_result("cmd", result, TITLE, tables=tables(result))
+
+
+def update_embedded(result: dict, rows: list[dict], opts) -> None:
+    """Replace the embedded-CMD keys of ``result`` by ``rows`` (one per seed, in its seed order); the runs they
+    replace stay under ``embedded_previous_runs``."""
+    previous = {key: result.get(key) for key in ("embedded_accuracy", "embedded_accuracy_per_seed", *EMBEDDED_KEYS)}
+    settings = re.search(r"Embedded CMD every [^;]*", result["budget_note"])
+    previous["run"] = result.get("embedded_run") or {
+        "command": "the full run's run B: " + result["command"],
+        "budget": (settings.group(0) if settings else "see budget_note") + " (order movement, the paper's rule)",
+    }
+    result.setdefault("embedded_previous_runs", []).append(previous)
+    mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
+    accuracies = [r["embedded_accuracy"] for r in rows]
+    result.update(
+        embedded_accuracy=statistics.mean(accuracies),
+        embedded_accuracy_per_seed=accuracies,
+        **{key: mean(key) for key in EMBEDDED_KEYS},
+        embedded_accuracy_delta_points=100 * (statistics.mean(accuracies) - result["last_accuracy"]),
+    )
+    result["targets"].update(
+        embedded_saves_ge_20pct_backward_flops=result["embedded_backward_flops_saved"] >= 0.2,
+        **{"embedded_within_0.5_points_of_last": result["embedded_accuracy"] >= result["last_accuracy"] - 0.005},
+    )
+    for seed_row, row in zip(result["per_seed"], rows, strict=True):
+        seed_row.update({k: v for k, v in row.items() if k != "seed"})
+    facts = run_facts()
+    result["embedded_run"] = {
+        **{key: facts[key] for key in ("command", "device", "versions", "date")},
+        "budget": (
+            f"seeds {result['seeds']}, {opts.steps} steps, a snapshot every {opts.every} steps, online settings "
+            f"{result['chosen']['online']} (the full run's choice); embedded CMD order {opts.embed_order}, every "
+            f"{opts.embed_every} snapshots, {opts.embed_fraction:.0%} per step, at most {opts.embed_max:.0%}. "
+            "Compared with the full run's last weights of each seed. " + opts.budget_note
+        ),
+    }
+    pointer = " [The embedded-CMD keys were re-measured later by --embedded-only: see embedded_run.]"
+    if pointer not in result["budget_note"]:
+        result["budget_note"] += pointer
+
+
 def mark_posthoc_rerun(note: str) -> str:
     """The full run's budget note, with a pointer saying its post-hoc figures were replaced (once)."""
     pointer = " [The post-hoc keys were re-measured later by --posthoc-only: see posthoc_run.]"
@@ -498,6 +582,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embed-every", type=int, default=5)
     parser.add_argument("--embed-fraction", type=float, default=0.05)
     parser.add_argument("--embed-max", type=float, default=0.25)
+    parser.add_argument("--embed-order", choices=["movement", "input_first"], default="movement")
+    parser.add_argument(
+        "--embedded-only", action="store_true", help="re-run only embedded CMD (run B) per seed; keep the rest"
+    )
+    parser.add_argument("--check-last", action="store_true", help="with --embedded-only: re-run run A too")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--records", default=str(RECORDS), help="per-seed records (kept until the next run)")
     parser.add_argument("--reuse-choice", action="store_true", help="use the variants chosen in --records")
@@ -525,6 +614,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=opts.work_dir) as tmp:
         if opts.posthoc_only:
             posthoc_only(opts, Path(tmp))
+        elif opts.embedded_only:
+            embedded_only(opts, Path(tmp))
         else:
             benchmark(opts, Path(tmp), time.perf_counter())
 

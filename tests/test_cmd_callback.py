@@ -11,8 +11,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, TrainerCallback
 
 from hf_efftrain.cmd import CMDCallback
-from hf_efftrain.cmd.embedded import backward_flops
-from hf_efftrain.errors import CMDNotReadyError
+from hf_efftrain.cmd.config import CMDConfig
+from hf_efftrain.cmd.embedded import backward_flops, matmul_weight_sizes
+from hf_efftrain.errors import CMDConfigError, CMDNotReadyError
+from hf_efftrain.testing import tiny_model
 
 CMD = {"cmd_online": True, "cmd_every": 2, "cmd_warmup": 4, "cmd_modes": 3, "cmd_candidates": 200}
 EMBED = {**CMD, "cmd_embed_every": 2, "cmd_embed_fraction": 0.3}
@@ -117,3 +119,36 @@ def test_embedded_linear_weights_cost_no_backward_matmul(tmp_path):
     all_flops = backward_flops(model, batch)
     expected = sum(2 * rows[n] * linear[n].in_features * linear[n].out_features for n in embedded if n in linear)
     assert all_flops - frozen_flops == expected > 0
+
+
+def test_input_first_embeds_a_prefix_and_drops_the_input_gradients_below_it(tmp_path):
+    """``input_first`` grows a prefix (embeddings, then layer 0) up to ``embed_max`` of the matrix weights, keeps
+    the references out of it, and its backward pass saves more than the weight gradients of the embedded Linears."""
+    trainer = tiny_trainer(tmp_path, **EMBED, cmd_embed_order="input_first", cmd_embed_max=0.5)
+    trainer.train()
+    callback, model = _callback(trainer), trainer.model
+    names = [n for n, _ in model.named_parameters()]
+    embedded = set(callback.embedding.a)
+    assert embedded == {n for n in names if n.startswith(("bert.embeddings.", "bert.encoder.layer.0."))}
+    assert len(callback.history) > 1 and callback.history[-1]["newly_embedded"] == 0  # grew, then hit embed_max
+    assert not {name for name, _ in callback.online.reference_ids} & embedded
+    batch = {"input_ids": torch.randint(1, 96, (4, 8)), "labels": torch.tensor([0, 1, 0, 1])}
+    frozen_flops = backward_flops(model, batch)
+    for param in model.parameters():
+        param.requires_grad_(True)
+    all_flops = backward_flops(model, batch)
+    sizes = matmul_weight_sizes(model)
+    weight_gradients_only = sum(2 * 4 * 8 * sizes[name] for name in embedded if name in sizes)  # 4 × 8 tokens
+    assert all_flops - frozen_flops > 1.5 * weight_gradients_only  # layer 0's input gradients are gone too
+
+
+def test_matrix_weights_count_a_tied_output_head_under_the_embedding_name():
+    model = tiny_model("llama", task="causal-lm", tie_word_embeddings=True)
+    sizes = matmul_weight_sizes(model)
+    assert set(sizes) <= {n for n, _ in model.named_parameters()}
+    assert "model.embed_tokens.weight" in sizes and "model.layers.0.self_attn.q_proj.weight" in sizes
+
+
+def test_an_unknown_embedding_order_is_refused_naming_the_flag():
+    with pytest.raises(CMDConfigError, match="cmd_embed_order"):
+        CMDConfig(embed_order="random").validate()

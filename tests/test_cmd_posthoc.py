@@ -103,6 +103,11 @@ def test_sampling_covers_every_tensor_and_clustering_picks_central_references():
     modes = cluster_modes(values, m=2)
     assert modes.labels.tolist() == [0] * 5 + [1] * 4  # largest mode first
     assert modes.references[1] in (5, 6, 7)  # a pure sine is more central than the mixed column 8
+    allowed = np.ones(values.shape[1], dtype=bool)
+    allowed[[0, 1, 2, 3, 4, 5, 6, 7]] = False  # mode 0 has no allowed member: it keeps its most central one
+    limited = cluster_modes(values, m=2, may_reference=allowed)
+    assert limited.references[1] == 8 and limited.references[0] == modes.references[0]
+    assert limited.labels.tolist() == modes.labels.tolist()
 
 
 def test_fitting_in_place_gives_the_same_fit():

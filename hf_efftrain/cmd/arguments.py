@@ -43,6 +43,14 @@ class CMDArguments:
         default=0.1, metadata={"help": "Share of the not-yet-embedded parameters embedded at each embedding step."}
     )
     cmd_embed_max: float = field(default=0.5, metadata={"help": "Upper bound on the share of parameters embedded."})
+    cmd_embed_order: str = field(
+        default="movement",
+        metadata={
+            "help": "Which tensors embedded CMD takes: 'movement' (least-moving first, the paper) or 'input_first' "
+            "(a growing prefix from the input side; saves its input gradients too; budgets count matrix weights).",
+            "choices": ["movement", "input_first"],
+        },
+    )
     cmd_save_model: bool = field(
         default=True, metadata={"help": "At the end of training, save the CMD weights to <output_dir>/cmd_model."}
     )

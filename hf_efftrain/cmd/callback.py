@@ -4,7 +4,8 @@ Every ``every`` optimizer steps it takes a snapshot. The first ``warmup`` snapsh
 ``<output_dir>/cmd_warmup/`` and are then fitted post-hoc (streaming) to freeze the modes (their profiles and
 statistics go to ``<output_dir>/cmd_modes.json``); later snapshots
 update the running least-squares sums in O(N). With ``embed_every`` > 0, every ``embed_every`` snapshots the
-least-moving tensors are embedded (see :mod:`hf_efftrain.cmd.embedded`). State is written into each
+least-moving tensors (or, with ``embed_order="input_first"``, the next ones from the input side) are embedded
+(see :mod:`hf_efftrain.cmd.embedded`). State is written into each
 ``checkpoint-N/`` (``cmd_state.safetensors`` + ``cmd_state.json``) and read back on resume. The online state
 lives on the main process only; with several processes, embedding steps are taken by all of them together (the
 main process chooses and broadcasts, see :mod:`hf_efftrain.cmd.embedded`). Example::
@@ -30,7 +31,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_efftrain.atomic import atomic_directory, write_json, write_safetensors
 from hf_efftrain.budget import resolve_steps
-from hf_efftrain.cmd.embedded import Embedding, embed_tensors
+from hf_efftrain.cmd.embedded import Embedding, embed_tensors, input_first_limit, matmul_weight_sizes
 from hf_efftrain.cmd.online import OnlineCMD
 from hf_efftrain.cmd.paired_files import new_stamp, read_paired
 from hf_efftrain.cmd.posthoc import fit_cmd
@@ -59,12 +60,14 @@ class CMDCallback(TrainerCallback):
         embed_every: int = 0,
         embed_fraction: float = 0.1,
         embed_max: float = 0.5,
+        embed_order: str = "movement",
         save_model: bool = True,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.every, self.warmup, self.modes, self.candidates, self.seed = every, warmup, modes, candidates, seed
         self.forgetting = forgetting
         self.embed_every, self.embed_fraction, self.embed_max = embed_every, embed_fraction, embed_max
+        self.embed_order = embed_order
         self.save_model = save_model
         self._reset()
 
@@ -133,14 +136,20 @@ class CMDCallback(TrainerCallback):
         if main and since <= 0:
             save_snapshot(self.warmup_dir, step, trainable_state(model))
             if since == 0:
-                self._freeze_modes()
+                self._freeze_modes(model)
         elif main:
             self.online.update(dict(model.named_parameters()))
         if self.embed_every and since > 0 and since % self.embed_every == 0:
             self._embed(step, model, optimizer, main)
 
-    def _freeze_modes(self) -> None:
-        result = fit_cmd(Trajectory(self.warmup_dir), self.modes, self.candidates, self.seed)
+    def _freeze_modes(self, model: nn.Module) -> None:
+        references = None  # input_first: no reference inside the prefix it may embed, or it would stop there
+        if self.embed_every and self.embed_order == "input_first":
+            names = [n for n, p in model.named_parameters() if p.requires_grad]
+            references = set(names) - input_first_limit(names, matmul_weight_sizes(model), self.embed_max)
+        result = fit_cmd(
+            Trajectory(self.warmup_dir), self.modes, self.candidates, self.seed, reference_tensors=references
+        )
         self.online = OnlineCMD.from_result(result, self.forgetting)
         write_json(self.output_dir / MODES_JSON, result.modes_record())  # for `hf-efftrain report`
         logger.info("CMD: %d modes frozen after %d warm-up snapshots", self.online.num_modes, self.snapshots)
@@ -152,7 +161,9 @@ class CMDCallback(TrainerCallback):
         chosen: list[str] = []
         if main:
             params = dict(model.named_parameters())
-            chosen = self.embedding.choose(self.online, params, self.embed_fraction, self.embed_max)
+            chosen = self.embedding.choose(
+                self.online, params, self.embed_fraction, self.embed_max, self.embed_order, matmul_weight_sizes(model)
+            )
             self.embedding.embed(chosen, self.online, model, optimizer)
             self.embedding.remember(self.online)
         if process_count() > 1:

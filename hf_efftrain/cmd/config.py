@@ -14,6 +14,8 @@ from hf_efftrain.budget import check_steps
 from hf_efftrain.errors import CMDConfigError
 from hf_efftrain.method_config import MethodConfig
 
+EMBED_ORDERS = ("movement", "input_first")  # which tensors embedded CMD takes: see hf_efftrain.cmd.embedded
+
 
 @dataclass
 class CMDConfig(MethodConfig):
@@ -26,6 +28,9 @@ class CMDConfig(MethodConfig):
     * ``forgetting``: the online fit's RLS forgetting factor γ per snapshot (1 = every snapshot counts alike).
     * ``embed_every``: embedded CMD, every N snapshots after warm-up (0 = off); ``embed_fraction`` of the
       not-yet-embedded parameters each time, up to ``embed_max`` of all.
+    * ``embed_order``: which tensors: ``"movement"`` (least-moving first, the paper's rule; budgets count
+      parameters) or ``"input_first"`` (a growing prefix from the input side, which also drops the input
+      gradients below it; budgets count matrix weights, i.e. backward work).
     * ``save_model``: at the end of training, save the CMD weights to ``<output_dir>/cmd_model``.
     """
 
@@ -38,6 +43,7 @@ class CMDConfig(MethodConfig):
     embed_every: int = 0
     embed_fraction: float = 0.1
     embed_max: float = 0.5
+    embed_order: str = "movement"
     save_model: bool = True
 
     def validate(self) -> CMDConfig:
@@ -56,4 +62,6 @@ class CMDConfig(MethodConfig):
             raise CMDConfigError(f"cmd_embed_every must be >= 0, got {self.embed_every}")
         if not (0 < self.embed_fraction <= 1 and 0 < self.embed_max <= 1):
             raise CMDConfigError("cmd_embed_fraction and cmd_embed_max must be in (0, 1]")
+        if self.embed_order not in EMBED_ORDERS:
+            raise CMDConfigError(f"cmd_embed_order must be one of {', '.join(EMBED_ORDERS)}, got {self.embed_order!r}")
         return self

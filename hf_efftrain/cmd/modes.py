@@ -50,8 +50,11 @@ def moving_columns(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(values.std(axis=0) > MIN_STD * np.maximum(1.0, np.abs(values).max(axis=0)))
 
 
-def cluster_modes(values: np.ndarray, m: int) -> Modes:
-    """Complete-linkage clustering of ``values``' columns into at most ``m`` modes by 1 − |corr|."""
+def cluster_modes(values: np.ndarray, m: int, may_reference: np.ndarray | None = None) -> Modes:
+    """Complete-linkage clustering of ``values``' columns into at most ``m`` modes by 1 − |corr|.
+
+    ``may_reference`` (bool per column) limits which candidates may be a mode's reference: the most central of
+    them, or of all members when a mode has none (embedded CMD keeps references out of the tensors it freezes)."""
     if values.shape[0] < 3:
         raise CMDFitError(f"CMD needs at least 3 checkpoints to correlate trajectories, got {values.shape[0]}")
     if values.shape[1] < m:
@@ -73,5 +76,7 @@ def cluster_modes(values: np.ndarray, m: int) -> Modes:
         members = np.flatnonzero(raw == cluster)
         labels[members] = mode
         centrality = corr[np.ix_(members, members)].mean(axis=1)
+        if may_reference is not None and may_reference[members].any():
+            centrality = np.where(may_reference[members], centrality, -np.inf)
         references.append(members[int(np.argmax(centrality))])
     return Modes(labels, np.array(references, dtype=np.int64), corr)

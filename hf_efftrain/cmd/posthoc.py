@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,8 +101,17 @@ def _safe_ratio(error: float, reference: float) -> float | None:
     return float(math.sqrt(error / reference)) if reference > 0 else None
 
 
-def choose_modes(traj: Trajectory, modes: int, candidates: int, seed: int, max_elements: int | None):
-    """Pass 1: sample candidates, drop the constant ones, cluster; returns (Modes, ids, [T, K] values)."""
+def choose_modes(
+    traj: Trajectory,
+    modes: int,
+    candidates: int,
+    seed: int,
+    max_elements: int | None,
+    reference_tensors: Collection[str] | None = None,
+):
+    """Pass 1: sample candidates, drop the constant ones, cluster; returns (Modes, ids, [T, K] values).
+
+    With ``reference_tensors``, references are taken from those tensors where a mode has members there."""
     picks = sample_candidates(traj.shapes, candidates, seed)
     ids, values = gather_candidates(traj, picks, max_elements)
     keep = moving_columns(values)
@@ -111,7 +121,8 @@ def choose_modes(traj: Trajectory, modes: int, candidates: int, seed: int, max_e
             "CMD needs moving parameters: use more --candidates or a trajectory with training in it"
         )
     values, ids = values[:, keep], [ids[i] for i in keep]
-    return cluster_modes(values, modes), ids, values
+    allowed = None if reference_tensors is None else np.array([name in reference_tensors for name, _ in ids])
+    return cluster_modes(values, modes, allowed), ids, values
 
 
 def fit_cmd(
@@ -121,15 +132,18 @@ def fit_cmd(
     seed: int = 0,
     max_elements: int | None = 2**22,
     base_model: str | None = None,
+    reference_tensors: Collection[str] | None = None,
 ) -> CMDResult:
-    """Post-hoc CMD of a trajectory; memory independent of the number of checkpoints (beyond one block)."""
+    """Post-hoc CMD of a trajectory; memory independent of the number of checkpoints (beyond one block).
+
+    ``reference_tensors``: where the modes' reference parameters may come from (default: anywhere)."""
     if not 1 <= modes <= 255:
         raise CMDFitError(f"--modes must be in 1..255, got {modes}")
     if candidates < 2:
         raise CMDFitError(f"--candidates must be at least 2 (CMD clusters them into modes), got {candidates}")
     if max_elements is not None and max_elements < 1:
         raise CMDFitError(f"--chunk-elements must be a positive number of values per block, got {max_elements}")
-    clusters, ids, values = choose_modes(traj, modes, candidates, seed, max_elements)
+    clusters, ids, values = choose_modes(traj, modes, candidates, seed, max_elements, reference_tensors)
     references = values[:, clusters.references].T.copy()  # [M, T]
     totals = _Totals(clusters.count, len(traj))
     a = {n: torch.empty(math.prod(s), dtype=torch.float32) for n, s in traj.shapes.items()}
