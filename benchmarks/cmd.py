@@ -311,6 +311,7 @@ def embedded_run(task: SentimentTask, opts, seed: int, work: Path, online: dict)
     saved = run_backward_flops_saved(task, opts, seed, order, report["embedding_history"])
     return {
         "embedded_accuracy": task.accuracy(embedded_model, "test"),
+        "embedded_validation_accuracy": task.accuracy(embedded_model, "validation"),  # to choose settings on
         "embedded_fraction": report["embedded_fraction"],
         "embedded_backward_flops_saved": saved["run_average"],
         "embedded_backward_flops_saved_at_end": saved["at_end"],

@@ -171,6 +171,30 @@ def test_solar_table_equals_the_json_and_says_never_when_there_is_no_crossover(t
     assert next(v for k, v in rows.items() if k.startswith("crossover_step")) == ["never"]
 
 
+def test_cmd_table_names_the_run_that_measured_the_embedded_keys_and_the_one_it_replaced(tmp_path):
+    result = json.loads((RESULTS / "cmd.json").read_text())
+    result["embedded_run"] = {
+        "command": "python -m benchmarks.cmd --embedded-only",
+        "date": "2026-12-03",
+        "budget": "b",
+    }
+    result["embedded_previous_runs"] = [
+        {
+            "embedded_accuracy": 0.4321,
+            "embedded_backward_flops_saved": 0.1,
+            "embedded_backward_flops_saved_at_end": 0.2,
+            "run": {"budget": "order movement"},
+        }
+    ]
+    (tmp_path / "cmd.json").write_text(json.dumps(result))
+    rows = _rows(benchmark_tables("cmd", tmp_path))
+    assert rows["embedded keys measured by"][0].startswith("`python -m benchmarks.cmd --embedded-only`, 2026-12-03")
+    assert (
+        rows["replaced embedded run"][0].startswith("accuracy 0.4321, backward FLOPs saved 0.100")
+        and "order movement" in rows["replaced embedded run"][0]
+    )
+
+
 def test_benchmark_table_changes_with_the_result_file(tmp_path):
     result = json.loads((RESULTS / "mat.json").read_text())
     result["arms"][0]["mat_accuracy"] = 0.123456

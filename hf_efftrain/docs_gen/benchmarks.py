@@ -239,6 +239,18 @@ def _cmd(r: Result) -> str:
         run = r.get("posthoc_run")
         measured_by = f"{code(run['command'])}, {run['date'][:10]}, {run['device']}; {run['budget']}"
         figures.append(["post-hoc keys measured by", measured_by])
+    if "embedded_run" in r.data:  # the embedded keys came from a later `--embedded-only` run
+        run = r.get("embedded_run")
+        figures.append(["embedded keys measured by", f"{code(run['command'])}, {run['date'][:10]}; {run['budget']}"])
+    for previous in r.get("embedded_previous_runs") or []:
+        figures.append(
+            [
+                "replaced embedded run",
+                f"accuracy {fmt(previous['embedded_accuracy'], 4)}, backward FLOPs saved "
+                f"{fmt(previous['embedded_backward_flops_saved'])} (run average) / "
+                f"{fmt(previous['embedded_backward_flops_saved_at_end'])} (end); {previous['run']['budget']}",
+            ]
+        )
     parts = [accuracies, fits, table(["figure", "measured"], figures), "Targets:", targets_table(r, "targets")]
     return "\n\n".join(parts)
 
