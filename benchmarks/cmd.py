@@ -485,6 +485,7 @@ def embedded_only(opts, work: Path) -> None:
     if missing:
         print(f"embedded records wait for seeds {missing} (run them with the same --records)", flush=True)
         return
+    result = json.loads(existing.read_text())  # read again: another run may have updated it meanwhile
     update_embedded(result, [rows[s] for s in result["seeds"]], opts)
     write_result("cmd", result, TITLE, tables=tables(result))
 
