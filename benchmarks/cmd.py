@@ -471,8 +471,9 @@ def embedded_only(opts, work: Path) -> None:
     online, records = result["chosen"]["online"], Path(opts.records)
     records.mkdir(parents=True, exist_ok=True)
     task = SentimentTask.load(max_length=opts.max_length)
-    if opts.test_reviews:  # smoke runs only: the result then says how many reviews were scored
-        task.splits["test"] = task.splits["test"].select(range(opts.test_reviews))
+    for split, count in (("test", opts.test_reviews), ("validation", opts.select_reviews)):
+        if count:  # as in the full run: the first reviews of the split
+            task.splits[split] = task.splits[split].select(range(count))
     for seed in opts.seeds:
         row = {"seed": seed, **embedded_run(task, opts, seed, work / f"seed-{seed}", online)}
         if opts.check_last:
