@@ -15,6 +15,7 @@ peak RSS is its own; the naive N×T-matrix fit of the same data runs in another 
     python -m benchmarks.cmd --seeds 0 --every 4 --posthoc-only     # only the post-hoc keys, into the same file
     python -m benchmarks.cmd --every 4 --embedded-only --embed-order input_first --embed-every 1 \
         --embed-fraction 0.2 --embed-max 0.34                        # only run B again, into the same file
+    python -m benchmarks.cmd --every 4 --embedded-only --hold-embedded ...   # control: freeze the same tensors
 
 ``--embedded-only`` re-runs run B per seed with the online settings the full run chose, and compares it with the
 full run's last weights of the same seed (training is deterministic: ``--check-last`` re-runs run A to show it).
@@ -40,11 +41,12 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+import hf_efftrain.cmd.callback
 from benchmarks.harness import RESULTS_DIR, run_facts, stopwatch, write_result
 from benchmarks.sentiment import RECIPE, SentimentTask
 from hf_efftrain import EfficientTrainer, EfficientTrainingArguments
 from hf_efftrain.cmd import CMDCallback, CMDResult, OnlineCMD, fit_cmd
-from hf_efftrain.cmd.embedded import backward_flops
+from hf_efftrain.cmd.embedded import Embedding, backward_flops
 from hf_efftrain.cmd.fit import fit_block
 from hf_efftrain.cmd.modes import cluster_modes, moving_columns
 from hf_efftrain.cmd.sampling import sample_candidates
@@ -474,6 +476,8 @@ def embedded_only(opts, work: Path) -> None:
     for split, count in (("test", opts.test_reviews), ("validation", opts.select_reviews)):
         if count:  # as in the full run: the first reviews of the split
             task.splits[split] = task.splits[split].select(range(count))
+    if opts.hold_embedded:  # the control: same tensors at the same steps, kept at their value instead of a·r + b
+        hf_efftrain.cmd.callback.Embedding = HeldEmbedding
     for seed in opts.seeds:
         row = {"seed": seed, **embedded_run(task, opts, seed, work / f"seed-{seed}", online)}
         if opts.check_last:
@@ -487,8 +491,43 @@ def embedded_only(opts, work: Path) -> None:
         print(f"embedded records wait for seeds {missing} (run them with the same --records)", flush=True)
         return
     result = json.loads(existing.read_text())  # read again: another run may have updated it meanwhile
+    if opts.hold_embedded:
+        write_frozen_control(result, [rows[s] for s in result["seeds"]], opts)
+        return
     update_embedded(result, [rows[s] for s in result["seeds"]], opts)
     write_result("cmd", result, TITLE, tables=tables(result))
+
+
+class HeldEmbedding(Embedding):
+    """Embedded tensors that keep the value they had when embedded: plain freezing, CMD's choice of what and when."""
+
+    def apply(self, model) -> None:
+        return None
+
+
+def write_frozen_control(result: dict, rows: list[dict], opts) -> None:
+    """``cmd_frozen_control.json``: the embedded run's tensors frozen at their value, against the last weights."""
+    accuracies = [r["embedded_accuracy"] for r in rows]
+    control = {
+        "seeds": result["seeds"],
+        "frozen_accuracy": statistics.mean(accuracies),
+        "frozen_accuracy_per_seed": accuracies,
+        "frozen_validation_accuracy_per_seed": [r["embedded_validation_accuracy"] for r in rows],
+        "last_accuracy": result["last_accuracy"],
+        "last_accuracy_per_seed": result["last_accuracy_per_seed"],
+        "frozen_accuracy_delta_points": 100 * (statistics.mean(accuracies) - result["last_accuracy"]),
+        "backward_flops_saved": statistics.mean(r["embedded_backward_flops_saved"] for r in rows),
+        "per_seed": rows,
+        "budget_note": (
+            f"Control for embedded CMD: the tensors embedded CMD chooses (order {opts.embed_order}, every "
+            f"{opts.embed_every} snapshots, {opts.embed_fraction:.0%} per step, at most {opts.embed_max:.0%}, online "
+            f"settings {result['chosen']['online']}) are frozen at the same steps but keep their value instead of "
+            f"following a·r(t) + b. {opts.steps} steps, the shared recipe; last weights from cmd.json. "
+            + opts.budget_note
+        ),
+        **run_facts(),
+    }
+    write_result("cmd_frozen_control", control, "Embedded CMD against freezing the same tensors", {"Per seed": rows})
 
 
 def update_embedded(result: dict, rows: list[dict], opts) -> None:
@@ -590,6 +629,11 @@ def main(argv: list[str] | None = None) -> None:
         "--embedded-only", action="store_true", help="re-run only embedded CMD (run B) per seed; keep the rest"
     )
     parser.add_argument("--check-last", action="store_true", help="with --embedded-only: re-run run A too")
+    parser.add_argument(
+        "--hold-embedded",
+        action="store_true",
+        help="with --embedded-only: control arm, embedded tensors keep their value (cmd_frozen_control.json)",
+    )
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--records", default=str(RECORDS), help="per-seed records (kept until the next run)")
     parser.add_argument("--reuse-choice", action="store_true", help="use the variants chosen in --records")
