@@ -495,7 +495,7 @@ def embedded_only(opts, work: Path) -> None:
         write_frozen_control(result, [rows[s] for s in result["seeds"]], opts)
         return
     update_embedded(result, [rows[s] for s in result["seeds"]], opts)
-    write_result("cmd", result, TITLE, tables=tables(result))
+    write_result(opts.name, result, TITLE, tables=tables(result))
 
 
 class HeldEmbedding(Embedding):
@@ -629,6 +629,9 @@ def main(argv: list[str] | None = None) -> None:
         "--embedded-only", action="store_true", help="re-run only embedded CMD (run B) per seed; keep the rest"
     )
     parser.add_argument("--check-last", action="store_true", help="with --embedded-only: re-run run A too")
+    parser.add_argument(
+        "--name", default="cmd", help="with --embedded-only: result file name (another name keeps cmd.json as it is)"
+    )
     parser.add_argument(
         "--hold-embedded",
         action="store_true",
