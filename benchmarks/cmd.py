@@ -478,7 +478,7 @@ def embedded_only(opts, work: Path) -> None:
             task.splits[split] = task.splits[split].select(range(count))
     if opts.hold_embedded:  # the control: same tensors at the same steps, kept at their value instead of a·r + b
         hf_efftrain.cmd.callback.Embedding = HeldEmbedding
-    for seed in opts.seeds:
+    for seed in [] if opts.assemble else opts.seeds:  # --assemble: only write from the records
         row = {"seed": seed, **embedded_run(task, opts, seed, work / f"seed-{seed}", online)}
         if opts.check_last:
             model, _ = train(task, work / f"seed-{seed}" / "plain", opts, seed, [])
@@ -487,13 +487,13 @@ def embedded_only(opts, work: Path) -> None:
         (records / f"embedded-seed-{seed}.json").write_text(json.dumps(row, indent=1))
     rows = {r["seed"]: r for r in (json.loads(f.read_text()) for f in records.glob("embedded-seed-*.json"))}
     missing = [s for s in result["seeds"] if s not in rows]
+    if opts.hold_embedded and rows and (opts.assemble or not missing):  # a control may cover fewer seeds
+        write_frozen_control(json.loads(existing.read_text()), [rows[s] for s in sorted(rows)], opts)
+        return
     if missing:
         print(f"embedded records wait for seeds {missing} (run them with the same --records)", flush=True)
         return
     result = json.loads(existing.read_text())  # read again: another run may have updated it meanwhile
-    if opts.hold_embedded:
-        write_frozen_control(result, [rows[s] for s in result["seeds"]], opts)
-        return
     update_embedded(result, [rows[s] for s in result["seeds"]], opts)
     write_result(opts.name, result, TITLE, tables=tables(result))
 
@@ -507,22 +507,27 @@ class HeldEmbedding(Embedding):
 
 def write_frozen_control(result: dict, rows: list[dict], opts) -> None:
     """``cmd_frozen_control.json``: the embedded run's tensors frozen at their value, against the last weights."""
+    seeds = [r["seed"] for r in rows]
     accuracies = [r["embedded_accuracy"] for r in rows]
+    last = [result["last_accuracy_per_seed"][result["seeds"].index(s)] for s in seeds]
+    embedded = [result["embedded_accuracy_per_seed"][result["seeds"].index(s)] for s in seeds]
     control = {
-        "seeds": result["seeds"],
+        "seeds": seeds,
         "frozen_accuracy": statistics.mean(accuracies),
         "frozen_accuracy_per_seed": accuracies,
         "frozen_validation_accuracy_per_seed": [r["embedded_validation_accuracy"] for r in rows],
-        "last_accuracy": result["last_accuracy"],
-        "last_accuracy_per_seed": result["last_accuracy_per_seed"],
-        "frozen_accuracy_delta_points": 100 * (statistics.mean(accuracies) - result["last_accuracy"]),
+        "embedded_accuracy_per_seed": embedded,
+        "last_accuracy_per_seed": last,
+        "frozen_minus_embedded_points": 100 * (statistics.mean(accuracies) - statistics.mean(embedded)),
+        "frozen_minus_last_points": 100 * (statistics.mean(accuracies) - statistics.mean(last)),
         "backward_flops_saved": statistics.mean(r["embedded_backward_flops_saved"] for r in rows),
         "per_seed": rows,
         "budget_note": (
             f"Control for embedded CMD: the tensors embedded CMD chooses (order {opts.embed_order}, every "
             f"{opts.embed_every} snapshots, {opts.embed_fraction:.0%} per step, at most {opts.embed_max:.0%}, online "
             f"settings {result['chosen']['online']}) are frozen at the same steps but keep their value instead of "
-            f"following a·r(t) + b. {opts.steps} steps, the shared recipe; last weights from cmd.json. "
+            f"following a·r(t) + b. {opts.steps} steps, the shared recipe; embedded and last accuracies of the same "
+            f"seeds from cmd.json ({result.get('embedded_run', {}).get('command', result['command'])}). "
             + opts.budget_note
         ),
         **run_facts(),
@@ -656,7 +661,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(json.dumps(facts))
         return
-    if opts.assemble:
+    if opts.assemble and not opts.embedded_only:
         task = SentimentTask.load(max_length=opts.max_length)
         test = opts.test_reviews or len(task.splits["test"])
         assemble(opts, Path(opts.records), None, test, opts.select_reviews or len(task.splits["validation"]))
