@@ -137,6 +137,21 @@ def test_online_and_embedded_cmd_track_the_adapter_only_and_save_a_loadable_adap
         assert torch.allclose(logits(loaded), logits(model), atol=1e-6)
 
 
+def test_input_first_embeds_the_lowest_adapters_first(tmp_path, one_thread):
+    """Over LoRA, the prefix is the adapters nearest the input; the frozen base weights are not in the budget."""
+    model = lora_lm("llama")
+    knobs = {"cmd_online": True, "cmd_every": 1, "cmd_warmup": 3, "cmd_modes": 2, "cmd_candidates": 20}
+    trainer = lm_trainer(
+        model, tmp_path / "run", max_steps=10, **knobs, cmd_embed_every=2, cmd_embed_order="input_first"
+    )
+    trainer.train()
+    cmd = next(c for c in trainer.callback_handler.callbacks if isinstance(c, CMDCallback))
+    adapter = [n for n, _ in model.named_parameters() if n in cmd.online.labels]  # model order
+    embedded = set(cmd.embedding.a)
+    assert embedded and embedded == set(adapter[: len(embedded)])  # a prefix of the adapters
+    assert not {name for name, _ in cmd.online.reference_ids} & embedded
+
+
 def test_adapter_export_refuses_tensors_of_another_adapter(tmp_path):
     model = lora_lm("llama")
     model.save_pretrained(str(tmp_path / "adapter"))
