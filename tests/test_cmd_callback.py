@@ -142,11 +142,13 @@ def test_input_first_embeds_a_prefix_and_drops_the_input_gradients_below_it(tmp_
     assert all_flops - frozen_flops > 1.5 * weight_gradients_only  # layer 0's input gradients are gone too
 
 
-def test_matrix_weights_count_a_tied_output_head_under_the_embedding_name():
+def test_matrix_weights_count_conv1d_and_a_tied_output_head_under_the_embedding_name():
     model = tiny_model("llama", task="causal-lm", tie_word_embeddings=True)
     sizes = matmul_weight_sizes(model)
     assert set(sizes) <= {n for n, _ in model.named_parameters()}
     assert "model.embed_tokens.weight" in sizes and "model.layers.0.self_attn.q_proj.weight" in sizes
+    gpt2 = matmul_weight_sizes(tiny_model("gpt2", task="causal-lm"))  # GPT-2's Conv1D projections count too
+    assert "transformer.h.0.attn.c_attn.weight" in gpt2 and "transformer.wte.weight" in gpt2
 
 
 def test_an_unknown_embedding_order_is_refused_naming_the_flag():
