@@ -149,6 +149,10 @@ class StepClock(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.seconds.append(time.perf_counter() - self._start)
 
+    def second_half_mean(self) -> float:
+        """Mean seconds per step over the run's second half (after most embedding steps)."""
+        return statistics.mean(self.seconds[len(self.seconds) // 2 :])
+
 
 def train(task: SentimentTask, out: Path, opts, seed: int, callbacks: list, **cmd_args) -> tuple:
     """One fine-tune of the shared recipe; returns the model and ``EfficientTrainer``'s CMD callback (or None)."""
@@ -282,7 +286,7 @@ def seed_runs(task: SentimentTask, opts, seed: int, work: Path, chosen: dict | N
     print(json.dumps(row), flush=True)
     del candidates, ema
     row.update(embedded_run(task, opts, seed, work, chosen["online"]))
-    row["seconds_per_step_second_half_plain"] = statistics.mean(clock_a.seconds[len(clock_a.seconds) // 2 :])
+    row["seconds_per_step_second_half_plain"] = clock_a.second_half_mean()
     print(json.dumps(row), flush=True)
     return {"row": row, "chosen": chosen, "model": model, "snapshots": work / "plain" / "snapshots"}
 
@@ -319,7 +323,7 @@ def embedded_run(task: SentimentTask, opts, seed: int, work: Path, online: dict)
         "embedded_backward_flops_saved_at_end": saved["at_end"],
         "embedded_steps": [entry["step"] for entry in report["embedding_history"] if entry["newly_embedded"]],
         "embedded_tensors": len(order),
-        "seconds_per_step_second_half_embedded": statistics.mean(clock_b.seconds[len(clock_b.seconds) // 2 :]),
+        "seconds_per_step_second_half_embedded": clock_b.second_half_mean(),
     }
 
 
@@ -457,7 +461,7 @@ def posthoc_only(opts, work: Path) -> None:
         **{key: facts[key] for key in ("command", "device", "versions", "date")},
         "budget": f"seed {seed}, {opts.steps} steps, a snapshot every {opts.every} steps; " + opts.budget_note,
     }
-    result["budget_note"] = mark_posthoc_rerun(result["budget_note"])
+    result["budget_note"] = mark_rerun(result["budget_note"], "post-hoc", "--posthoc-only", "posthoc_run")
     write_result("cmd", result, TITLE, tables=tables(result))
 
 
@@ -569,14 +573,12 @@ def update_embedded(result: dict, rows: list[dict], opts) -> None:
             "Compared with the full run's last weights of each seed. " + opts.budget_note
         ),
     }
-    pointer = " [The embedded-CMD keys were re-measured later by --embedded-only: see embedded_run.]"
-    if pointer not in result["budget_note"]:
-        result["budget_note"] += pointer
+    result["budget_note"] = mark_rerun(result["budget_note"], "embedded-CMD", "--embedded-only", "embedded_run")
 
 
-def mark_posthoc_rerun(note: str) -> str:
-    """The full run's budget note, with a pointer saying its post-hoc figures were replaced (once)."""
-    pointer = " [The post-hoc keys were re-measured later by --posthoc-only: see posthoc_run.]"
+def mark_rerun(note: str, keys: str, option: str, field: str) -> str:
+    """The full run's budget note, with a pointer saying some of its figures were replaced (once)."""
+    pointer = f" [The {keys} keys were re-measured later by {option}: see {field}.]"
     return note if pointer in note else note + pointer
 
 

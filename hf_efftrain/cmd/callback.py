@@ -161,8 +161,9 @@ class CMDCallback(TrainerCallback):
         chosen: list[str] = []
         if main:
             params = dict(model.named_parameters())
+            work = matmul_weight_sizes(model) if self.embed_order == "input_first" else None  # movement counts numel
             chosen = self.embedding.choose(
-                self.online, params, self.embed_fraction, self.embed_max, self.embed_order, matmul_weight_sizes(model)
+                self.online, params, self.embed_fraction, self.embed_max, self.embed_order, work
             )
             self.embedding.embed(chosen, self.online, model, optimizer)
             self.embedding.remember(self.online)

@@ -77,6 +77,11 @@ def input_first_limit(names: list[str], work: Mapping[str, int], budget: float) 
     return prefix
 
 
+def _embed_now(fraction: float, budget: float, total: float, embedded: float) -> float:
+    """How much to embed at this step: ``fraction`` of what is left, without passing ``budget`` of ``total``."""
+    return min(fraction * (total - embedded), budget * total - embedded)
+
+
 def embed_tensors(model: nn.Module, names: list[str], optimizer: torch.optim.Optimizer | None) -> None:
     """Stop training ``names``: no gradient (so no weight-gradient work), no optimizer update, state freed."""
     params = dict(model.named_parameters())
@@ -145,13 +150,13 @@ class Embedding:
 
         ``movement`` counts parameters and takes the least-moving tensors; ``input_first`` counts the matrix
         weights of ``work`` (:func:`matmul_weight_sizes`) and extends the embedded prefix of ``params``' order."""
-        if order == "input_first":
-            return self._extend_prefix(online, list(params), fraction, budget, work or {})
         if not self.total_parameters:
             self.total_parameters = sum(t.numel() for t in online.labels.values())
+        if order == "input_first":
+            return self._extend_prefix(online, list(params), fraction, budget, work or {})
         movement = coefficient_movement(online, self.previous, params)
         embedded = sum(t.numel() for t in self.a.values())
-        target = min(fraction * (self.total_parameters - embedded), budget * self.total_parameters - embedded)
+        target = _embed_now(fraction, budget, self.total_parameters, embedded)
         chosen, taken = [], 0
         for name in sorted(movement, key=movement.get):
             size = online.labels[name].numel()
@@ -166,12 +171,9 @@ class Embedding:
     ) -> list[str]:
         """The next tensors in model order (input side first), stopping at the first that does not fit or that
         holds a reference. Tensors without matrix work (embedding tables, norms, biases) ride along free."""
-        if not self.total_parameters:
-            self.total_parameters = sum(t.numel() for t in online.labels.values())
         tracked = [n for n in names if n in online.labels]
         total = sum(work.get(n, 0) for n in tracked) or 1
-        embedded = sum(work.get(n, 0) for n in self.a)
-        target = min(fraction * (total - embedded), budget * total - embedded)
+        target = _embed_now(fraction, budget, total, sum(work.get(n, 0) for n in self.a))
         allowed, chosen, taken = set(self.candidates(online)), [], 0
         for name in tracked:
             if name in self.a:
