@@ -114,6 +114,44 @@ def test_gradients_are_kept_once_in_float32():
         assert torch.equal(target[2], grads[2][1][name])
 
 
+def test_similarities_are_updated_for_moved_entries_and_new_pairs_without_a_rebuild(monkeypatch):
+    """A few residual entries moved, then a pair added: the MLP similarity is updated from what changed only,
+    and equals the similarity rebuilt from every gradient in float64; most entries moved rebuilds it."""
+    spec, grads = _gradient_pairs("bert", steps=3)
+    pairs = GradientPairs(spec)
+    for g, g_prime in grads[:2]:
+        pairs.add(g, g_prime)
+    perm = spec.identity()
+    pairs.similarity("mlp.0", perm)  # cached under the identity
+    multiplied: list[tuple[int, ...]] = []  # shapes of the stacked source gradients multiplied
+    product = pairs._product
+    monkeypatch.setattr(
+        pairs, "_product", lambda group, axis, x, y: multiplied.append(tuple(x.shape)) or product(group, axis, x, y)
+    )
+
+    def check(perm, used: list) -> None:
+        fresh = _reference_similarity(spec, used, "mlp.0", perm)
+        got = pairs.similarity("mlp.0", perm)
+        assert got.keys() == fresh.keys()
+        for role in fresh:
+            torch.testing.assert_close(got[role].double(), fresh[role], rtol=1e-5, atol=1e-6)
+
+    swapped = spec.identity()["residual"].clone()
+    swapped[[0, 3, 5]] = swapped[[3, 5, 0]]  # 3 of 16 residual entries move
+    perm = {**perm, "residual": swapped}
+    check(perm, grads[:2])
+    assert multiplied and all(shape[0] == 2 and 3 in shape[1:] and 16 not in shape for shape in multiplied)
+    multiplied.clear()
+    pairs.add(*grads[2])
+    check(perm, grads)
+    assert multiplied and all(shape[0] == 1 for shape in multiplied)  # only the new pair
+    multiplied.clear()
+    perm = {**perm, "residual": torch.arange(16).flip(0)}  # every entry moves: rebuilt from the gradients
+    check(perm, grads)
+    assert multiplied and all(shape[0] == 3 and 16 in shape for shape in multiplied)
+    assert not spec.equal(perm, spec.identity())
+
+
 def test_warm_start_at_the_optimum_solves_each_group_once():
     spec, grads = _gradient_pairs("bert")
     pairs = GradientPairs(spec)
