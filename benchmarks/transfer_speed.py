@@ -3,7 +3,8 @@
 The source trajectory is MiniLM-L6 with a seed-0 classifier head, θ_0 → θ_T by a short AdamW fine-tuning on
 Rotten Tomatoes; the target initialization is MiniLM-L6 with a seed-1 head (the issue's real-model scenario).
 Gradients use the CLI's default batches (``TransferConfig()``: 2 batches of 32 reviews, 64 tokens, cosine
-spacing over 10 points); the first ``--steps`` transfer steps are timed. Each repeat runs the code before the
+spacing over 10 points); the first ``--steps`` transfer steps are timed (default: all 10, the whole transfer a user
+waits for; the first step, from the identity, costs about twice a later one). Each repeat runs the code before the
 speed-up (a separate checkout, ``--old``) and the current code in fresh processes, alternating which goes first,
 so that load from other users of the machine hits both alike. ``--sweeps 100 1`` also runs the current code with
 the coordinate descent capped at 1 sweep per step (``TransferConfig.max_sweeps``), in the same rotation, and
@@ -142,12 +143,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, default=Path("/tmp/transfer-old"), help="checkout of the old code")
     parser.add_argument("--new", type=Path, default=ROOT, help="checkout of the new code (default: this one)")
-    parser.add_argument("--steps", type=int, default=2, help="transfer steps timed per run")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="transfer steps timed per run (10: a whole default transfer)"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="old/new run pairs, interleaved")
     parser.add_argument("--finetune-steps", type=int, default=16)
     parser.add_argument("--name", default="transfer_speed")
     parser.add_argument(
         "--sweeps", type=int, nargs="+", default=[100], help="max_sweeps of the new code runs (first: default)"
+    )
+    parser.add_argument(
+        "--load", default="nothing else running on the machine", help="what else ran on the CPU (for the note)"
     )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
@@ -170,9 +176,9 @@ def main(argv: list[str] | None = None) -> None:
                 for row in run["steps"]:
                     runs.append({"code": code, "repeat": repeat, "max_sweeps": sweeps, **row})
                 print(code, repeat, run["steps"], flush=True)
-    write_result(
-        opts.name, summarize(runs, opts, facts), "Transfer speed: MiniLM-L6 FGMT step, before/after", {"runs": runs}
-    )
+    summary = summarize(runs, opts, facts)
+    summary["previous_runs"] = _previous_runs(opts.name)
+    write_result(opts.name, summary, "Transfer speed: MiniLM-L6 FGMT step, before/after", {"runs": runs})
 
 
 def summarize(runs: list[dict], opts, facts: dict) -> dict:
@@ -209,8 +215,8 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
         "old_code": f"{_commit(opts.old)} (checkout {opts.old})",
         "new_code": f"{_commit(opts.new)} (checkout {opts.new})",
         "budget_note": (
-            f"MiniLM-L6 (6 layers, hidden 384, 12 heads, MLP 1536) on a shared 2-core CPU (torch threads 2), "
-            f"other engineers' jobs running at the same time: timings are noisy, so old and new run "
+            f"MiniLM-L6 (6 layers, hidden 384, 12 heads, MLP 1536) on a 2-core CPU (torch threads 2), "
+            f"{opts.load}; old and new run "
             f"{opts.repeats} times each (and the new code capped at max_sweeps {opts.sweeps[1:]}) in fresh "
             "processes, in a rotating order, over the "
             f"first {opts.steps} of 10 FGMT steps; a step = 2 gradient computations (source and transferred "
@@ -221,6 +227,19 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
         ),
         **facts,
     }
+
+
+def _previous_runs(name: str) -> list[dict]:
+    """The headline figures of the runs this one replaces (with their command, code and date), newest first."""
+    from benchmarks.harness import RESULTS_DIR
+
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    keep = ("minilm_seconds_per_step", "minilm_seconds_per_step_before", "speedup", "matching_seconds_per_step")
+    keep += ("gradient_seconds_per_step", "new_code", "old_code", "budget_note", "command", "date")
+    return [{k: old[k] for k in keep if k in old}, *old.get("previous_runs", [])]
 
 
 def _commit(folder: Path) -> str:
