@@ -40,7 +40,8 @@ from hf_efftrain.trainer import EfficientTrainer, EfficientTrainingArguments
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work: ``kind`` is base, candidate, scratch or gradual; ``name`` the base/candidate/arm."""
+    """One unit of work: ``kind`` is base, candidate, scratch, scratch_long or gradual; ``name`` the
+    base/candidate/arm (for scratch_long: its number of steps)."""
 
     kind: str
     name: str
@@ -83,7 +84,8 @@ def record_path(work: Path, job: Job) -> Path:
 def run_job(study: Study, job: Job, work: Path) -> str:
     """Run ``job`` single-threaded with its output in its log; write its record; return its key."""
     torch.set_num_threads(1)
-    runner = {"base": run_base, "candidate": run_candidate, "scratch": run_scratch, "gradual": run_gradual}[job.kind]
+    runners = {"base": run_base, "candidate": run_candidate, "scratch": run_scratch, "gradual": run_gradual}
+    runner = {**runners, "scratch_long": run_scratch_long}[job.kind]
     with _logged(work / "logs" / f"{job.key}.log"):
         cpu, wall = time.process_time(), time.perf_counter()
         record = runner(study, job, work)
@@ -230,6 +232,16 @@ def run_scratch(study: Study, job: Job, work: Path) -> dict:
     """A randomly initialized model of the grown (deep) shape, trained exactly like the candidates."""
     model = fresh_model(study, study.target_layers, job.seed)
     record = train_run(study, model, job.seed, study.steps, study.eval_steps(), work, job.key)
+    return {**record, "params": model.num_parameters(), "layers": model.config.num_hidden_layers}
+
+
+def run_scratch_long(study: Study, job: Job, work: Path) -> dict:
+    """Scratch of the grown shape trained ``int(job.name)`` steps with its own schedule (as long as a base plus the
+    run after growth), held-out loss every ``eval_every`` steps."""
+    steps = int(job.name)
+    evals = sorted({*range(study.eval_every, steps + 1, study.eval_every), steps})
+    model = fresh_model(study, study.target_layers, job.seed)
+    record = train_run(study, model, job.seed, steps, evals, work, job.key)
     return {**record, "params": model.num_parameters(), "layers": model.config.num_hidden_layers}
 
 

@@ -62,6 +62,53 @@ def build_scenario(file: Path, finetune_steps: int) -> None:
     torch.save({"theta_0": theta_0, "theta_t": theta_t, "target": target, "batches": batches}, file)
 
 
+def build_smollm2_scenario(file: Path, finetune_steps: int, steps: int, batch_size: int) -> None:
+    """SmolLM2-135M: θ_0 the offline model, θ_T after ``finetune_steps`` AdamW steps on Wikipedia blocks, the target
+    the same model fine-tuned as long on another data order (a differently fine-tuned target: no group is equal to
+    the source's start, so every group is matched); gradient batches of ``batch_size`` 64-token blocks, 1 per step."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from hf_efftrain.data import smollm2_path
+    from hf_efftrain.tasks import load_splits
+    from hf_efftrain.transfer import TransferConfig
+    from hf_efftrain.transfer.tool import gradient_batches, task_data
+
+    config = TransferConfig(steps=steps, batches_per_step=1, batch_size=batch_size)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path())
+    model = LlamaForCausalLM.from_pretrained(smollm2_path(), dtype=torch.float32)
+    rows = (steps + 2 * finetune_steps) * batch_size
+    train, _, collate = task_data(model, tokenizer, load_splits("wikipedia"), config.seed, rows, 1, 64)
+    batches = gradient_batches(train, collate, config)
+    theta_0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loader = gradient_batches(train, collate, replace_config(config, steps=2 * finetune_steps))
+    ends = []
+    for order in (loader[:finetune_steps], loader[finetune_steps:]):
+        model.load_state_dict(theta_0, strict=False)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        model.train()
+        for (batch,) in order:
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        ends.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    torch.save({"theta_0": theta_0, "theta_t": ends[0], "target": ends[1], "batches": batches}, file)
+
+
+def replace_config(config, **changes):
+    """A copy of a ``TransferConfig`` with ``changes``."""
+    from dataclasses import replace
+
+    return replace(config, **changes)
+
+
+def _smollm2():
+    from transformers import LlamaForCausalLM
+
+    from hf_efftrain.data import smollm2_path
+
+    return LlamaForCausalLM.from_pretrained(smollm2_path(), dtype=torch.float32)
+
+
 def _model(seed: int):
     from transformers import BertForSequenceClassification
     from transformers.utils import logging
@@ -73,7 +120,7 @@ def _model(seed: int):
     return BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
 
 
-def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100) -> dict:
+def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100, model_name: str = "minilm") -> dict:
     """Time the first ``steps`` FGMT steps with whichever ``hf_efftrain`` is importable (old or new).
 
     ``stay`` > 0 is passed on only when set: code before the prior has no such argument."""
@@ -82,7 +129,7 @@ def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100) -> 
 
     torch.set_num_threads(2)
     data = torch.load(file)
-    model = _model(seed=1)
+    model = _model(seed=1) if model_name == "minilm" else _smollm2()
     spec = permutation_spec(model)
     oracle = LossGradients(model, data["batches"])
     gradient_seconds = []
@@ -112,7 +159,7 @@ def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100) -> 
     return {"package": str(Path(hf_efftrain.__file__).parent.parent), "steps": rows}
 
 
-def run_worker(code: Path, file: Path, steps: int, max_sweeps: int = 100) -> dict:
+def run_worker(code: Path, file: Path, steps: int, max_sweeps: int = 100, model: str = "minilm") -> dict:
     """A fresh process importing ``hf_efftrain`` from ``code`` only (this file is loaded by path)."""
     env = {**os.environ, "PYTHONPATH": str(code), "TOKENIZERS_PARALLELISM": "false"}
     load = (
@@ -120,7 +167,7 @@ def run_worker(code: Path, file: Path, steps: int, max_sweeps: int = 100) -> dic
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); module.main(sys.argv[2:])"
     )
     args = [sys.executable, "-c", load, __file__, "--worker", str(file), "--steps", str(steps)]
-    args += ["--sweeps", str(max_sweeps)]
+    args += ["--sweeps", str(max_sweeps)] + (["--model", model] if model != "minilm" else [])
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=code)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -155,30 +202,63 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--load", default="nothing else running on the machine", help="what else ran on the CPU (for the note)"
     )
+    parser.add_argument(
+        "--model", choices=("minilm", "smollm2"), default="minilm", help="smollm2: the new code only (no old arm)"
+    )
+    parser.add_argument("--transfer-steps", type=int, default=10, help="smollm2: T, trajectory points")
+    parser.add_argument("--batch-size", type=int, default=8, help="smollm2: 64-token blocks per gradient batch")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.worker is not None:  # one timed run, in its own process (see run_worker)
-        print(json.dumps(worker(opts.worker, opts.steps, max_sweeps=opts.sweeps[0])))
+        print(json.dumps(worker(opts.worker, opts.steps, max_sweeps=opts.sweeps[0], model_name=opts.model)))
         return
     from benchmarks.harness import run_facts, write_result
 
     facts = run_facts()
     runs: list[dict] = []
+    smollm2 = opts.model == "smollm2"
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "scenario.pt"
-        build_scenario(file, opts.finetune_steps)
+        if smollm2:
+            build_smollm2_scenario(file, opts.finetune_steps, opts.transfer_steps, opts.batch_size)
+        else:
+            build_scenario(file, opts.finetune_steps)
         for repeat in range(opts.repeats):
-            order = [("new", opts.new, opts.sweeps[0]), ("old", opts.old, 100)]
+            order = [("new", opts.new, opts.sweeps[0])] + ([] if smollm2 else [("old", opts.old, 100)])
             order += [(f"new_max_sweeps_{k}", opts.new, k) for k in opts.sweeps[1:]]
             shift = repeat % len(order)  # rotate which goes first: load drifts hit every arm alike
             for code, folder, sweeps in order[shift:] + order[:shift]:
-                run = run_worker(folder, file, opts.steps, sweeps)
+                run = run_worker(folder, file, opts.steps, sweeps, opts.model)
                 for row in run["steps"]:
                     runs.append({"code": code, "repeat": repeat, "max_sweeps": sweeps, **row})
                 print(code, repeat, run["steps"], flush=True)
-    summary = summarize(runs, opts, facts)
+    if smollm2:
+        summary, title = summarize_smollm2(runs, opts, facts), "Transfer speed: SmolLM2-135M FGMT step"
+    else:
+        summary, title = summarize(runs, opts, facts), "Transfer speed: MiniLM-L6 FGMT step, before/after"
     summary["previous_runs"] = _previous_runs(opts.name)
-    write_result(opts.name, summary, "Transfer speed: MiniLM-L6 FGMT step, before/after", {"runs": runs})
+    write_result(opts.name, summary, title, {"runs": runs})
+
+
+def summarize_smollm2(runs: list[dict], opts, facts: dict) -> dict:
+    """Seconds per step of the current code on SmolLM2-135M, split into gradients and matching."""
+    steps = [r for r in runs if r["code"] == "new"]
+    return {
+        "smollm2_seconds_per_step": statistics.mean(r["seconds"] for r in steps),
+        "smollm2_matching_seconds_per_step": statistics.mean(r["matching_seconds"] for r in steps),
+        "smollm2_gradient_seconds_per_step": statistics.mean(r["gradient_seconds"] for r in steps),
+        "smollm2_seconds_per_step_after_the_first": statistics.mean(r["seconds"] for r in steps if r["step"] > 1),
+        "code": f"{_commit(opts.new)} (checkout {opts.new})",
+        "budget_note": (
+            f"SmolLM2-135M (LlamaForCausalLM, 30 layers, hidden 576, 9 query / 3 key-value heads, MLP 1536) on a "
+            f"2-core CPU (torch threads 2), {opts.load}; {opts.repeats} run(s) of the first {opts.steps} of "
+            f"T = {opts.transfer_steps} FGMT steps, every group matched. A step = 2 gradient computations (1 batch "
+            f"of {opts.batch_size} x 64 Wikipedia tokens each, source and transferred point) + matching + building "
+            f"the point. Source: {opts.finetune_steps} AdamW steps (lr 1e-4, batch {opts.batch_size}) from the "
+            "offline SmolLM2; target: the same model fine-tuned as long on another data order."
+        ),
+        **facts,
+    }
 
 
 def summarize(runs: list[dict], opts, facts: dict) -> dict:

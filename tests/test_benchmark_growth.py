@@ -108,3 +108,31 @@ def test_jobs_split_the_protocol_and_fusion_waits_for_both_bases():
     fusion = next(j for j in jobs if j.name == "deep_fusion(a,b)")
     assert fusion.needs() == ("base-a-s0", "base-b-s1")
     assert Job("scratch", "scratch", 0).needs() == ()
+
+
+def test_scratch_trained_as_long_as_base_and_growth_counts_each_candidates_bases(result, tmp_path):
+    """The long scratch run's final loss against every grown model, bases counted, in steps and in FLOPs."""
+    long_module = pytest.importorskip("benchmarks.growth_scratch_long")
+    tokens = 4  # FLOPs per step of a 1000-parameter candidate: 6 * 1000 * 4
+    long_curve = {"0": 7.0, "25": 4.0, "50": 3.15}
+    runs = {s: {"losses": long_curve, "flops_per_step": 24_000.0} for s in STUDY.seeds}
+    section = long_module.compare(result, runs, steps=50, tokens_per_step=tokens)
+    assert section["scratch_final_heldout_loss"] == pytest.approx(3.15) and section["scratch_steps"] == 50
+    rows = section["candidates"]
+    # copy_all ends at 3.0 and is at 3.4 after 5 steps: it reaches 3.15 only at its last step (10)
+    assert rows["copy_all"]["steps_after_growth_to_reach"] == 10
+    assert rows["copy_all"]["steps_with_base_ratio"] == pytest.approx((40 + 10) / 50)
+    assert rows["copy_all"]["flops_with_base_ratio"] == pytest.approx((200 + 10 * 24_000) / (50 * 24_000))
+    assert rows["interleave"]["steps_after_growth_to_reach"] == 10  # ends at 3.1
+    assert rows["middle(block=2)"]["steps_with_base_ratio"] is None  # ends at 3.3: never reaches 3.15
+    assert section["best_grown"] == "copy_all" and section["best_grown_steps_with_base_ratio"] == pytest.approx(1.0)
+    facts = {"command": "python -m benchmarks.growth", "device": "cpu", "date": "today", "budget_note": "note"}
+    section["command"] = "python -m benchmarks.growth_scratch_long --jobs 3"
+    (tmp_path / "growth.json").write_text(json.dumps({**result, **facts, "growth_vs_scratch_long": section}))
+    markdown = benchmark_tables("growth", tmp_path)
+    assert "Against scratch trained 50 steps" in markdown and "growth_scratch_long --jobs 3" in markdown
+    assert "| `middle(block=2)` | 3.300 | 0.150 | – | – | – |" in markdown  # never reaches it: no ratio invented
+    recorded = result["scratch"]["per_seed"]["0"]["heldout_curve"]["0"]
+    assert long_module.check_same_setup(result, {0: {"losses": {"0": recorded}}}) == {"0": 0.0}
+    with pytest.raises(SystemExit, match="step-0 losses differ"):
+        long_module.check_same_setup(result, {0: {"losses": {"0": recorded + 0.01}}})

@@ -163,7 +163,32 @@ def _growth(r: Result) -> str:
     keys += ["lag_cost_fraction", "final_spread_over_seed_std", "steps_to_scratch_final_ratio"]
     figures = table(["figure", "measured"], [[code(k), _growth_figure(r, k)] for k in keys])
     parts = [table(headers, rows), "Spearman against the lag:", curve_table, table(gradual_headers, gradual), figures]
-    return "\n\n".join([*parts, "Targets:", targets_table(r, "targets")])
+    return "\n\n".join([*parts, *_growth_long_scratch(r), "Targets:", targets_table(r, "targets")])
+
+
+def _growth_long_scratch(r: Result) -> list[str]:
+    """The grown models against scratch trained as long as base + growth (when that run exists)."""
+    long = r.data.get("growth_vs_scratch_long")
+    if not long:
+        return []
+    finals = ", ".join(fmt(v) for v in long["scratch_per_seed_final"].values())
+    intro = (
+        f"Against scratch trained {long['scratch_steps']} steps (as long as base a plus the run after growth; "
+        f"final {fmt(long['scratch_final_heldout_loss'])}, per seed {finals}; `{long['command']}`):"
+    )
+    order = sorted(long["candidates"], key=lambda n: long["candidates"][n]["final_heldout_loss"])
+    rows = [
+        [
+            code(n),
+            fmt(c["final_heldout_loss"]),
+            fmt(c["minus_scratch_long_final"]),
+            fmt(c["steps_after_growth_to_reach"]),
+        ]
+        + [fmt(c["steps_with_base_ratio"]), fmt(c["flops_with_base_ratio"])]
+        for n, c in ((n, long["candidates"][n]) for n in order)
+    ]
+    headers = ["grown model", "final", "− scratch final", "steps after growth to reach it"]
+    return [intro, table([*headers, "steps with base(s) ÷ scratch's", "FLOPs with base(s) ÷ scratch's"], rows)]
 
 
 def _growth_row(label: str, run: dict[str, Any], at_lag: float | None) -> list[str]:
