@@ -145,7 +145,9 @@ def test_arguments_table_follows_the_dataclass():
 
 def test_growth_benchmark_table_equals_the_json():
     result = json.loads((RESULTS / "growth.json").read_text())
-    rows = _rows(benchmark_tables("growth", RESULTS))
+    markdown = benchmark_tables("growth", RESULTS)
+    ranking, rest = markdown.split("Spearman against the lag:")
+    rows = _rows(ranking) | _rows(rest.split("Against scratch trained")[0])
     lag = str(result["lag_steps"])
     assert len(result["candidates"]) >= 7
     for name, figures in result["candidates"].items():
@@ -154,7 +156,16 @@ def test_growth_benchmark_table_equals_the_json():
         assert float(rows[name][1]) == pytest.approx(figures["loss_at_lags"][lag], abs=5e-4)
         assert float(rows[name][2]) == pytest.approx(figures["final_heldout_loss"], abs=5e-4)
     assert rows["spearman_lag_vs_final"] == [f"{result['spearman_lag_vs_final']:.3f}"]
-    assert result["command"] in benchmark_tables("growth", RESULTS)
+    assert result["command"] in markdown
+    long = result.get("growth_vs_scratch_long")
+    if long:  # the grown models against scratch trained as long as base + growth
+        long_rows = _rows(rest.split("Against scratch trained")[1].split("Targets:")[0])
+        for name, figures in long["candidates"].items():
+            cells = long_rows[name.replace("|", "\\|")]
+            assert float(cells[1]) == pytest.approx(figures["minus_scratch_long_final"], abs=5e-4)
+            assert cells[4] == (
+                "–" if figures["flops_with_base_ratio"] is None else f"{figures['flops_with_base_ratio']:.3f}"
+            )
 
 
 def test_solar_table_equals_the_json_and_says_never_when_there_is_no_crossover(tmp_path):
