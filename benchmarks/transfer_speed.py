@@ -207,8 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--transfer-steps", type=int, default=10, help="smollm2: T, trajectory points")
     parser.add_argument("--batch-size", type=int, default=8, help="smollm2: 64-token blocks per gradient batch")
+    parser.add_argument(
+        "--link-only", action="store_true", help="copy transfer_speed.json's figure into transfer.json, time nothing"
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    if opts.link_only:
+        return link_transfer_result()
     if opts.worker is not None:  # one timed run, in its own process (see run_worker)
         print(json.dumps(worker(opts.worker, opts.steps, max_sweeps=opts.sweeps[0], model_name=opts.model)))
         return
@@ -219,8 +224,15 @@ def main(argv: list[str] | None = None) -> None:
     smollm2 = opts.model == "smollm2"
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "scenario.pt"
-        if smollm2:
-            build_smollm2_scenario(file, opts.finetune_steps, opts.transfer_steps, opts.batch_size)
+        if smollm2:  # in its own process: the fine-tuning's memory is returned before the timed runs start
+            import multiprocessing
+
+            args = (file, opts.finetune_steps, opts.transfer_steps, opts.batch_size)
+            build = multiprocessing.get_context("spawn").Process(target=build_smollm2_scenario, args=args)
+            build.start()
+            build.join()
+            if build.exitcode != 0:
+                raise SystemExit(f"building the SmolLM2 scenario failed (exit code {build.exitcode})")
         else:
             build_scenario(file, opts.finetune_steps)
         for repeat in range(opts.repeats):
@@ -238,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
         summary, title = summarize(runs, opts, facts), "Transfer speed: MiniLM-L6 FGMT step, before/after"
     summary["previous_runs"] = _previous_runs(opts.name)
     write_result(opts.name, summary, title, {"runs": runs})
+    if opts.name == "transfer_speed":
+        link_transfer_result()
 
 
 def summarize_smollm2(runs: list[dict], opts, facts: dict) -> dict:
@@ -281,6 +295,7 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
             if u["code"] == "new" and u["repeat"] == r["repeat"] and u["step"] == r["step"]
         ]
         capped[f"objective_ratio_max_sweeps_{k}"] = statistics.mean(a / b for a, b in pairs)
+    capped_note = f" (and the new code capped at max_sweeps {opts.sweeps[1:]})" if opts.sweeps[1:] else ""
     return {
         "minilm_seconds_per_step": after,
         "minilm_seconds_per_step_before": before,
@@ -297,7 +312,7 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
         "budget_note": (
             f"MiniLM-L6 (6 layers, hidden 384, 12 heads, MLP 1536) on a 2-core CPU (torch threads 2), "
             f"{opts.load}; old and new run "
-            f"{opts.repeats} times each (and the new code capped at max_sweeps {opts.sweeps[1:]}) in fresh "
+            f"{opts.repeats} times each{capped_note} in fresh "
             "processes, in a rotating order, over the "
             f"first {opts.steps} of 10 FGMT steps; a step = 2 gradient computations (source and transferred "
             f"point, 2 batches of 32 each) + matching + building the point; evaluation and saving (CLI) not "
@@ -307,6 +322,34 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
         ),
         **facts,
     }
+
+
+def speed_keys() -> dict:
+    """``transfer.json``'s ``minilm_seconds_per_step`` from this benchmark's controlled timing (whole default
+    transfer, nothing else running), with where it came from; empty before this benchmark has run."""
+    from benchmarks.harness import RESULTS_DIR
+
+    path = RESULTS_DIR / "transfer_speed.json"
+    if not path.exists():
+        return {}
+    speed = json.loads(path.read_text())
+    source = f"transfer_speed.json: `{speed['command']}`, {speed['date']}, {speed['device']}"
+    return {"minilm_seconds_per_step": speed["minilm_seconds_per_step"], "minilm_seconds_per_step_source": source}
+
+
+def link_transfer_result() -> None:
+    """Put :func:`speed_keys` into ``transfer.json`` (its scenario runs' own mean stays beside, under
+    ``minilm_seconds_per_step_in_scenario_runs``)."""
+    from benchmarks.harness import RESULTS_DIR, write_result
+    from benchmarks.transfer import TITLE
+
+    path = RESULTS_DIR / "transfer.json"
+    if not path.exists():
+        return
+    result = json.loads(path.read_text())
+    if "minilm_seconds_per_step_in_scenario_runs" not in result and "minilm_seconds_per_step" in result:
+        result["minilm_seconds_per_step_in_scenario_runs"] = result["minilm_seconds_per_step"]
+    write_result("transfer", {**result, **speed_keys()}, TITLE, tables=result.get("per_pair", {}))
 
 
 def _previous_runs(name: str) -> list[dict]:

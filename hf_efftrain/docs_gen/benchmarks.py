@@ -312,7 +312,13 @@ def _transfer(r: Result) -> str:
     out = table(headers, rows) + "\n\nPer seed pair (source → target):\n\n" + table(pair_headers, pair_rows)
     made = [[code(sc), code(r.get(f"{sc}.command")), r.data[sc].get("date", "–")] for sc in scenarios]
     out += "\n\nEach scenario's run:\n\n" + table(["scenario", "command", "measured"], made)
-    if "minilm_seconds_per_step" in r.data:
+    if "minilm_seconds_per_step_source" in r.data:
+        seconds, source = fmt(r.get("minilm_seconds_per_step"), 1), r.get("minilm_seconds_per_step_source")
+        out += f"\n\n`minilm_seconds_per_step`: {seconds} (from {source})"
+        if "minilm_seconds_per_step_in_scenario_runs" in r.data:
+            inside = fmt(r.get("minilm_seconds_per_step_in_scenario_runs"), 1)
+            out += f"; {inside} s timed inside the scenario runs above, with other benchmarks on the same cores"
+    elif "minilm_seconds_per_step" in r.data:
         out += f"\n\n`minilm_seconds_per_step`: {fmt(r.get('minilm_seconds_per_step'), 1)} (mean over the MiniLM pairs)"
     return out
 

@@ -1,0 +1,41 @@
+"""benchmarks/transfer_speed.py's bookkeeping: the controlled timing becomes transfer.json's contract figure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+transfer_speed = pytest.importorskip("benchmarks.transfer_speed")
+harness = pytest.importorskip("benchmarks.harness")
+
+
+def test_the_controlled_timing_replaces_the_figure_and_the_scenario_runs_mean_stays_beside(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "RESULTS_DIR", tmp_path)
+    speed = {"minilm_seconds_per_step": 9.5, "command": "python -m benchmarks.transfer_speed", "date": "today"}
+    (tmp_path / "transfer_speed.json").write_text(json.dumps({**speed, "device": "cpu: 2 cores"}))
+    rows = [{"seed_source": 0, "seed_target": 1, "transferred_accuracy": 0.7}]
+    transfer = {"minilm_seconds_per_step": 60.2, "per_pair": {"scenario_3_minilm_head": rows}, "command": "x"}
+    (tmp_path / "transfer.json").write_text(json.dumps(transfer))
+    for _ in range(2):  # a second link must not take the linked figure for the scenario runs' own
+        transfer_speed.link_transfer_result()
+        result = json.loads((tmp_path / "transfer.json").read_text())
+        assert result["minilm_seconds_per_step"] == 9.5
+        assert result["minilm_seconds_per_step_in_scenario_runs"] == 60.2
+        assert "python -m benchmarks.transfer_speed" in result["minilm_seconds_per_step_source"]
+        assert result["per_pair"] == transfer["per_pair"] and result["command"] == "x"
+    markdown = (tmp_path / "transfer.md").read_text()
+    assert "| minilm_seconds_per_step | 9.5 |" in markdown and "## scenario_3_minilm_head" in markdown
+
+
+def test_smollm2_summary_splits_gradients_from_matching():
+    runs = [
+        {"code": "new", "step": 1, "seconds": 50.0, "matching_seconds": 40.0, "gradient_seconds": 10.0},
+        {"code": "new", "step": 2, "seconds": 30.0, "matching_seconds": 22.0, "gradient_seconds": 8.0},
+    ]
+    opts = type("Opts", (), {"new": ".", "load": "idle", "repeats": 1, "steps": 2, "transfer_steps": 10})()
+    opts.batch_size, opts.finetune_steps = 8, 4
+    summary = transfer_speed.summarize_smollm2(runs, opts, {"device": "cpu"})
+    assert summary["smollm2_seconds_per_step"] == 40.0 and summary["smollm2_seconds_per_step_after_the_first"] == 30.0
+    assert summary["smollm2_matching_seconds_per_step"] == 31.0 and summary["smollm2_gradient_seconds_per_step"] == 9.0
+    assert "1 batch of 8 x 64 Wikipedia tokens" in summary["budget_note"] and summary["device"] == "cpu"
