@@ -152,6 +152,31 @@ def test_similarities_are_updated_for_moved_entries_and_new_pairs_without_a_rebu
     assert not spec.equal(perm, spec.identity())
 
 
+def test_a_term_updated_max_updates_times_is_rebuilt(monkeypatch):
+    """Updates add float32 rounding: after MAX_UPDATES of them the next change rebuilds the term from the gradients."""
+    from hf_efftrain.transfer import matching
+
+    monkeypatch.setattr(matching, "MAX_UPDATES", 1)
+    spec, grads = _gradient_pairs("bert", steps=2)
+    pairs = GradientPairs(spec)
+    for g, g_prime in grads:
+        pairs.add(g, g_prime)
+    multiplied: list[tuple[int, ...]] = []
+    product = pairs._product
+    monkeypatch.setattr(pairs, "_product", lambda *a: multiplied.append(tuple(a[2].shape)) or product(*a))
+    residual = spec.identity()["residual"]
+    pairs.similarity("mlp.0", spec.identity())
+    for swap in ([0, 1], [2, 3]):  # two small moves: the first is an update, the second a rebuild
+        multiplied.clear()
+        residual = residual.clone()
+        residual[swap] = residual[swap[::-1]]
+        got = pairs.similarity("mlp.0", {**spec.identity(), "residual": residual})
+        fresh = _reference_similarity(spec, grads, "mlp.0", {**spec.identity(), "residual": residual})
+        for role in fresh:
+            torch.testing.assert_close(got[role].double(), fresh[role], rtol=1e-5, atol=1e-6)
+    assert multiplied and all(16 in shape for shape in multiplied)  # the whole residual axis: rebuilt
+
+
 def test_warm_start_at_the_optimum_solves_each_group_once():
     spec, grads = _gradient_pairs("bert")
     pairs = GradientPairs(spec)

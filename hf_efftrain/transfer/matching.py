@@ -71,6 +71,11 @@ class _Term:
     gather: torch.Tensor | None
     pairs: int
     value: dict[str, torch.Tensor]
+    updates: int = 0  # moved-entry updates since the last rebuild (each adds float32 rounding)
+
+
+MAX_UPDATES = 16
+"""Moved-entry updates of a kept similarity term before it is rebuilt, which bounds its float32 drift."""
 
 
 def _add(value: dict[str, torch.Tensor], more: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -178,7 +183,8 @@ class GradientPairs:
         instead of rebuilt: a pair added since (FGMT adds one per step) adds its own product, and entries of the
         other axis that moved add ``y[:, moved] @ (x[:, new] − x[:, old])ᵀ``. On MiniLM-L6 the residual stream
         moves a quarter to half of its entries per step, so an MLP's 1536×1536 term costs that share of a
-        rebuild over every pair; more than half moved, or parameters with more than two permuted axes, rebuild."""
+        rebuild over every pair. More than half moved, :data:`MAX_UPDATES` updates since the last rebuild, or a
+        parameter with more than two permuted axes rebuild it."""
         axes = self.spec.axes[name]
         others = [axis for i, axis in enumerate(axes) if i != index]
         states = tuple(perm[p.group] for axis in others for p in axis.parts)
@@ -194,21 +200,20 @@ class GradientPairs:
             return value
         dim = others[0].dim + 1  # stacked pairs lead
         gather = self.spec.index(others[0], perm)
-        if cached is None or cached.gather is None:
-            value, done = {}, 0
-        else:
-            value, done = cached.value, cached.pairs
+        value, done, updates = {}, 0, 0
+        if cached is not None and cached.gather is not None:
             moved = (gather != cached.gather).nonzero().squeeze(1)
-            if 2 * len(moved) > len(gather):
-                value, done = {}, 0
-            elif len(moved):
-                old = source[:done]
-                x = old.index_select(dim, gather[moved]) - old.index_select(dim, cached.gather[moved])
-                value = _add(value, self._product(group, axes[index], x, target[:done].index_select(dim, moved)))
+            if 2 * len(moved) <= len(gather) and cached.updates < MAX_UPDATES:
+                value, done, updates = cached.value, cached.pairs, cached.updates + bool(len(moved))
+                if len(moved):
+                    old = source[:done]
+                    x = old.index_select(dim, gather[moved]) - old.index_select(dim, cached.gather[moved])
+                    y = target[:done].index_select(dim, moved)
+                    value = _add(value, self._product(group, axes[index], x, y))
         if done < self.count:
             x = source[done:].index_select(dim, gather)
             value = _add(value, self._product(group, axes[index], x, target[done:]))
-        self._terms[key] = _Term(states, gather, self.count, value)
+        self._terms[key] = _Term(states, gather, self.count, value, updates)
         return value
 
     def _product(self, group: str, axis: Axis, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
