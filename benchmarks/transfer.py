@@ -310,6 +310,7 @@ def run_pair(
             row[f"steps_to_source_accuracy_{key}"] = None
             continue
         target.load_state_dict(params, strict=False)
+        torch.manual_seed(3000 + seed_b)  # the same dropout masks for every arm, whatever ran before it
         reached, _ = train(target, data, order, recipe["lr"], recipe["warmup"], opts.eval_every, source_accuracy)
         row[f"steps_to_source_accuracy_{key}"] = reached
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
