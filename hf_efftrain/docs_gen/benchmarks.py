@@ -174,7 +174,8 @@ def _growth_long_scratch(r: Result) -> list[str]:
     finals = ", ".join(fmt(v) for v in long["scratch_per_seed_final"].values())
     intro = (
         f"Against scratch trained {long['scratch_steps']} steps (as long as base a plus the run after growth; "
-        f"final {fmt(long['scratch_final_heldout_loss'])}, per seed {finals}; `{long['command']}`):"
+        f"final {fmt(long['scratch_final_heldout_loss'])}, per seed {finals}; `{long['command']}`, measured "
+        f"{long.get('date', '–')} on {long.get('device', '–')}):"
     )
     order = sorted(long["candidates"], key=lambda n: long["candidates"][n]["final_heldout_loss"])
     rows = [
