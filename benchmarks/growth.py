@@ -90,6 +90,14 @@ def check_study(study: Study) -> None:
         raise SystemExit("; ".join(problems))
 
 
+def one_core_per_process() -> None:
+    """This process and the workers it starts (they inherit the environment) use one core each."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ[variable] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _single_thread()
+
+
 def _single_thread() -> None:
     import torch
 
@@ -235,10 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = parse(argv)
     study = study_from(opts)
     work = opts.work_dir or WORK_ROOT / f"growth-{study.key()}"
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
-        os.environ[variable] = "1"  # inherited by the workers: one core each
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _single_thread()
+    one_core_per_process()
     data_sizes = prepare_data(study, work)
     if opts.estimate:
         from benchmarks.growth_estimate import estimate

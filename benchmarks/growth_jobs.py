@@ -84,8 +84,13 @@ def record_path(work: Path, job: Job) -> Path:
 def run_job(study: Study, job: Job, work: Path) -> str:
     """Run ``job`` single-threaded with its output in its log; write its record; return its key."""
     torch.set_num_threads(1)
-    runners = {"base": run_base, "candidate": run_candidate, "scratch": run_scratch, "gradual": run_gradual}
-    runner = {**runners, "scratch_long": run_scratch_long}[job.kind]
+    runner = {
+        "base": run_base,
+        "candidate": run_candidate,
+        "scratch": run_scratch,
+        "scratch_long": run_scratch_long,
+        "gradual": run_gradual,
+    }[job.kind]
     with _logged(work / "logs" / f"{job.key}.log"):
         cpu, wall = time.process_time(), time.perf_counter()
         record = runner(study, job, work)
@@ -230,16 +235,19 @@ def run_candidate(study: Study, job: Job, work: Path) -> dict:
 
 def run_scratch(study: Study, job: Job, work: Path) -> dict:
     """A randomly initialized model of the grown (deep) shape, trained exactly like the candidates."""
-    model = fresh_model(study, study.target_layers, job.seed)
-    record = train_run(study, model, job.seed, study.steps, study.eval_steps(), work, job.key)
-    return {**record, "params": model.num_parameters(), "layers": model.config.num_hidden_layers}
+    return _train_scratch(study, job, work, study.steps, study.eval_steps())
 
 
 def run_scratch_long(study: Study, job: Job, work: Path) -> dict:
     """Scratch of the grown shape trained ``int(job.name)`` steps with its own schedule (as long as a base plus the
     run after growth), held-out loss every ``eval_every`` steps."""
     steps = int(job.name)
-    evals = sorted({*range(study.eval_every, steps + 1, study.eval_every), steps})
+    return _train_scratch(
+        study, job, work, steps, sorted({*range(study.eval_every, steps + 1, study.eval_every), steps})
+    )
+
+
+def _train_scratch(study: Study, job: Job, work: Path, steps: int, evals: list[int]) -> dict:
     model = fresh_model(study, study.target_layers, job.seed)
     record = train_run(study, model, job.seed, steps, evals, work, job.key)
     return {**record, "params": model.num_parameters(), "layers": model.config.num_hidden_layers}

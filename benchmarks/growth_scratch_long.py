@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.growth import WORK_ROOT, run_jobs
+from benchmarks.growth import WORK_ROOT, one_core_per_process, run_jobs
 from benchmarks.growth_jobs import Job, read_records
 from benchmarks.growth_setup import TWO_BASES, Study, prepare_data
 from benchmarks.growth_summary import curve, mean_curve, std, steps_to_reach
@@ -98,9 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("growth.json was produced with other settings than Study()'s defaults; rerun it first")
     steps = opts.steps or result["bases"]["a"]["steps"] + study.steps
     work = opts.work_dir or WORK_ROOT / f"growth-{study.key()}"
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
-        os.environ[variable] = "1"
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    one_core_per_process()
     prepare_data(study, work)
     jobs = [Job("scratch_long", str(steps), seed) for seed in study.seeds]
     with stopwatch() as clock:
