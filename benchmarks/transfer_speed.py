@@ -72,7 +72,7 @@ def build_smollm2_scenario(file: Path, finetune_steps: int, steps: int, batch_si
     """SmolLM2-135M: θ_0 the offline model, θ_T after ``finetune_steps`` AdamW steps on Wikipedia blocks, the target
     the same model fine-tuned as long on another data order (a differently fine-tuned target: no group is equal to
     the source's start, so every group is matched); gradient batches of ``batch_size`` 64-token blocks, 1 per step."""
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from hf_efftrain.data import smollm2_path
     from hf_efftrain.tasks import load_splits
@@ -81,7 +81,7 @@ def build_smollm2_scenario(file: Path, finetune_steps: int, steps: int, batch_si
 
     config = TransferConfig(steps=steps, batches_per_step=1, batch_size=batch_size)
     tokenizer = AutoTokenizer.from_pretrained(smollm2_path())
-    model = LlamaForCausalLM.from_pretrained(smollm2_path(), dtype=torch.float32)
+    model = _smollm2()
     rows = (steps + 2 * finetune_steps) * batch_size
     train, _, collate = task_data(model, tokenizer, load_splits("wikipedia"), config.seed, rows, 1, 64)
     batches = gradient_batches(train, collate, config)
@@ -352,16 +352,16 @@ def link_transfer_result() -> None:
 
 
 def _previous_runs(name: str) -> list[dict]:
-    """The headline figures of the runs this one replaces (with their command, code and date), newest first."""
+    """The scalar figures of the runs this one replaces (with their command, code and date), newest first: every
+    mode's keys (MiniLM and SmolLM2 write different ones)."""
     from benchmarks.harness import RESULTS_DIR
 
     path = RESULTS_DIR / f"{name}.json"
     if not path.exists():
         return []
     old = json.loads(path.read_text())
-    keep = ("minilm_seconds_per_step", "minilm_seconds_per_step_before", "speedup", "matching_seconds_per_step")
-    keep += ("gradient_seconds_per_step", "new_code", "old_code", "budget_note", "command", "date")
-    return [{k: old[k] for k in keep if k in old}, *old.get("previous_runs", [])]
+    headline = {k: v for k, v in old.items() if isinstance(v, str | int | float)}
+    return [headline, *old.get("previous_runs", [])]
 
 
 def _commit(folder: Path) -> str:

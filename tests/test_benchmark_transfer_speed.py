@@ -39,3 +39,13 @@ def test_smollm2_summary_splits_gradients_from_matching():
     assert summary["smollm2_seconds_per_step"] == 40.0 and summary["smollm2_seconds_per_step_after_the_first"] == 30.0
     assert summary["smollm2_matching_seconds_per_step"] == 31.0 and summary["smollm2_gradient_seconds_per_step"] == 9.0
     assert "1 batch of 8 x 64 Wikipedia tokens" in summary["budget_note"] and summary["device"] == "cpu"
+
+
+def test_a_replaced_run_keeps_its_own_headline_figures(tmp_path, monkeypatch):
+    """Each mode writes different keys; the run a new one replaces keeps its scalars, whatever the mode."""
+    monkeypatch.setattr(harness, "RESULTS_DIR", tmp_path)
+    older = {"smollm2_seconds_per_step": 21.2, "device": "cpu", "date": "then"}
+    old = {"smollm2_seconds_per_step": 23.0, "device": "cpu: Xeon", "date": "now", "previous_runs": [older]}
+    (tmp_path / "transfer_speed_smollm2.json").write_text(json.dumps({**old, "versions": {"torch": "2"}}))
+    kept = transfer_speed._previous_runs("transfer_speed_smollm2")
+    assert kept == [{"smollm2_seconds_per_step": 23.0, "device": "cpu: Xeon", "date": "now"}, older]
