@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-sweeps", type=int, default=100, help="coordinate-descent sweeps per transfer step")
     parser.add_argument("--minilm-steps", type=int, default=48, help="scenarios 3-4: the source's fine-tuning steps")
     parser.add_argument("--minilm-lr", type=float, default=5e-5)
-    parser.add_argument("--minilm-transfer-steps", type=int, default=10, help="T of the MiniLM transfers")
+    parser.add_argument("--minilm-transfer-steps", type=int, default=20, help="T of the MiniLM transfers")
     parser.add_argument("--minilm-target-steps", type=int, default=24, help="scenario 4: the target's fine-tuning")
     parser.add_argument("--pin-shared", action="store_true", help="pin the groups θ_0 and θ'_0 share (pin_shared)")
     parser.add_argument(

@@ -2,13 +2,13 @@
 
 The source trajectory is MiniLM-L6 with a seed-0 classifier head, θ_0 → θ_T by a short AdamW fine-tuning on
 Rotten Tomatoes; the target initialization is MiniLM-L6 with a seed-1 head (the issue's real-model scenario).
-Gradients use the CLI's default batches (``TransferConfig()``: 2 batches of 32 reviews, 64 tokens, cosine
-spacing over 10 points); the first ``--steps`` transfer steps are timed (default: all 10, the whole transfer a user
-waits for; the first step, from the identity, costs about twice a later one). Each repeat runs the code before the
-speed-up (a separate checkout, ``--old``) and the current code in fresh processes, alternating which goes first,
-so that load from other users of the machine hits both alike. ``--sweeps 100 1`` also runs the current code with
-the coordinate descent capped at 1 sweep per step (``TransferConfig.max_sweeps``), in the same rotation, and
-reports its time and the matching objective it reaches against the uncapped run's. Writes
+Gradients use the CLI's default batches (``TransferConfig()``: 2 batches of 32 reviews, 64 tokens, cosine spacing
+over T = ``TransferConfig().steps`` points, 20); the first ``--steps`` transfer steps are timed (default: all T, the
+whole transfer a user waits for; the first step, from the identity, costs about twice a later one). Each repeat runs
+the code before the speed-up (a separate checkout, ``--old``) and the current code in fresh processes, alternating
+which goes first, so that load from other users of the machine hits both alike. ``--sweeps 100 1`` also runs the
+current code with the coordinate descent capped at 1 sweep per step (``TransferConfig.max_sweeps``), in the same
+rotation, and reports its time and the matching objective it reaches against the uncapped run's. Writes
 ``benchmarks/results/transfer_speed.json`` and ``.md``::
 
     git worktree add --detach /tmp/transfer-old 263935f     # the commit before the speed-up
@@ -38,6 +38,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_transfer_steps() -> int:
+    """T of the CLI's default transfer: the MiniLM scenario's gradient batches are built for it."""
+    from hf_efftrain.transfer import TransferConfig
+
+    return TransferConfig().steps
 
 
 def build_scenario(file: Path, finetune_steps: int) -> None:
@@ -190,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--old", type=Path, default=Path("/tmp/transfer-old"), help="checkout of the old code")
     parser.add_argument("--new", type=Path, default=ROOT, help="checkout of the new code (default: this one)")
     parser.add_argument(
-        "--steps", type=int, default=10, help="transfer steps timed per run (10: a whole default transfer)"
+        "--steps", type=int, help="transfer steps timed per run (default: all T of the CLI's default transfer)"
     )
     parser.add_argument("--repeats", type=int, default=2, help="old/new run pairs, interleaved")
     parser.add_argument("--finetune-steps", type=int, default=16)
@@ -211,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    if opts.steps is None:
+        opts.steps = opts.transfer_steps if opts.model == "smollm2" else _default_transfer_steps()
     if opts.link_only:
         return link_transfer_result()
     if opts.worker is not None:  # one timed run, in its own process (see run_worker)
@@ -313,11 +322,11 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
             f"{opts.load}; old and new run "
             f"{opts.repeats} times each{capped_note} in fresh "
             "processes, in a rotating order, over the "
-            f"first {opts.steps} of 10 FGMT steps; a step = 2 gradient computations (source and transferred "
-            f"point, 2 batches of 32 each) + matching + building the point; evaluation and saving (CLI) not "
-            f"included. Source: {opts.finetune_steps} AdamW steps (lr 5e-5) of fine-tuning from a seed-0 head; "
-            "target: MiniLM-L6 with a seed-1 head. Step 1 starts from the identity in both codes (same "
-            "permutation expected); later steps of the new code start from the previous permutation."
+            f"first {opts.steps} of {_default_transfer_steps()} FGMT steps; a step = 2 gradient computations "
+            "(source and transferred point, 2 batches of 32 each) + matching + building the point; evaluation "
+            f"and saving (CLI) not included. Source: {opts.finetune_steps} AdamW steps (lr 5e-5) of fine-tuning "
+            "from a seed-0 head; target: MiniLM-L6 with a seed-1 head. Step 1 starts from the identity in both "
+            "codes (same permutation expected); later steps of the new code start from the previous permutation."
         ),
         **facts,
     }

@@ -55,7 +55,7 @@ class AnalysisArguments:
     )
     target_seed: int = field(default=1, metadata={"help": "Transfer: seed of the re-initialized target."})
     transfer_method: str = field(default="fgmt", metadata={"help": "Transfer: fgmt, gmt or naive."})
-    transfer_steps: int = field(default=10, metadata={"help": "Transfer: transferred points T."})
+    transfer_steps: int = field(default=20, metadata={"help": "Transfer: transferred points T."})
     transfer_batch_size: int = field(default=32, metadata={"help": "Transfer: examples per gradient mini-batch."})
     dataset: str = field(default="rotten_tomatoes", metadata={"help": "Transfer: data the gradients are taken on."})
     max_length: int = field(default=64, metadata={"help": "Transfer: tokens per example."})

@@ -23,7 +23,7 @@ def transfer(
     out: Path = typer.Argument(
         ..., metavar="OUT", help="Output folder: checkpoint-s/ model folders and transfer_report.json."
     ),
-    steps: int = typer.Option(10, "--steps", help="Number of transferred points T (interpolated spacings)."),
+    steps: int = typer.Option(20, "--steps", help="Number of transferred points T (interpolated spacings)."),
     method: str = typer.Option("fgmt", "--method", help=f"One of {', '.join(METHODS)}."),
     spacing: str = typer.Option("cosine", "--spacing", help=f"One of {', '.join(SPACINGS)}."),
     batches: int = typer.Option(2, "--batches", help="Mini-batches averaged per gradient."),

@@ -37,7 +37,7 @@ class TransferConfig(MethodConfig):
     """
 
     method: str = "fgmt"
-    steps: int = 10
+    steps: int = 20
     spacing: str = "cosine"
     batches_per_step: int = 2
     batch_size: int = 32
