@@ -18,6 +18,13 @@ and ``.md``; ``--update`` keeps the scenarios of the existing file that this run
 
     python -m benchmarks.transfer                                 # scenarios 1 and 2
     python -m benchmarks.transfer --scenarios 3 4 --update        # the MiniLM scenarios, added to the file
+
+Scenarios are independent, so two processes can run them side by side (one core each), each under its own
+``--name``; ``--include`` then copies their scenarios, with their own command, date and budget, into the file::
+
+    python -m benchmarks.transfer --scenarios 3 --name transfer_s3 &
+    python -m benchmarks.transfer --scenarios 4 --name transfer_s4 & wait
+    python -m benchmarks.transfer --scenarios --update --include transfer_s3 transfer_s4
 """
 
 from __future__ import annotations
@@ -393,10 +400,25 @@ def budget_note(opts, scenario: int) -> str:
     )
 
 
+def include_scenarios(result: dict, per_pair: dict, names: list[str]) -> None:
+    """Copy every scenario (its summary with its own command, date and budget, and its per-pair rows) of the result
+    files ``names`` into ``result``: scenarios run side by side in separate processes end in one file."""
+    for other in names:
+        path = RESULTS_DIR / f"{other}.json"
+        if not path.is_file():
+            raise SystemExit(f"--include {other}: {path} does not exist; run that scenario with --name {other} first")
+        data = json.loads(path.read_text())
+        found = [name for name in SCENARIOS.values() if name in data and name in data.get("per_pair", {})]
+        if not found:
+            raise SystemExit(f"--include {other}: {path} holds no scenario of this benchmark")
+        for name in found:
+            result[name], per_pair[name] = data[name], data["per_pair"][name]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, nargs="+", default=[0, 1, 1, 2, 2, 0], help="source/target seeds")
-    parser.add_argument("--scenarios", type=int, nargs="+", default=[1, 2], choices=sorted(SCENARIOS))
+    parser.add_argument("--scenarios", type=int, nargs="*", default=[1, 2], choices=sorted(SCENARIOS))
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
@@ -426,6 +448,9 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--name", default="transfer")
     parser.add_argument("--update", action="store_true", help="keep the existing file's other scenarios")
+    parser.add_argument(
+        "--include", nargs="+", default=[], metavar="NAME", help="copy these result files' scenarios into this one"
+    )
     opts = parser.parse_args(argv)
     torch.set_num_threads(1)
     facts = run_facts()
@@ -443,6 +468,7 @@ def main(argv: list[str] | None = None) -> None:
         name = SCENARIOS[scenario]
         result[name] = {**summarize(rows, facts), "budget": budget_note(opts, scenario), "date": facts["date"]}
         per_pair[name] = rows
+    include_scenarios(result, per_pair, opts.include)
     minilm = [r for name in SCENARIOS.values() if "minilm" in name for r in per_pair.get(name, [])]
     matched_all = [r for r in minilm if not r.get("pinned_groups")]  # the matching's speed: every group solved
     if matched_all:  # timed inside the scenario runs, with evaluation and whatever else ran beside them
