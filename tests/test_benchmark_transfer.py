@@ -29,3 +29,22 @@ def test_including_a_missing_or_foreign_file_names_it(tmp_path, monkeypatch):
     (tmp_path / "twa.json").write_text(json.dumps({"twa_accuracy": 0.8}))
     with pytest.raises(SystemExit, match="holds no scenario of this benchmark"):
         transfer.include_scenarios({}, {}, ["twa"])
+
+
+analyze_example = pytest.importorskip("benchmarks.analyze_example")
+
+
+def test_analyze_example_reads_the_printed_summary_and_puts_the_default_arm_first():
+    stdout = 'saving...\n{\n  "checkpoints": 11,\n  "transfer_final_accuracy": 0.71\n}\n'
+    assert analyze_example.summary_of(stdout) == {"checkpoints": 11, "transfer_final_accuracy": 0.71}
+    rows = [
+        {"transfer_steps": 20, "seconds": 300.0, "peak_rss_mb": 4000.0, "transfer_final_accuracy": 0.7},
+        {"transfer_steps": 10, "seconds": 200.0, "peak_rss_mb": 3500.0, "transfer_final_accuracy": 0.6},
+        {"transfer_steps": 20, "seconds": 320.0, "peak_rss_mb": 4100.0, "transfer_final_accuracy": 0.7},
+    ]
+    opts = type("Opts", (), {"run_dir": None, "repeats": 2})()
+    result = analyze_example.summarize(rows, [20, 10], 90.0, opts, {"device": "cpu"})
+    assert result["analyze_seconds"] == 310.0 and result["analyze_peak_rss_mb"] == 4100.0
+    assert result["transfer_steps"] == 20 and result["analyze_seconds_T10"] == 200.0
+    assert result["seconds_ratio_T20_over_T10"] == 1.55 and result["per_arm"]["T10"]["transfer_final_accuracy"] == 0.6
+    assert "run by this script" in result["budget_note"] and result["device"] == "cpu"
