@@ -111,3 +111,23 @@ def test_cli_checkpoint_spacing_walks_the_saved_points(folders):
     report = json.loads((out / "transfer_report.json").read_text())
     assert [p["lambda"] for p in report["points"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert Trajectory(out).steps == [4]  # --save end: only the last point
+
+
+def test_a_transfer_whose_gradient_pairs_cannot_fit_is_refused_before_it_starts():
+    """2 × T × (weights with two permuted axes) × 4 bytes must fit in the memory available, with a margin."""
+    from hf_efftrain.testing import tiny_model
+    from hf_efftrain.transfer import TransferConfig, permutation_spec
+    from hf_efftrain.transfer.matching import GradientPairs, kept_pair_bytes
+    from hf_efftrain.transfer.tool import TransferError, check_memory
+
+    model = tiny_model("bert", task="classification")
+    spec, shapes = permutation_spec(model), {n: p.shape for n, p in model.named_parameters()}
+    pairs = GradientPairs(spec)
+    for _ in range(2):
+        pairs.add(*({n: torch.ones(s) for n, s in shapes.items()},) * 2)
+    assert kept_pair_bytes(spec, shapes, 2) == sum(2 * t.numel() * 4 for t, _ in pairs.kept.values())
+    per_pair = kept_pair_bytes(spec, shapes, 1)
+    check_memory(spec, shapes, TransferConfig(steps=10), available=10 * per_pair / 0.8)
+    with pytest.raises(TransferError, match=r"a T = 10 transfer .* pass --steps 9 or fewer"):
+        check_memory(spec, shapes, TransferConfig(steps=10), available=9.5 * per_pair / 0.8)
+    check_memory(spec, shapes, TransferConfig(steps=10, method="naive"), available=0)  # keeps no pairs

@@ -272,3 +272,21 @@ def test_stay_keeps_units_unless_the_gradients_clearly_move_them():
     some, some_info = match_permutation(spec, pairs, stay=1.0)
     assert moved(some) < moved(plain)
     assert kept_info.objective <= some_info.objective <= plain_info.objective
+
+
+@pytest.mark.parametrize("capacity", [1, 3])
+def test_kept_pairs_grow_in_place_and_equal_the_stacked_gradients(capacity):
+    """A new pair writes one slot of the buffers sized for the pairs to come (no copy of the earlier pairs);
+    past that size the buffers double, and the kept pairs still equal every gradient added, in order."""
+    spec, grads = _gradient_pairs("bert", steps=3)
+    pairs = GradientPairs(spec, capacity=capacity)
+    starts = []
+    for g, g_prime in grads:
+        pairs.add(g, g_prime)
+        starts.append({name: kept[0].data_ptr() for name, kept in pairs.kept.items()})
+    assert pairs.kept
+    for name, (source, target) in pairs.kept.items():
+        assert torch.equal(source, torch.stack([g[name].float() for g, _ in grads]))
+        assert torch.equal(target, torch.stack([g_prime[name].float() for _, g_prime in grads]))
+    moved = [starts[i] != starts[i - 1] for i in (1, 2)]
+    assert moved == ([False, False] if capacity == 3 else [True, True])  # 1 -> 2 -> 4 slots

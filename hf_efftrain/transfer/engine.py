@@ -91,14 +91,14 @@ def transfer_trajectory(
             yield TransferStep(s, point(s, perm), perm, None)
         return
     source_grads: list[Mapping[str, torch.Tensor]] = []
-    pairs = GradientPairs(spec)
+    pairs = GradientPairs(spec, capacity=len(path) - 1)
     current: State = dict(target_init)
     for s in range(1, len(path)):
         source_grads.append(gradient(path[s - 1], s - 1))
         if method == "fgmt":
             pairs.add(source_grads[s - 1], gradient(current, s - 1))
         else:
-            pairs = GradientPairs(spec)
+            pairs = GradientPairs(spec, capacity=s)
             for t in range(s):
                 pairs.add(source_grads[t], gradient(point(t, perm), t))
         init = perm if warm_start else None

@@ -14,7 +14,8 @@ updated by what changed since it was computed (a new pair, the entries of its ot
 Memory: a parameter with a single permuted axis (embeddings, norms, biases, heads) contributes a similarity
 matrix that does not depend on the other groups, so :class:`GradientPairs` adds it up once and drops the
 gradients; only parameters with two permuted axes (the projections inside the layers) keep their gradients,
-once, stacked over pairs in float32 (similarities are float32 matmuls; objectives are summed in float64).
+once, stacked over pairs in float32 (similarities are float32 matmuls; objectives are summed in float64), in
+buffers sized for the pairs to come (``capacity``), so that memory grows by one pair per step and no more.
 Example::
 
     pairs = GradientPairs(spec)
@@ -83,13 +84,25 @@ def _add(value: dict[str, torch.Tensor], more: dict[str, torch.Tensor]) -> dict[
     return {**value, **{role: value[role] + term if role in value else term for role, term in more.items()}}
 
 
+def kept_pair_bytes(spec: PermutationSpec, shapes: Mapping[str, torch.Size], pairs: int) -> int:
+    """Bytes :class:`GradientPairs` keeps for ``pairs`` pairs: source and target gradients in float32 of every
+    parameter with two permuted axes (``shapes``: parameter name -> shape)."""
+    numel = sum(shapes[name].numel() for name, axes in spec.axes.items() if len(axes) > 1 and name in shapes)
+    return 2 * pairs * numel * 4
+
+
 class GradientPairs:
     """Gradient pairs reduced to what :func:`match_permutation` needs (see the module docstring)."""
 
-    def __init__(self, spec: PermutationSpec) -> None:
+    def __init__(self, spec: PermutationSpec, capacity: int = 1) -> None:
+        """``capacity``: the pairs expected (T for FGMT). Kept gradients live in buffers of that many slots, grown
+        by doubling when more come: adding a pair writes one slot instead of copying every earlier pair, and slots
+        not yet written take no memory."""
         self.spec = spec
         self.constant: dict[RoleKey, torch.Tensor] = {}
         self.kept: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> [pairs, *shape] source, target
+        self._buffers: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # kept[name] are views of their front
+        self._capacity = max(1, capacity)
         self.count = 0
         # per-parameter similarity terms and objectives, with the group states they were computed under:
         # re-used while those states are the same objects (states are replaced, never changed in place), and
@@ -121,9 +134,7 @@ class GradientPairs:
                 continue
             g, g_prime = source[name].detach().float(), target[name].detach().float()
             if len(axes) > 1:
-                old = self.kept.get(name)
-                pair = (g[None], g_prime[None])
-                self.kept[name] = pair if old is None else (torch.cat([old[0], pair[0]]), torch.cat([old[1], pair[1]]))
+                self.kept[name] = self._keep(name, g, g_prime)
                 continue
             for (key, x), (_, y) in zip(
                 _rows_by_part(self.spec, axes[0], g), _rows_by_part(self.spec, axes[0], g_prime), strict=True
@@ -131,6 +142,18 @@ class GradientPairs:
                 self.constant[key] = self.constant.get(key, 0) + _gram(y, x)
         self.count += 1
         self._inners = {}
+
+    def _keep(self, name: str, g: torch.Tensor, g_prime: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write pair ``self.count`` of ``name`` into its buffers; the views of every pair so far."""
+        buffers = self._buffers.get(name)
+        if buffers is None or buffers[0].shape[0] == self.count:
+            slots = self._capacity if buffers is None else 2 * self.count
+            grown = tuple(torch.empty((slots, *g.shape), dtype=torch.float32) for _ in range(2))
+            if buffers is not None:
+                grown[0][: self.count], grown[1][: self.count] = buffers
+            self._buffers[name] = buffers = grown
+        buffers[0][self.count], buffers[1][self.count] = g, g_prime
+        return buffers[0][: self.count + 1], buffers[1][: self.count + 1]
 
     def stacked(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """All kept pairs of ``name`` as two ``[pairs, *shape]`` float32 tensors (source, target)."""

@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+import psutil
 import torch
 import transformers
 from datasets import DatasetDict
@@ -33,6 +34,7 @@ from hf_efftrain.transfer.engine import transfer_trajectory
 from hf_efftrain.transfer.evaluation import evaluate
 from hf_efftrain.transfer.gradients import LossGradients, step_batches
 from hf_efftrain.transfer.hf_spec import permutation_spec
+from hf_efftrain.transfer.matching import kept_pair_bytes
 from hf_efftrain.transfer.schedule import source_path
 
 REPORT_FILE = "transfer_report.json"
@@ -143,6 +145,21 @@ def run_transfer(
         )
 
 
+def check_memory(spec, shapes: dict[str, torch.Size], config: TransferConfig, available: float | None = None) -> None:
+    """Refuse up front a transfer whose kept gradient pairs would not fit in the memory available now (a run killed
+    for memory halfway loses everything; the pairs grow by one per step, so the end is what counts)."""
+    pairs = 0 if config.method == "naive" else config.steps
+    need = kept_pair_bytes(spec, shapes, pairs)
+    available = psutil.virtual_memory().available if available is None else available
+    if need > 0.8 * available:
+        per_pair = kept_pair_bytes(spec, shapes, 1)
+        fits = int(0.8 * available // per_pair)
+        raise TransferError(
+            f"a T = {pairs} transfer of this model keeps {need / 1e9:.1f} GB of gradient pairs, more than this "
+            f"machine can spare ({available / 1e9:.1f} GB available): pass --steps {fits} or fewer, or free memory"
+        )
+
+
 def _transfer_into(
     source: str | os.PathLike,
     target: str | os.PathLike | PreTrainedModel,
@@ -174,11 +191,12 @@ def _transfer_into(
         model = load_model(target, cls, what="TARGET").eval()
     steps = len(path) - 1
     config = TransferConfig(**{**config.to_dict(), "steps": steps})
+    spec = permutation_spec(model)
+    check_memory(spec, {n: p.shape for n, p in model.named_parameters() if n in trajectory.names}, config)
     train_rows = steps * config.batches_per_step * config.batch_size
     train, validation, collate = task_data(model, tokenizer, splits, config.seed, train_rows, eval_samples, max_length)
     gradients = LossGradients(model, gradient_batches(train, collate, config))
     evaluator = _Evaluator(model, validation, collate)
-    spec = permutation_spec(model)
     init = {n: p.detach().clone() for n, p in model.named_parameters() if n in trajectory.names}
     points = [{"step": 0, "lambda": path.lambdas[0], **evaluator(init)}]
     if save == "all":
