@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,13 +158,15 @@ def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100, mod
         digest = hashlib.sha256(json.dumps(spec.to_json(result.permutation)).encode()).hexdigest()[:12]
         rows.append(
             {"step": result.step, "seconds": seconds, "gradient_seconds": grads, "matching_seconds": seconds - grads,
-             "sweeps": result.match.sweeps, "objective": result.match.objective, "permutation": digest}
+             "sweeps": result.match.sweeps, "objective": result.match.objective, "permutation": digest,
+             "rss_mb": psutil.Process().memory_info().rss / 2**20}
         )  # fmt: skip
         if result.step >= steps:
             break
         gradient_seconds.clear()
         start = time.perf_counter()
-    return {"package": str(Path(hf_efftrain.__file__).parent.parent), "steps": rows}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"package": str(Path(hf_efftrain.__file__).parent.parent), "steps": rows, "peak_rss_mb": peak}
 
 
 def run_worker(code: Path, file: Path, steps: int, max_sweeps: int = 100, model: str = "minilm") -> dict:
@@ -250,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
             for code, folder, sweeps in order[shift:] + order[:shift]:
                 run = run_worker(folder, file, opts.steps, sweeps, opts.model)
                 for row in run["steps"]:
-                    runs.append({"code": code, "repeat": repeat, "max_sweeps": sweeps, **row})
+                    runs.append({"code": code, "repeat": repeat, "max_sweeps": sweeps, **row,
+                                 "run_peak_rss_mb": run.get("peak_rss_mb")})  # fmt: skip
                 print(code, repeat, run["steps"], flush=True)
     if smollm2:
         summary, title = summarize_smollm2(runs, opts, facts), "Transfer speed: SmolLM2-135M FGMT step"
@@ -270,6 +275,7 @@ def summarize_smollm2(runs: list[dict], opts, facts: dict) -> dict:
         "smollm2_matching_seconds_per_step": statistics.mean(r["matching_seconds"] for r in steps),
         "smollm2_gradient_seconds_per_step": statistics.mean(r["gradient_seconds"] for r in steps),
         "smollm2_seconds_per_step_after_the_first": statistics.mean(r["seconds"] for r in steps if r["step"] > 1),
+        **_memory(steps, "smollm2_"),
         "code": f"{_commit(opts.new)} (checkout {opts.new})",
         "budget_note": (
             f"SmolLM2-135M (LlamaForCausalLM, 30 layers, hidden 576, 9 query / 3 key-value heads, MLP 1536) on a "
@@ -281,6 +287,19 @@ def summarize_smollm2(runs: list[dict], opts, facts: dict) -> dict:
         ),
         **facts,
     }
+
+
+def _memory(steps: list[dict], prefix: str = "") -> dict:
+    """Peak RSS of the timed processes, and how much their RSS grew per step after the first (the kept gradient
+    pairs grow by one each step); empty for runs recorded before RSS was."""
+    peaks = [r["run_peak_rss_mb"] for r in steps if r.get("run_peak_rss_mb")]
+    runs = {r.get("repeat", 0): [] for r in steps if "rss_mb" in r}
+    for r in steps:
+        if "rss_mb" in r:
+            runs[r.get("repeat", 0)].append(r)
+    growth = [(rows[-1]["rss_mb"] - rows[0]["rss_mb"]) / (len(rows) - 1) for rows in runs.values() if len(rows) > 1]
+    out = {f"{prefix}peak_rss_mb": max(peaks)} if peaks else {}
+    return out | ({f"{prefix}rss_growth_mb_per_step": statistics.mean(growth)} if growth else {})
 
 
 def summarize(runs: list[dict], opts, facts: dict) -> dict:
@@ -312,6 +331,8 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
         "matching_seconds_per_step_before": mean("old", "matching_seconds"),
         "gradient_seconds_per_step": mean("new", "gradient_seconds"),
         "gradient_seconds_per_step_before": mean("old", "gradient_seconds"),
+        **_memory([r for r in runs if r["code"] == "new"]),
+        **{f"{k}_before": v for k, v in _memory([r for r in runs if r["code"] == "old"]).items()},
         "same_step1_permutation": first["old"] == first["new"] and len(first["new"]) == 1,
         **capped,
         **assignment_seconds(),

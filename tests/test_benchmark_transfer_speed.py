@@ -49,3 +49,18 @@ def test_a_replaced_run_keeps_its_own_headline_figures(tmp_path, monkeypatch):
     (tmp_path / "transfer_speed_smollm2.json").write_text(json.dumps({**old, "versions": {"torch": "2"}}))
     kept = transfer_speed._previous_runs("transfer_speed_smollm2")
     assert kept == [{"smollm2_seconds_per_step": 23.0, "device": "cpu: Xeon", "date": "now"}, older]
+
+
+def test_memory_summary_reports_the_peak_and_the_growth_per_step():
+    rows = [
+        {"repeat": 0, "step": 1, "rss_mb": 1000.0, "run_peak_rss_mb": 2500.0},
+        {"repeat": 0, "step": 2, "rss_mb": 1400.0, "run_peak_rss_mb": 2500.0},
+        {"repeat": 0, "step": 3, "rss_mb": 1800.0, "run_peak_rss_mb": 2500.0},
+        {"repeat": 1, "step": 1, "rss_mb": 900.0, "run_peak_rss_mb": 2000.0},
+        {"repeat": 1, "step": 2, "rss_mb": 1100.0, "run_peak_rss_mb": 2000.0},
+    ]
+    assert transfer_speed._memory(rows, "smollm2_") == {
+        "smollm2_peak_rss_mb": 2500.0,
+        "smollm2_rss_growth_mb_per_step": 300.0,  # (400 + 200) / 2
+    }
+    assert transfer_speed._memory([{"step": 1, "seconds": 3.0}]) == {}  # runs recorded before RSS was
