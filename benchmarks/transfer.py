@@ -292,7 +292,7 @@ def run_pair(
     start = time.perf_counter()
     pin = opts.pin_shared
     *_, last = transfer_trajectory(
-        path, target_init, spec, gradients, method="fgmt", max_sweeps=opts.max_sweeps, pin_shared=pin
+        path, target_init, spec, gradients, "fgmt", opts.max_sweeps, pin_shared=pin, stay=opts.stay
     )
     seconds = time.perf_counter() - start
     naive = transferred_point(spec, theta_T, theta_0, target_init, spec.identity())
@@ -395,7 +395,8 @@ def budget_note(opts, scenario: int) -> str:
         f"Real MiniLM-L6 at max_length 64, batch {opts.batch_size}: the source fine-tunes {opts.minilm_steps} steps "
         f"(AdamW lr {opts.minilm_lr}, warm-up then constant); target: {target}; FGMT with "
         f"T={opts.minilm_transfer_steps} cosine-spaced points, {opts.grad_batches} batches per gradient, "
-        f"max_sweeps {opts.max_sweeps}, {'pin_shared' if opts.pin_shared else 'every group matched'}; {checks}; "
+        f"max_sweeps {opts.max_sweeps}, {'pin_shared' if opts.pin_shared else 'every group matched'}"
+        f"{f', stay {opts.stay}' if opts.stay else ''}; {checks}; "
         f"{cap}; curves run from: {', '.join(opts.curves)}."
     )
 
@@ -441,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minilm-lr", type=float, default=5e-5)
     parser.add_argument("--minilm-transfer-steps", type=int, default=20, help="T of the MiniLM transfers")
     parser.add_argument("--minilm-target-steps", type=int, default=24, help="scenario 4: the target's fine-tuning")
+    parser.add_argument("--stay", type=float, default=0.0, help="prior towards the previous permutation (stay)")
     parser.add_argument("--pin-shared", action="store_true", help="pin the groups θ_0 and θ'_0 share (pin_shared)")
     parser.add_argument(
         "--curves", nargs="+", default=["transfer", "init", "naive"], choices=["transfer", "init", "naive"],
