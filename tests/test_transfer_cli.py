@@ -118,7 +118,7 @@ def test_a_transfer_whose_gradient_pairs_cannot_fit_is_refused_before_it_starts(
     from hf_efftrain.testing import tiny_model
     from hf_efftrain.transfer import TransferConfig, permutation_spec
     from hf_efftrain.transfer.matching import GradientPairs, kept_pair_bytes
-    from hf_efftrain.transfer.tool import TransferError, check_memory
+    from hf_efftrain.transfer.tool import GROWTH_PER_KEPT_BYTE, TransferError, check_memory
 
     model = tiny_model("bert", task="classification")
     spec, shapes = permutation_spec(model), {n: p.shape for n, p in model.named_parameters()}
@@ -126,7 +126,7 @@ def test_a_transfer_whose_gradient_pairs_cannot_fit_is_refused_before_it_starts(
     for _ in range(2):
         pairs.add(*({n: torch.ones(s) for n, s in shapes.items()},) * 2)
     assert kept_pair_bytes(spec, shapes, 2) == sum(2 * t.numel() * 4 for t, _ in pairs.kept.values())
-    per_pair = kept_pair_bytes(spec, shapes, 1)
+    per_pair = GROWTH_PER_KEPT_BYTE * kept_pair_bytes(spec, shapes, 1)  # resident memory per pair, as measured
     check_memory(spec, shapes, TransferConfig(steps=10), available=10 * per_pair / 0.8)
     with pytest.raises(TransferError, match=r"a T = 10 transfer .* pass --steps 9 or fewer"):
         check_memory(spec, shapes, TransferConfig(steps=10), available=9.5 * per_pair / 0.8)
