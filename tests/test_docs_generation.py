@@ -86,7 +86,7 @@ def test_cli_reference_lists_every_option_of_a_command_with_default_and_help(cli
         key = names if param.param_type_name == "option" else param.name.upper()
         assert key in rows, key
         assert param.help and param.help in rows[key][-1]
-    assert rows["--steps"][:2] == ["`int`", "`10`"] and rows["--method"][1] == "`fgmt`"
+    assert rows["--steps"][:2] == ["`int`", "`20`"] and rows["--method"][1] == "`fgmt`"
     assert rows["SOURCE"][1] == "yes"
 
 
