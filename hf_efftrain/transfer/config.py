@@ -27,9 +27,10 @@ class TransferConfig(MethodConfig):
     checkpoints themselves; ``steps`` is then ignored). ``batches_per_step`` mini-batches (of ``batch_size``)
     are averaged per gradient; source and target use the same ones at each step. ``stay`` (≥ 0): a unit
     leaves the place the previous step gave it (the identity at the first step) only when that gains more than
-    ``stay`` standard deviations of its similarity row; 0 is the paper's plain matching, larger values fit less
-    gradient noise and solve somewhat faster, for part of the matching objective (measured in
-    ``docs/transfer.md``; not yet shown to improve transferred accuracy). ``pin_shared`` keeps at the identity
+    ``stay`` standard deviations of its similarity row; 0 is the paper's plain matching. Larger values solve
+    somewhat faster, for part of the matching objective, but keep what the first steps decided from few
+    gradients: on a differently fine-tuned MiniLM target, stay 1 and 3 lowered the transferred accuracy and
+    slowed its fine-tuning (``docs/transfer.md``). ``pin_shared`` keeps at the identity
     every permutation group whose parameters are equal in θ_0 and θ'_0 (a pretrained body shared by source and
     target, as when only the classifier head's seed differs): their units already correspond, and matching them
     from a few gradient batches only fits noise. Off by default (the paper matches every group): measured on 2 MiniLM
