@@ -21,8 +21,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from benchmarks.startup import measure
 
 ROOT = Path(__file__).resolve().parents[1]
 FINETUNE = [
@@ -32,19 +33,12 @@ FINETUNE = [
 
 
 def timed(command: list[str], log: Path) -> tuple[float, float, str]:
-    """Wall seconds, the child's own peak RSS (MiB, ``os.wait4``) and its stdout; this worktree first on the path.
-
-    Linux keeps a child's peak RSS across ``exec``, so the caller must stay small (no torch imported)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
-    start = time.perf_counter()
-    with open(log, "w") as out, open(log.with_suffix(".err"), "w") as err:
-        child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
-        _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        tail = log.with_suffix(".err").read_text()[-2000:]
-        raise SystemExit(f"{' '.join(command)} failed (exit {os.waitstatus_to_exitcode(status)}): {tail}")
-    return seconds, usage.ru_maxrss / 1024, log.read_text()  # KiB on Linux
+    """Wall seconds, the child's own peak RSS (MiB) and its stdout (:func:`benchmarks.startup.measure`)."""
+    try:
+        seconds, rss = measure(command, log)
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
+    return seconds, rss, log.read_text()
 
 
 def summary_of(stdout: str) -> dict:
@@ -59,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="rounds of every arm, interleaved")
     parser.add_argument("--name", default="analyze_example")
     opts = parser.parse_args(argv)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # inherited by the timed children
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, finetune_seconds = opts.run_dir, None
         if run_dir is None:

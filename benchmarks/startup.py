@@ -12,6 +12,7 @@ time and ≤ 1.3× the RSS of ``import torch``; ``--help`` ≤ 0.5× its time. W
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -35,19 +36,24 @@ def cases() -> dict[str, list[str]]:
     }
 
 
-def measure(command: list[str]) -> tuple[float, float]:
+def measure(command: list[str], log: Path | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one run of ``command``, this worktree first on the path.
 
     Linux keeps a child's peak RSS across ``exec``, so the caller must stay small (no torch imported yet).
+    With ``log``, the child's stdout goes there and its stderr beside it (``.err``); else both are dropped
+    (stderr is kept for the error message).
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {child.stderr.read().decode()}")
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(open(log, "w")) if log else subprocess.DEVNULL
+        err = files.enter_context(open(log.with_suffix(".err"), "w+")) if log else subprocess.PIPE
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors = log.with_suffix(".err").read_text() if log else child.stderr.read().decode()
+            raise RuntimeError(f"{' '.join(command)} failed: {errors[-2000:]}")
     return seconds, usage.ru_maxrss / 1024  # KiB on Linux
 
 

@@ -293,10 +293,9 @@ def _memory(steps: list[dict], prefix: str = "") -> dict:
     """Peak RSS of the timed processes, and how much their RSS grew per step after the first (the kept gradient
     pairs grow by one each step); empty for runs recorded before RSS was."""
     peaks = [r["run_peak_rss_mb"] for r in steps if r.get("run_peak_rss_mb")]
-    runs = {r.get("repeat", 0): [] for r in steps if "rss_mb" in r}
-    for r in steps:
-        if "rss_mb" in r:
-            runs[r.get("repeat", 0)].append(r)
+    runs: dict[int, list[dict]] = {}
+    for r in (r for r in steps if "rss_mb" in r):
+        runs.setdefault(r.get("repeat", 0), []).append(r)
     growth = [(rows[-1]["rss_mb"] - rows[0]["rss_mb"]) / (len(rows) - 1) for rows in runs.values() if len(rows) > 1]
     out = {f"{prefix}peak_rss_mb": max(peaks)} if peaks else {}
     return out | ({f"{prefix}rss_growth_mb_per_step": statistics.mean(growth)} if growth else {})

@@ -48,3 +48,13 @@ def test_analyze_example_reads_the_printed_summary_and_puts_the_default_arm_firs
     assert result["transfer_steps"] == 20 and result["analyze_seconds_T10"] == 200.0
     assert result["seconds_ratio_T20_over_T10"] == 1.55 and result["per_arm"]["T10"]["transfer_final_accuracy"] == 0.6
     assert "run by this script" in result["budget_note"] and result["device"] == "cpu"
+
+
+def test_timed_children_keep_stdout_in_the_log_and_fail_with_their_stderr(tmp_path):
+    """``analyze_example.timed`` runs through ``startup.measure``: stdout kept, a failure is one line naming it."""
+    import sys
+
+    seconds, rss, stdout = analyze_example.timed([sys.executable, "-c", "print('{\"a\": 1}')"], tmp_path / "ok.log")
+    assert seconds > 0 and rss > 0 and analyze_example.summary_of(stdout) == {"a": 1}
+    with pytest.raises(SystemExit, match="failed: .*boom"):
+        analyze_example.timed([sys.executable, "-c", "raise SystemExit('boom')"], tmp_path / "bad.log")

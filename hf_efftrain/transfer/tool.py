@@ -36,6 +36,7 @@ from hf_efftrain.transfer.gradients import LossGradients, step_batches
 from hf_efftrain.transfer.hf_spec import permutation_spec
 from hf_efftrain.transfer.matching import kept_pair_bytes
 from hf_efftrain.transfer.schedule import source_path
+from hf_efftrain.transfer.spec import PermutationSpec
 
 REPORT_FILE = "transfer_report.json"
 
@@ -151,7 +152,9 @@ GROWTH_PER_KEPT_BYTE = 1.5
 allocator does not return all of it)."""
 
 
-def check_memory(spec, shapes: dict[str, torch.Size], config: TransferConfig, available: float | None = None) -> None:
+def check_memory(
+    spec: PermutationSpec, shapes: dict[str, torch.Size], config: TransferConfig, available: float | None = None
+) -> None:
     """Refuse up front a transfer whose kept gradient pairs would not fit in the memory available now (a run killed
     for memory halfway loses everything; the pairs grow by one per step, so the end is what counts)."""
     pairs = 0 if config.method == "naive" else config.steps
