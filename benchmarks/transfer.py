@@ -290,10 +290,8 @@ def run_pair(
     per_step = [grad_batches[i * opts.grad_batches : (i + 1) * opts.grad_batches] for i in range(len(path) - 1)]
     gradients = LossGradients(target, per_step)
     start = time.perf_counter()
-    pin = opts.pin_shared
-    *_, last = transfer_trajectory(
-        path, target_init, spec, gradients, "fgmt", opts.max_sweeps, pin_shared=pin, stay=opts.stay
-    )
+    knobs = {"pin_shared": opts.pin_shared, "stay": opts.stay, "stay_at": opts.stay_at}
+    *_, last = transfer_trajectory(path, target_init, spec, gradients, "fgmt", opts.max_sweeps, **knobs)
     seconds = time.perf_counter() - start
     naive = transferred_point(spec, theta_T, theta_0, target_init, spec.identity())
 
@@ -307,7 +305,7 @@ def run_pair(
         "transfer_seconds": seconds,
         "transfer_seconds_per_step": seconds / (len(path) - 1),
         "units_moved": units_moved(spec, last.permutation),
-        "pinned_groups": len(spec.shared_groups(theta_0, target_init)) if pin else 0,
+        "pinned_groups": len(spec.shared_groups(theta_0, target_init)) if opts.pin_shared else 0,
         "groups": len(spec.groups),
     }
     # side by side, same recipe and data order: from the transferred point, from the target's own init, and
@@ -396,7 +394,7 @@ def budget_note(opts, scenario: int) -> str:
         f"(AdamW lr {opts.minilm_lr}, warm-up then constant); target: {target}; FGMT with "
         f"T={opts.minilm_transfer_steps} cosine-spaced points, {opts.grad_batches} batches per gradient, "
         f"max_sweeps {opts.max_sweeps}, {'pin_shared' if opts.pin_shared else 'every group matched'}"
-        f"{f', stay {opts.stay}' if opts.stay else ''}; {checks}; "
+        f"{f', stay {opts.stay} at the {opts.stay_at} permutation' if opts.stay else ''}; {checks}; "
         f"{cap}; curves run from: {', '.join(opts.curves)}."
     )
 
@@ -443,6 +441,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minilm-transfer-steps", type=int, default=20, help="T of the MiniLM transfers")
     parser.add_argument("--minilm-target-steps", type=int, default=24, help="scenario 4: the target's fine-tuning")
     parser.add_argument("--stay", type=float, default=0.0, help="prior towards the previous permutation (stay)")
+    parser.add_argument(
+        "--stay-at", default="previous", choices=("previous", "identity"), help="where --stay's prior sits"
+    )
     parser.add_argument("--pin-shared", action="store_true", help="pin the groups θ_0 and θ'_0 share (pin_shared)")
     parser.add_argument(
         "--curves", nargs="+", default=["transfer", "init", "naive"], choices=["transfer", "init", "naive"],

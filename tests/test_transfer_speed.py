@@ -290,3 +290,36 @@ def test_kept_pairs_grow_in_place_and_equal_the_stacked_gradients(capacity):
         assert torch.equal(target, torch.stack([g_prime[name].float() for _, g_prime in grads]))
     moved = [starts[i] != starts[i - 1] for i in (1, 2)]
     assert moved == ([False, False] if capacity == 3 else [True, True])  # 1 -> 2 -> 4 slots
+
+
+def test_an_identity_anchor_pulls_back_to_the_identity_from_any_warm_start():
+    """stay_at the identity: a huge prior returns the identity even when the warm start is elsewhere, where the
+    default anchor (the warm start) keeps that start; a moderate one moves fewer units than plain matching."""
+    spec, grads = _gradient_pairs("bert")
+    pairs = GradientPairs(spec)
+    for g, g_prime in grads:
+        pairs.add(g, g_prime)
+    elsewhere = spec.random_permutation(seed=3)
+    kept, _ = match_permutation(spec, pairs, elsewhere, stay=1e6)
+    assert spec.equal(kept, elsewhere)
+    home, _ = match_permutation(spec, pairs, elsewhere, stay=1e6, anchor=spec.identity())
+    assert spec.equal(home, spec.identity())
+    plain, _ = match_permutation(spec, pairs, elsewhere)
+    free = [n for n, g in spec.groups.items() if hasattr(g, "size")]
+
+    def moved(perm) -> int:
+        return sum(int((perm[n] != torch.arange(len(perm[n]))).sum()) for n in free)
+
+    some, _ = match_permutation(spec, pairs, elsewhere, stay=1.0, anchor=spec.identity())
+    assert moved(some) < moved(plain)
+
+
+def test_stay_at_is_checked_by_the_config_and_the_engine():
+    from hf_efftrain.errors import TransferError
+    from hf_efftrain.transfer import TransferConfig, transfer_trajectory
+
+    with pytest.raises(TransferError, match="unknown stay_at 'start'"):
+        TransferConfig(stay_at="start")
+    path = [{"w": torch.zeros(2)}, {"w": torch.ones(2)}]
+    with pytest.raises(TransferError, match="unknown stay_at"):
+        next(transfer_trajectory(path, path[0], None, None, stay_at="start"))

@@ -36,6 +36,11 @@ def transfer(
     stay: float = typer.Option(
         0.0, "--stay", help="Prior toward the previous permutation, in row standard deviations (0: plain matching)."
     ),
+    stay_at: str = typer.Option(
+        "previous",
+        "--stay-at",
+        help="Where --stay's prior sits: 'previous' (the last step's permutation) or 'identity'.",
+    ),
     pin_shared: bool = typer.Option(
         False,
         "--pin-shared/--match-shared",
@@ -61,6 +66,7 @@ def transfer(
         batch_size=batch_size,
         seed=seed,
         stay=stay,
+        stay_at=stay_at,
         pin_shared=pin_shared,
     )
     report = run_transfer(

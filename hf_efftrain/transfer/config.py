@@ -14,6 +14,7 @@ from hf_efftrain.method_config import MethodConfig
 
 METHODS = ("fgmt", "gmt", "naive")
 SPACINGS = ("cosine", "linear", "checkpoints")
+STAY_AT = ("previous", "identity")
 
 
 @dataclass
@@ -27,7 +28,9 @@ class TransferConfig(MethodConfig):
     checkpoints themselves; ``steps`` is then ignored). ``batches_per_step`` mini-batches (of ``batch_size``)
     are averaged per gradient; source and target use the same ones at each step. ``stay`` (≥ 0): a unit
     leaves the place the previous step gave it (the identity at the first step) only when that gains more than
-    ``stay`` standard deviations of its similarity row; 0 is the paper's plain matching. Larger values solve
+    ``stay`` standard deviations of its similarity row; 0 is the paper's plain matching. ``stay_at="identity"``
+    puts that prior on the identity at every step instead (source and target units assumed to correspond until
+    the gradients say otherwise). Larger values solve
     somewhat faster, for part of the matching objective, but keep what the first steps decided from few
     gradients: on a differently fine-tuned MiniLM target, stay 1 and 3 lowered the transferred accuracy and
     slowed its fine-tuning (``docs/transfer.md``). ``pin_shared`` keeps at the identity
@@ -45,6 +48,7 @@ class TransferConfig(MethodConfig):
     max_sweeps: int = 100
     seed: int = 0
     stay: float = 0.0
+    stay_at: str = "previous"
     pin_shared: bool = False
 
     def validate(self) -> TransferConfig:
@@ -58,4 +62,6 @@ class TransferConfig(MethodConfig):
                 raise TransferError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.stay >= 0:
             raise TransferError(f"stay must be >= 0, got {self.stay}")
+        if self.stay_at not in STAY_AT:
+            raise TransferError(f"unknown stay_at {self.stay_at!r}; choose one of {', '.join(STAY_AT)}")
         return self

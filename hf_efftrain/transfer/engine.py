@@ -26,6 +26,7 @@ import torch
 
 from hf_efftrain.errors import TransferError
 from hf_efftrain.log import progress_bar
+from hf_efftrain.transfer.config import STAY_AT
 from hf_efftrain.transfer.matching import GradientPairs, MatchInfo, Progress, match_permutation
 from hf_efftrain.transfer.spec import Permutation, PermutationSpec
 
@@ -67,10 +68,12 @@ def transfer_trajectory(
     progress: bool = False,
     stay: float = 0.0,
     pin_shared: bool = False,
+    stay_at: str = "previous",
 ) -> Iterator[TransferStep]:
     """Yield θ'_1 … θ'_T for source points ``path[0..T]`` (see the module docstring).
 
-    ``stay`` > 0 keeps units where the previous step put them unless the gradients clearly say otherwise
+    ``stay`` > 0 keeps units where the previous step put them (``stay_at="previous"``) or at the identity
+    (``stay_at="identity"``) unless the gradients clearly say otherwise
     (:func:`~hf_efftrain.transfer.matching.match_permutation`). ``pin_shared`` keeps at the identity the groups
     whose parameters are equal in θ_0 and θ'_0 (:meth:`~hf_efftrain.transfer.spec.PermutationSpec.shared_groups`:
     a shared pretrained body); the default ``False`` matches every group, as the paper does."""
@@ -78,6 +81,8 @@ def transfer_trajectory(
         raise TransferError(f"a source path needs at least 2 points, got {len(path)}")
     if method not in ("fgmt", "gmt", "naive"):
         raise TransferError(f"unknown transfer method {method!r}; choose fgmt, gmt or naive")
+    if stay_at not in STAY_AT:
+        raise TransferError(f"unknown stay_at {stay_at!r}; choose {' or '.join(STAY_AT)}")
     start = path[0]
     target_init = {n: t.detach().cpu() for n, t in target_init.items() if n in start}
 
@@ -86,6 +91,7 @@ def transfer_trajectory(
 
     perm = spec.identity()
     pinned = spec.shared_groups(start, target_init) if pin_shared else frozenset()
+    anchor = spec.identity() if stay_at == "identity" else None
     if method == "naive":
         for s in range(1, len(path)):
             yield TransferStep(s, point(s, perm), perm, None)
@@ -104,7 +110,9 @@ def transfer_trajectory(
         init = perm if warm_start else None
         label = f"matching {s}/{len(path) - 1}"
         with progress_bar(total=len(spec.groups), desc=label, leave=False, mininterval=0, disable=not progress) as bar:
-            perm, info = match_permutation(spec, pairs, init, max_sweeps, _report(bar, label), stay=stay, fixed=pinned)
+            perm, info = match_permutation(
+                spec, pairs, init, max_sweeps, _report(bar, label), stay=stay, fixed=pinned, anchor=anchor
+            )
         current = point(s, perm)
         yield TransferStep(s, current, perm, info)
         if method == "fgmt":

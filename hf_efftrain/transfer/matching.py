@@ -314,6 +314,7 @@ def match_permutation(
     workers: int | None = None,
     stay: float = 0.0,
     fixed: frozenset[str] = frozenset(),
+    anchor: Permutation | None = None,
 ) -> tuple[Permutation, MatchInfo]:
     """Coordinate descent of linear assignments over the groups, from ``init`` (default: identity).
 
@@ -324,7 +325,9 @@ def match_permutation(
     evidence does not point elsewhere. It is a trade-off, not a free speed-up: on MiniLM-L6's MLP similarities
     stay=1 makes an assignment 1.4–4.4× faster for 92–71 % of the exact gain (``docs/transfer.md``), and on tiny
     test models stay=0.1 already keeps some planted units in place. ``stay=0`` is the plain objective; the
-    reported objective never includes the bonus. Groups in ``fixed`` keep their ``init`` state.
+    reported objective never includes the bonus. ``anchor`` moves the bonus to another permutation than ``init``
+    (the identity: a prior that source and target units already correspond). Groups in ``fixed`` keep their
+    ``init`` state.
 
     A sweep visits the groups in spec order and solves those marked *dirty*: all at first, then only the
     ones whose similarity changed because a group they depend on changed (see the module docstring). This
@@ -334,7 +337,7 @@ def match_permutation(
     assignment solver releases the GIL, and the result is the same as solving them one after another.
     """
     perm = dict(init) if init is not None else spec.identity()
-    anchor = dict(perm) if stay > 0 else None
+    anchor = (dict(anchor) if anchor is not None else dict(perm)) if stay > 0 else None
     order = [name for name in spec.groups if name not in fixed and pairs.has_data(name)]
     dependents = {name: {g for g in order if name in pairs.depends[g]} for name in order}
     workers = workers or max(1, min(4, torch.get_num_threads()))

@@ -222,6 +222,7 @@ def _transfer_into(
         progress=progress,
         stay=config.stay,
         pin_shared=config.pin_shared,
+        stay_at=config.stay_at,
     )
     for result in results:
         row = {"step": result.step, "lambda": path.lambdas[result.step], **evaluator(result.params)}
