@@ -174,8 +174,9 @@ def adapter_figures(trainer: EfficientTrainer, out: Path, opts: argparse.Namespa
     }
 
 
-def _mat_figures(trainer: EfficientTrainer, train_seconds: float) -> dict[str, float]:
-    """MAT's own counts: projection backward FLOPs skipped, probe time and its share, mean active fraction."""
+def _mat_figures(trainer: EfficientTrainer, train_seconds: float) -> dict[str, Any]:
+    """MAT's own counts: projection backward FLOPs skipped, probe time and its share, mean active fraction, and
+    where in depth the gates fall (a back-propagation stop can skip only layers below every active head)."""
     from hf_efftrain.mat import MATCallback
 
     engine = next(c for c in trainer.callback_handler.callbacks if isinstance(c, MATCallback)).engine
@@ -186,7 +187,36 @@ def _mat_figures(trainer: EfficientTrainer, train_seconds: float) -> dict[str, f
         "measurement_overhead": engine.measure_seconds / train_seconds,
         "measurements": engine.measurements,
         "active_fraction_at_probes": statistics.mean(fractions) if fractions else 1.0,
+        **depth_figures(engine.layout, engine.history, engine.config.warmup_steps),
     }
+
+
+def depth_figures(layout, history: list[dict[str, Any]], warmup_steps: int) -> dict[str, Any]:
+    """Over the probes that gated (past warm-up): the deepest "lowest layer with an active head" (how far down a
+    back-propagation stop could ever cut), the mean number of fully gated layers, and each layer's mean λmax
+    relative to the model's mean (the depth profile that decides both)."""
+    gated = [h for h in history if h["step"] >= warmup_steps]
+    if not gated:
+        return {"lowest_active_layer": 0, "fully_gated_layers": 0.0, "lambda_by_layer": []}
+    layers = [[i for i, u in enumerate(layout.units) if u.layer == layer] for layer in range(layout.num_layers)]
+    lowest, fully, profile = [], [], []
+    for probe in gated:
+        on = [any(probe["active"][i] for i in ids) for ids in layers]
+        lowest.append(on.index(True) if any(on) else layout.num_layers)
+        fully.append(on.count(False))
+        lam = torch.tensor(probe["lambda"], dtype=torch.float64)
+        profile.append([float(lam[ids].mean() / lam.mean()) for ids in layers])
+    return {
+        "lowest_active_layer": max(lowest),
+        "fully_gated_layers": statistics.mean(fully),
+        "lambda_by_layer": [round(statistics.mean(column), 3) for column in zip(*profile, strict=True)],
+    }
+
+
+def _mean_profile(runs: list[dict], arm: str) -> list[float]:
+    """Each layer's relative λmax, averaged over seeds."""
+    profiles = [r[f"{arm}/lambda_by_layer"] for r in runs if r[f"{arm}/lambda_by_layer"]]
+    return [round(statistics.mean(column), 3) for column in zip(*profiles, strict=True)] if profiles else []
 
 
 def check_arms(arms: list[str], folder: str, opts: argparse.Namespace, vocab: int) -> None:
@@ -227,6 +257,11 @@ def summarize(runs: list[dict], arms: list[str]) -> dict[str, Any]:
         "lora_twa_cpu_time_ratio": ratio("lora+twa", "train_cpu_seconds"),
         "lora_twa_last_cpu_time_ratio": ratio("lora+twa_last", "train_cpu_seconds"),
         "lora_mat_measurement_overhead": mean("lora+mat/measurement_overhead") if "lora+mat" in arms else None,
+        "lora_mat_lowest_active_layer": max(r["lora+mat/lowest_active_layer"] for r in runs)
+        if "lora+mat" in arms
+        else None,
+        "lora_mat_fully_gated_layers": mean("lora+mat/fully_gated_layers") if "lora+mat" in arms else None,
+        "lora_mat_lambda_by_layer": _mean_profile(runs, "lora+mat") if "lora+mat" in arms else None,
         "lora_mat_kv_eval_loss": mean("lora+mat_kv/eval_loss") if "lora+mat_kv" in arms else None,
         "lora_mat_kv_backward_flops_ratio": backward_ratio("lora+mat_kv"),
         "lora_mat_kv_wall_clock_ratio": ratio("lora+mat_kv", "train_seconds"),
@@ -316,8 +351,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if not opts.no_write:
         write_result(opts.name, result, "LoRA on a decoder LLM: alone, with MAT, with TWA; CMD of the adapter",
-                     {"Per seed": runs})  # fmt: skip
+                     {"Per seed": [_scalars(r) for r in runs], **depth_table(result)})  # fmt: skip
     return result
+
+
+def _scalars(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not isinstance(v, list)}
+
+
+def depth_table(result: dict[str, Any]) -> dict[str, list[dict]]:
+    """The λmax depth profile as a table (one row per layer), when a MAT arm ran."""
+    profile = result.get("lora_mat_lambda_by_layer") or []
+    rows = [{"layer": layer, "mean lambda_max / model mean": value} for layer, value in enumerate(profile)]
+    return {"MAT: each layer's mean lambda_max relative to the model's (lora+mat, past warm-up)": rows} if rows else {}
 
 
 if __name__ == "__main__":
