@@ -54,6 +54,7 @@ from hf_efftrain.transfer import (
     transfer_trajectory,
     transferred_point,
 )
+from hf_efftrain.transfer.prior import resolve_prior
 
 TITLE = "Trajectory transfer (FGMT): small BERT-style models and the real MiniLM-L6, Rotten Tomatoes"
 KEYS = (
@@ -290,7 +291,8 @@ def run_pair(
     per_step = [grad_batches[i * opts.grad_batches : (i + 1) * opts.grad_batches] for i in range(len(path) - 1)]
     gradients = LossGradients(target, per_step)
     start = time.perf_counter()
-    knobs = {"pin_shared": opts.pin_shared, "stay": opts.stay, "stay_at": opts.stay_at}
+    prior = resolve_prior(spec, theta_0, target_init, opts.stay, opts.stay_at)
+    knobs = {"pin_shared": opts.pin_shared, "stay": prior.stay, "stay_at": prior.at}
     *_, last = transfer_trajectory(path, target_init, spec, gradients, "fgmt", opts.max_sweeps, **knobs)
     seconds = time.perf_counter() - start
     naive = transferred_point(spec, theta_T, theta_0, target_init, spec.identity())
@@ -306,6 +308,9 @@ def run_pair(
         "transfer_seconds_per_step": seconds / (len(path) - 1),
         "units_moved": units_moved(spec, last.permutation),
         "pinned_groups": len(spec.shared_groups(theta_0, target_init)) if opts.pin_shared else 0,
+        "prior_stay": prior.stay,
+        "prior_at": prior.at,
+        "start_similarity": prior.similarity,
         "groups": len(spec.groups),
     }
     # side by side, same recipe and data order: from the transferred point, from the target's own init, and
@@ -381,7 +386,7 @@ def budget_note(opts, scenario: int) -> str:
             f"heads, MiniLM tokenizer cut to the {opts.vocab} most frequent tokens; scenario 1 trains "
             f"{opts.scratch_steps} steps from scratch, scenario 2 pretrains {opts.pretrain_steps} MLM steps per seed "
             f"then fine-tunes {opts.finetune_steps} steps; FGMT with T={opts.transfer_steps} cosine-spaced points, "
-            f"{opts.grad_batches} batches of {opts.batch_size} per gradient; {checks}; {cap}."
+            f"{opts.grad_batches} batches of {opts.batch_size} per gradient{_prior_words(opts)}; {checks}; {cap}."
         )
     target = (
         "MiniLM-L6 with the target seed's head"
@@ -394,9 +399,17 @@ def budget_note(opts, scenario: int) -> str:
         f"(AdamW lr {opts.minilm_lr}, warm-up then constant); target: {target}; FGMT with "
         f"T={opts.minilm_transfer_steps} cosine-spaced points, {opts.grad_batches} batches per gradient, "
         f"max_sweeps {opts.max_sweeps}, {'pin_shared' if opts.pin_shared else 'every group matched'}"
-        f"{f', stay {opts.stay} at the {opts.stay_at} permutation' if opts.stay else ''}; {checks}; "
+        f"{_prior_words(opts)}; {checks}; "
         f"{cap}; curves run from: {', '.join(opts.curves)}."
     )
+
+
+def _prior_words(opts) -> str:
+    """The matching's prior as asked on the command line (each pair's row records what it resolved to)."""
+    if opts.stay is None and opts.stay_at == "auto":
+        return ", prior by the starts' relation (stay 1 at the identity when they share pretrained weights, else none)"
+    stay = "the default strength" if opts.stay is None else f"stay {opts.stay}"
+    return f", {stay} at the {opts.stay_at} permutation"
 
 
 def include_scenarios(result: dict, per_pair: dict, names: list[str]) -> None:
@@ -440,9 +453,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minilm-lr", type=float, default=5e-5)
     parser.add_argument("--minilm-transfer-steps", type=int, default=20, help="T of the MiniLM transfers")
     parser.add_argument("--minilm-target-steps", type=int, default=24, help="scenario 4: the target's fine-tuning")
-    parser.add_argument("--stay", type=float, default=0.0, help="prior towards the previous permutation (stay)")
+    parser.add_argument("--stay", type=float, default=None, help="the matching's prior (default: TransferConfig's)")
     parser.add_argument(
-        "--stay-at", default="previous", choices=("previous", "identity"), help="where --stay's prior sits"
+        "--stay-at", default="auto", choices=("auto", "previous", "identity"), help="where --stay's prior sits"
     )
     parser.add_argument("--pin-shared", action="store_true", help="pin the groups θ_0 and θ'_0 share (pin_shared)")
     parser.add_argument(

@@ -74,12 +74,36 @@ def test_cli_writes_loadable_points_and_a_report(folders, capsys):
     assert [p["step"] for p in report["points"]] == [0, 1, 2, 3]
     assert all(0.0 <= p["accuracy"] <= 1.0 and p["loss"] > 0 for p in report["points"])
     assert report["config"]["method"] == "fgmt" and "residual" in report["permutation"]
+    assert report["prior"]["related"] is False and report["prior"]["stay"] == 0.0  # independent inits: plain
     assert Trajectory(out).steps == [0, 1, 2, 3]
     model = AutoModelForSequenceClassification.from_pretrained(out / "checkpoint-3")
     initial = AutoModelForSequenceClassification.from_pretrained(folders / "target")
     moved = model.classifier.weight - initial.classifier.weight
     assert moved.abs().max() > 0  # the end point really carries the transferred update
-    assert "step   3" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "step   3" in printed and "matching prior: none, the paper's plain matching (the target does not" in printed
+
+
+def test_a_target_sharing_the_sources_weights_gets_the_identity_prior(folders, tmp_path):
+    from hf_efftrain.transfer import TransferConfig
+    from hf_efftrain.transfer.tool import run_transfer
+
+    tokenizer = AutoTokenizer.from_pretrained(folders / "target")
+    shared = _bert(tokenizer, seed=0)  # the source's own start, with every weight a little moved
+    with torch.no_grad():
+        for param in shared.parameters():
+            param.add_(0.01 * param.std() * torch.randn_like(param) if param.numel() > 1 else 0)
+    shared.save_pretrained(tmp_path / "shared")
+    tokenizer.save_pretrained(tmp_path / "shared")
+    config = TransferConfig(steps=2, batches_per_step=1, batch_size=8)
+    report = run_transfer(
+        folders / "source", tmp_path / "shared", tmp_path / "out", config, eval_samples=16, progress=False
+    )
+    assert report["prior"]["related"] and report["prior"]["similarity"] > 0.99
+    assert (report["prior"]["stay"], report["prior"]["at"]) == (1.0, "identity")
+    from hf_efftrain.transfer.cli import prior_words
+
+    assert prior_words(report["prior"]).startswith("stay 1 at the identity permutation (the target shares")
 
 
 @pytest.mark.parametrize(

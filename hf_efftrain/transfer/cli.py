@@ -33,13 +33,18 @@ def transfer(
     eval_samples: int = typer.Option(500, "--eval-samples", help="Validation examples scored at each point."),
     save: str = typer.Option("end", "--save", help="'end' (last point only) or 'all' (every point)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the batch order."),
-    stay: float = typer.Option(
-        0.0, "--stay", help="Prior toward the previous permutation, in row standard deviations (0: plain matching)."
+    stay: float | None = typer.Option(
+        None,
+        "--stay",
+        help="Prior keeping units in place, in row standard deviations (0: the paper's plain matching). "
+        "Default: 1 when the target shares the source's pretrained weights, else 0.",
+        show_default=False,
     ),
     stay_at: str = typer.Option(
-        "previous",
+        "auto",
         "--stay-at",
-        help="Where --stay's prior sits: 'previous' (the last step's permutation) or 'identity'.",
+        help="Where --stay's prior sits: 'identity', 'previous' (the last step's permutation) or 'auto' "
+        "(identity when the target shares the source's pretrained weights).",
     ),
     pin_shared: bool = typer.Option(
         False,
@@ -75,4 +80,16 @@ def transfer(
     for point in report["points"]:
         accuracy = f"  accuracy {point['accuracy']:.4f}" if "accuracy" in point else ""
         typer.echo(f"step {point['step']:>3}  lambda {point['lambda']:.3f}  loss {point['loss']:.4f}{accuracy}")
+    typer.echo(f"matching prior: {prior_words(report['prior'])}")
     typer.echo(f"report: {out / REPORT_FILE}")
+
+
+def prior_words(prior: dict) -> str:
+    """The report's resolved prior in one phrase (which one the run got, and why when it was chosen for it)."""
+    why = ""
+    if prior["similarity"] is not None:
+        relation = "shares" if prior["related"] else "does not share"
+        why = f" (the target {relation} the source's pretrained weights: cosine {prior['similarity']:.3f})"
+    if not prior["stay"]:
+        return f"none, the paper's plain matching{why}"
+    return f"stay {prior['stay']:g} at the {prior['at']} permutation{why}"

@@ -14,7 +14,7 @@ from hf_efftrain.method_config import MethodConfig
 
 METHODS = ("fgmt", "gmt", "naive")
 SPACINGS = ("cosine", "linear", "checkpoints")
-STAY_AT = ("previous", "identity")
+STAY_AT = ("auto", "previous", "identity")
 
 
 @dataclass
@@ -26,14 +26,17 @@ class TransferConfig(MethodConfig):
     θ'_0 + (θ_s − θ_0)). ``spacing``: where the source points lie between its first and last checkpoint —
     ``cosine`` (dense near the end, λ_k = sin(πk/2T)), ``linear`` (λ_k = k/T) or ``checkpoints`` (the saved
     checkpoints themselves; ``steps`` is then ignored). ``batches_per_step`` mini-batches (of ``batch_size``)
-    are averaged per gradient; source and target use the same ones at each step. ``stay`` (≥ 0): a unit
-    leaves the place the previous step gave it (the identity at the first step) only when that gains more than
-    ``stay`` standard deviations of its similarity row; 0 is the paper's plain matching. ``stay_at="identity"``
-    puts that prior on the identity at every step instead (source and target units assumed to correspond until
-    the gradients say otherwise). Larger values solve
-    somewhat faster, for part of the matching objective, but keep what the first steps decided from few
-    gradients: on a differently fine-tuned MiniLM target, stay 1 and 3 lowered the transferred accuracy and
-    slowed its fine-tuning (``docs/transfer.md``). ``pin_shared`` keeps at the identity
+    are averaged per gradient; source and target use the same ones at each step.
+
+    ``stay`` (≥ 0) and ``stay_at``: a prior on the matching. A unit leaves its place — the previous step's
+    permutation (``stay_at="previous"``) or the identity (``"identity"``) — only when that gains more than
+    ``stay`` standard deviations of its similarity row; ``stay=0`` is the paper's plain matching. The defaults
+    (``None``, ``"auto"``) look at θ_0 and θ'_0 (:mod:`hf_efftrain.transfer.prior`): when they share pretrained
+    weights (cosine ≥ 0.5: a new head's seed, or a copy fine-tuned on its own), stay 1 at the identity, which
+    on MiniLM-L6 gave a better transferred point that fine-tunes faster than plain matching in both
+    shared-body scenarios; otherwise plain matching, as on independently initialized models, where the
+    identity prior lost accuracy (``docs/transfer.md``). A prior at the previous permutation (stay 1 or 3) kept
+    what the first steps decided from few gradients and did worse. ``pin_shared`` keeps at the identity
     every permutation group whose parameters are equal in θ_0 and θ'_0 (a pretrained body shared by source and
     target, as when only the classifier head's seed differs): their units already correspond, and matching them
     from a few gradient batches only fits noise. Off by default (the paper matches every group): measured on 2 MiniLM
@@ -47,8 +50,8 @@ class TransferConfig(MethodConfig):
     batch_size: int = 32
     max_sweeps: int = 100
     seed: int = 0
-    stay: float = 0.0
-    stay_at: str = "previous"
+    stay: float | None = None
+    stay_at: str = "auto"
     pin_shared: bool = False
 
     def validate(self) -> TransferConfig:
@@ -60,7 +63,7 @@ class TransferConfig(MethodConfig):
         for name in ("steps", "batches_per_step", "batch_size", "max_sweeps"):
             if getattr(self, name) < 1:
                 raise TransferError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.stay >= 0:
+        if self.stay is not None and not self.stay >= 0:
             raise TransferError(f"stay must be >= 0, got {self.stay}")
         if self.stay_at not in STAY_AT:
             raise TransferError(f"unknown stay_at {self.stay_at!r}; choose one of {', '.join(STAY_AT)}")

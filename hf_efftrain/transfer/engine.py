@@ -28,6 +28,7 @@ from hf_efftrain.errors import TransferError
 from hf_efftrain.log import progress_bar
 from hf_efftrain.transfer.config import STAY_AT
 from hf_efftrain.transfer.matching import GradientPairs, MatchInfo, Progress, match_permutation
+from hf_efftrain.transfer.prior import resolve_prior
 from hf_efftrain.transfer.spec import Permutation, PermutationSpec
 
 State = dict[str, torch.Tensor]
@@ -66,7 +67,7 @@ def transfer_trajectory(
     max_sweeps: int = 100,
     warm_start: bool = True,
     progress: bool = False,
-    stay: float = 0.0,
+    stay: float | None = 0.0,
     pin_shared: bool = False,
     stay_at: str = "previous",
 ) -> Iterator[TransferStep]:
@@ -74,9 +75,11 @@ def transfer_trajectory(
 
     ``stay`` > 0 keeps units where the previous step put them (``stay_at="previous"``) or at the identity
     (``stay_at="identity"``) unless the gradients clearly say otherwise
-    (:func:`~hf_efftrain.transfer.matching.match_permutation`). ``pin_shared`` keeps at the identity the groups
-    whose parameters are equal in θ_0 and θ'_0 (:meth:`~hf_efftrain.transfer.spec.PermutationSpec.shared_groups`:
-    a shared pretrained body); the default ``False`` matches every group, as the paper does."""
+    (:func:`~hf_efftrain.transfer.matching.match_permutation`); ``stay=None`` and ``stay_at="auto"`` choose from
+    how related θ_0 and θ'_0 are (:func:`~hf_efftrain.transfer.prior.resolve_prior`). ``pin_shared`` keeps at the
+    identity the groups whose parameters are equal in θ_0 and θ'_0
+    (:meth:`~hf_efftrain.transfer.spec.PermutationSpec.shared_groups`: a shared pretrained body); the default
+    ``False`` matches every group, as the paper does."""
     if len(path) < 2:
         raise TransferError(f"a source path needs at least 2 points, got {len(path)}")
     if method not in ("fgmt", "gmt", "naive"):
@@ -91,7 +94,8 @@ def transfer_trajectory(
 
     perm = spec.identity()
     pinned = spec.shared_groups(start, target_init) if pin_shared else frozenset()
-    anchor = spec.identity() if stay_at == "identity" else None
+    prior = resolve_prior(spec, start, target_init, stay, stay_at)
+    anchor = spec.identity() if prior.at == "identity" else None
     if method == "naive":
         for s in range(1, len(path)):
             yield TransferStep(s, point(s, perm), perm, None)
@@ -111,7 +115,7 @@ def transfer_trajectory(
         label = f"matching {s}/{len(path) - 1}"
         with progress_bar(total=len(spec.groups), desc=label, leave=False, mininterval=0, disable=not progress) as bar:
             perm, info = match_permutation(
-                spec, pairs, init, max_sweeps, _report(bar, label), stay=stay, fixed=pinned, anchor=anchor
+                spec, pairs, init, max_sweeps, _report(bar, label), stay=prior.stay, fixed=pinned, anchor=anchor
             )
         current = point(s, perm)
         yield TransferStep(s, current, perm, info)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedModel
 
 from hf_efftrain.errors import TransferError, TransferMismatchError
-from hf_efftrain.log import progress_bar
+from hf_efftrain.log import get_logger, progress_bar
 from hf_efftrain.model_folder import load_model, load_tokenizer, read_config
 from hf_efftrain.outputs import check_output, output_directory
 from hf_efftrain.tasks import load_splits, tokenize_classification, tokenize_lm_blocks
@@ -35,8 +35,11 @@ from hf_efftrain.transfer.evaluation import evaluate
 from hf_efftrain.transfer.gradients import LossGradients, step_batches
 from hf_efftrain.transfer.hf_spec import permutation_spec
 from hf_efftrain.transfer.matching import kept_pair_bytes
+from hf_efftrain.transfer.prior import resolve_prior
 from hf_efftrain.transfer.schedule import source_path
 from hf_efftrain.transfer.spec import PermutationSpec
+
+logger = get_logger("hf_efftrain.transfer")
 
 REPORT_FILE = "transfer_report.json"
 
@@ -211,6 +214,14 @@ def _transfer_into(
     points = [{"step": 0, "lambda": path.lambdas[0], **evaluator(init)}]
     if save == "all":
         _save_point(model, tokenizer, init, out / "checkpoint-0")
+    prior = resolve_prior(spec, path[0], init, config.stay, config.stay_at)
+    if prior.related and config.stay is None and config.method != "naive":
+        logger.info(
+            "the target shares the source's pretrained weights (cosine %.3f): units stay at the identity unless the "
+            "gradients clearly move them (stay %g; --stay 0 for the paper's plain matching)",
+            prior.similarity,
+            prior.stay,
+        )
     bar = progress_bar(total=steps, desc=f"transfer ({config.method})", disable=not progress)
     results = transfer_trajectory(
         path,
@@ -220,9 +231,9 @@ def _transfer_into(
         config.method,
         config.max_sweeps,
         progress=progress,
-        stay=config.stay,
+        stay=prior.stay,
         pin_shared=config.pin_shared,
-        stay_at=config.stay_at,
+        stay_at=prior.at,
     )
     for result in results:
         row = {"step": result.step, "lambda": path.lambdas[result.step], **evaluator(result.params)}
@@ -239,6 +250,7 @@ def _transfer_into(
         "target": target_label or str(target),
         "dataset": dataset,
         "config": config.to_dict(),
+        "prior": prior.to_dict(),
         "points": points,
         "permutation": spec.to_json(result.permutation),
     }
