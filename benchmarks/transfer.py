@@ -291,8 +291,8 @@ def run_pair(
     per_step = [grad_batches[i * opts.grad_batches : (i + 1) * opts.grad_batches] for i in range(len(path) - 1)]
     gradients = LossGradients(target, per_step)
     start = time.perf_counter()
-    prior = resolve_prior(spec, theta_0, target_init, opts.stay, opts.stay_at)
-    knobs = {"pin_shared": opts.pin_shared, "stay": prior.stay, "stay_at": prior.at}
+    prior = resolve_prior(spec, theta_0, target_init, opts.stay, opts.stay_at, opts.warm_start)
+    knobs = {"pin_shared": opts.pin_shared, "stay": prior.stay, "stay_at": prior.at, "warm_start": prior.warm_start}
     *_, last = transfer_trajectory(path, target_init, spec, gradients, "fgmt", opts.max_sweeps, **knobs)
     seconds = time.perf_counter() - start
     naive = transferred_point(spec, theta_T, theta_0, target_init, spec.identity())
@@ -310,6 +310,7 @@ def run_pair(
         "pinned_groups": len(spec.shared_groups(theta_0, target_init)) if opts.pin_shared else 0,
         "prior_stay": prior.stay,
         "prior_at": prior.at,
+        "warm_start": prior.warm_start,
         "start_similarity": prior.similarity,
         "groups": len(spec.groups),
     }
@@ -406,15 +407,22 @@ def budget_note(opts, scenario: int) -> str:
 
 def _prior_words(opts) -> str:
     """The matching's prior as asked on the command line (each pair's row records what it resolved to)."""
+    start = {True: "warm-started", False: "each step from the identity", None: "warm-started when related"}
     if opts.stay is None and opts.stay_at == "auto":
-        return ", prior by the starts' relation (stay 1 at the identity when they share pretrained weights, else none)"
+        return (
+            ", prior by the starts' relation (stay 1 at the identity when they share pretrained weights, else none), "
+            f"{start[opts.warm_start]}"
+        )
     stay = "the default strength" if opts.stay is None else f"stay {opts.stay}"
-    return f", {stay} at the {opts.stay_at} permutation"
+    return f", {stay} at the {opts.stay_at} permutation, {start[opts.warm_start]}"
 
 
 def include_scenarios(result: dict, per_pair: dict, names: list[str]) -> None:
     """Copy every scenario (its summary with its own command, date and budget, and its per-pair rows) of the result
-    files ``names`` into ``result``: scenarios run side by side in separate processes end in one file."""
+    files ``names`` into ``result``: scenarios run side by side in separate processes end in one file. A scenario
+    split by pairs over several files (``--pairs``) is joined: its rows in file order, its means over all of them,
+    every part's command."""
+    parts: dict[str, list[tuple[dict, list[dict]]]] = {}
     for other in names:
         path = RESULTS_DIR / f"{other}.json"
         if not path.is_file():
@@ -424,7 +432,19 @@ def include_scenarios(result: dict, per_pair: dict, names: list[str]) -> None:
         if not found:
             raise SystemExit(f"--include {other}: {path} holds no scenario of this benchmark")
         for name in found:
-            result[name], per_pair[name] = data[name], data["per_pair"][name]
+            parts.setdefault(name, []).append((data[name], data["per_pair"][name]))
+    for name, pieces in parts.items():
+        if len(pieces) == 1:
+            result[name], per_pair[name] = pieces[0]
+            continue
+        rows = [row for _, part in pieces for row in part]
+        pairs = [(r["seed_source"], r["seed_target"]) for r in rows]
+        if len(set(pairs)) < len(pairs):
+            raise SystemExit(f"--include: {name} has the same pair in more than one file: {pairs}")
+        first = pieces[0][0]
+        facts = {"command": " ; ".join(s["command"] for s, _ in pieces), "device": first["device"]}
+        result[name] = {**summarize(rows, facts), "budget": first["budget"], "date": max(s["date"] for s, _ in pieces)}
+        per_pair[name] = rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -456,6 +476,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stay", type=float, default=None, help="the matching's prior (default: TransferConfig's)")
     parser.add_argument(
         "--stay-at", default="auto", choices=("auto", "previous", "identity"), help="where --stay's prior sits"
+    )
+    parser.add_argument(
+        "--warm-start", default=None, action=argparse.BooleanOptionalAction, help="default: TransferConfig's (auto)"
     )
     parser.add_argument("--pin-shared", action="store_true", help="pin the groups θ_0 and θ'_0 share (pin_shared)")
     parser.add_argument(

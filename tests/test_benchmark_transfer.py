@@ -22,6 +22,26 @@ def test_included_scenarios_keep_their_own_command_and_rows(tmp_path, monkeypatc
     assert per_pair["scenario_1_scratch"] == kept and "command" not in result
 
 
+def test_a_scenario_split_by_pairs_is_joined_with_means_over_every_pair(tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer, "RESULTS_DIR", tmp_path)
+    name = "scenario_3_minilm_head"
+
+    def part(file: str, pairs: list[tuple[int, int]], accuracy: float, date: str) -> None:
+        rows = [dict.fromkeys(transfer.KEYS, accuracy) | {"seed_source": a, "seed_target": b} for a, b in pairs]
+        summary = {"command": f"cmd {file}", "device": "cpu", "budget": "b", "date": date}
+        (tmp_path / f"{file}.json").write_text(json.dumps({name: summary, "per_pair": {name: rows}}))
+
+    part("first", [(0, 1), (1, 2)], 0.7, "2026-12-03T10:00")
+    part("second", [(2, 0)], 0.4, "2026-12-03T11:00")
+    result, per_pair = {}, {}
+    transfer.include_scenarios(result, per_pair, ["first", "second"])
+    assert [(r["seed_source"], r["seed_target"]) for r in per_pair[name]] == [(0, 1), (1, 2), (2, 0)]
+    assert result[name]["transferred_accuracy"] == pytest.approx(0.6)  # (0.7 + 0.7 + 0.4) / 3
+    assert result[name]["command"] == "cmd first ; cmd second" and result[name]["date"] == "2026-12-03T11:00"
+    with pytest.raises(SystemExit, match="same pair in more than one file"):
+        transfer.include_scenarios({}, {}, ["first", "first"])
+
+
 def test_including_a_missing_or_foreign_file_names_it(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer, "RESULTS_DIR", tmp_path)
     with pytest.raises(SystemExit, match="--include nothing: .* does not exist"):

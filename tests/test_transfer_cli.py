@@ -74,14 +74,19 @@ def test_cli_writes_loadable_points_and_a_report(folders, capsys):
     assert [p["step"] for p in report["points"]] == [0, 1, 2, 3]
     assert all(0.0 <= p["accuracy"] <= 1.0 and p["loss"] > 0 for p in report["points"])
     assert report["config"]["method"] == "fgmt" and "residual" in report["permutation"]
-    assert report["prior"]["related"] is False and report["prior"]["stay"] == 0.0  # independent inits: plain
+    assert report["prior"]["related"] is False and report["prior"]["stay"] == 0.0  # independent inits: plain,
+    assert report["prior"]["warm_start"] is False  # each step matched from the identity
     assert Trajectory(out).steps == [0, 1, 2, 3]
     model = AutoModelForSequenceClassification.from_pretrained(out / "checkpoint-3")
     initial = AutoModelForSequenceClassification.from_pretrained(folders / "target")
     moved = model.classifier.weight - initial.classifier.weight
     assert moved.abs().max() > 0  # the end point really carries the transferred update
     printed = capsys.readouterr().out
-    assert "step   3" in printed and "matching prior: none, the paper's plain matching (the target does not" in printed
+    assert (
+        "step   3" in printed
+        and "matching prior: none, the paper's plain matching, each step from the identity (the target does not"
+        in printed
+    )
 
 
 def test_a_target_sharing_the_sources_weights_gets_the_identity_prior(folders, tmp_path):
@@ -103,7 +108,9 @@ def test_a_target_sharing_the_sources_weights_gets_the_identity_prior(folders, t
     assert (report["prior"]["stay"], report["prior"]["at"]) == (1.0, "identity")
     from hf_efftrain.transfer.cli import prior_words
 
-    assert prior_words(report["prior"]).startswith("stay 1 at the identity permutation (the target shares")
+    assert prior_words(report["prior"]).startswith(
+        "stay 1 at the identity permutation, warm-started (the target shares"
+    )
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,13 @@ def transfer(
         help="Where --stay's prior sits: 'identity', 'previous' (the last step's permutation) or 'auto' "
         "(identity when the target shares the source's pretrained weights).",
     ),
+    warm_start: bool | None = typer.Option(
+        None,
+        "--warm-start/--cold-start",
+        help="Start each step's matching from the previous permutation, or from the identity. Default: warm when "
+        "the target shares the source's pretrained weights, else cold.",
+        show_default=False,
+    ),
     pin_shared: bool = typer.Option(
         False,
         "--pin-shared/--match-shared",
@@ -72,6 +79,7 @@ def transfer(
         seed=seed,
         stay=stay,
         stay_at=stay_at,
+        warm_start=warm_start,
         pin_shared=pin_shared,
     )
     report = run_transfer(
@@ -90,6 +98,7 @@ def prior_words(prior: dict) -> str:
     if prior["similarity"] is not None:
         relation = "shares" if prior["related"] else "does not share"
         why = f" (the target {relation} the source's pretrained weights: cosine {prior['similarity']:.3f})"
+    start = "warm-started" if prior["warm_start"] else "each step from the identity"
     if not prior["stay"]:
-        return f"none, the paper's plain matching{why}"
-    return f"stay {prior['stay']:g} at the {prior['at']} permutation{why}"
+        return f"none, the paper's plain matching, {start}{why}"
+    return f"stay {prior['stay']:g} at the {prior['at']} permutation, {start}{why}"

@@ -6,8 +6,9 @@
   re-computed before matching (T(T+1)/2 pairs; more faithful, slower).
 * **naive**: π = identity, θ'_0 + (θ_s − θ_0) — the baseline a transfer must beat.
 
-Each step's matching starts from the previous step's permutation (``warm_start``; the first from the identity):
+Each step's matching can start from the previous step's permutation (``warm_start``; the first from the identity):
 consecutive steps share most gradient pairs, so few groups move and the assignments start near their optimum.
+It also keeps what the first steps decided from few pairs; ``TransferConfig`` warm-starts related starts only.
 With ``progress`` a bar per matching shows the groups solved in the current sweep and the time left.
 
 Works on any model with a :class:`~hf_efftrain.transfer.spec.PermutationSpec`: ``gradient(params, t)`` is any
@@ -65,7 +66,7 @@ def transfer_trajectory(
     gradient: GradientFn,
     method: str = "fgmt",
     max_sweeps: int = 100,
-    warm_start: bool = True,
+    warm_start: bool | None = True,
     progress: bool = False,
     stay: float | None = 0.0,
     pin_shared: bool = False,
@@ -76,8 +77,9 @@ def transfer_trajectory(
     ``stay`` > 0 keeps units where the previous step put them (``stay_at="previous"``) or at the identity
     (``stay_at="identity"``) unless the gradients clearly say otherwise
     (:func:`~hf_efftrain.transfer.matching.match_permutation`); ``stay=None`` and ``stay_at="auto"`` choose from
-    how related θ_0 and θ'_0 are (:func:`~hf_efftrain.transfer.prior.resolve_prior`). ``pin_shared`` keeps at the
-    identity the groups whose parameters are equal in θ_0 and θ'_0
+    how related θ_0 and θ'_0 are (:func:`~hf_efftrain.transfer.prior.resolve_prior`), and so does
+    ``warm_start=None`` (each step's matching starts from the previous permutation, or from the identity).
+    ``pin_shared`` keeps at the identity the groups whose parameters are equal in θ_0 and θ'_0
     (:meth:`~hf_efftrain.transfer.spec.PermutationSpec.shared_groups`: a shared pretrained body); the default
     ``False`` matches every group, as the paper does."""
     if len(path) < 2:
@@ -94,7 +96,7 @@ def transfer_trajectory(
 
     perm = spec.identity()
     pinned = spec.shared_groups(start, target_init) if pin_shared else frozenset()
-    prior = resolve_prior(spec, start, target_init, stay, stay_at)
+    prior = resolve_prior(spec, start, target_init, stay, stay_at, warm_start)
     anchor = spec.identity() if prior.at == "identity" else None
     if method == "naive":
         for s in range(1, len(path)):
@@ -111,7 +113,7 @@ def transfer_trajectory(
             pairs = GradientPairs(spec, capacity=s)
             for t in range(s):
                 pairs.add(source_grads[t], gradient(point(t, perm), t))
-        init = perm if warm_start else None
+        init = perm if prior.warm_start else None
         label = f"matching {s}/{len(path) - 1}"
         with progress_bar(total=len(spec.groups), desc=label, leave=False, mininterval=0, disable=not progress) as bar:
             perm, info = match_permutation(

@@ -34,6 +34,7 @@ class Prior:
     stay: float
     at: str
     similarity: float | None
+    warm_start: bool = True
 
     @property
     def related(self) -> bool:
@@ -42,7 +43,13 @@ class Prior:
 
     def to_dict(self) -> dict[str, object]:
         """For the transfer report."""
-        return {"stay": self.stay, "at": self.at, "similarity": self.similarity, "related": self.related}
+        return {
+            "stay": self.stay,
+            "at": self.at,
+            "warm_start": self.warm_start,
+            "similarity": self.similarity,
+            "related": self.related,
+        }
 
 
 def start_similarity(spec: PermutationSpec, a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
@@ -65,12 +72,16 @@ def resolve_prior(
     target_init: Mapping[str, torch.Tensor],
     stay: float | None,
     stay_at: str,
+    warm_start: bool | None = True,
 ) -> Prior:
-    """``stay=None`` and ``stay_at="auto"`` follow the starts' relation; explicit values are kept as given."""
+    """``stay=None``, ``stay_at="auto"`` and ``warm_start=None`` follow the starts' relation; explicit values are
+    kept as given. Unrelated starts match each step from the identity (``warm_start`` False): warm starts keep
+    what the first steps decided from few gradient pairs, which cost accuracy between independent initializations
+    (``docs/transfer.md``); related ones have the identity prior, and a warm start makes their steps cheap."""
     similarity = None
-    if stay is None or stay_at == "auto":
+    if stay is None or stay_at == "auto" or warm_start is None:
         similarity = start_similarity(spec, start, target_init)
     related = similarity is not None and similarity >= RELATED_SIMILARITY
     strength = stay if stay is not None else (RELATED_STAY if related else 0.0)
     at = stay_at if stay_at != "auto" else ("identity" if related else "previous")
-    return Prior(strength, at, similarity)
+    return Prior(strength, at, similarity, warm_start if warm_start is not None else related)

@@ -214,7 +214,7 @@ def _transfer_into(
     points = [{"step": 0, "lambda": path.lambdas[0], **evaluator(init)}]
     if save == "all":
         _save_point(model, tokenizer, init, out / "checkpoint-0")
-    prior = resolve_prior(spec, path[0], init, config.stay, config.stay_at)
+    prior = resolve_prior(spec, path[0], init, config.stay, config.stay_at, config.warm_start)
     if prior.related and config.stay is None and config.method != "naive":
         logger.info(
             "the target shares the source's pretrained weights (cosine %.3f): units stay at the identity unless the "
@@ -234,6 +234,7 @@ def _transfer_into(
         stay=prior.stay,
         pin_shared=config.pin_shared,
         stay_at=prior.at,
+        warm_start=prior.warm_start,
     )
     for result in results:
         row = {"step": result.step, "lambda": path.lambdas[result.step], **evaluator(result.params)}
