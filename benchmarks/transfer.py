@@ -285,7 +285,7 @@ def run_pair(
 
     target = build(seed_b)
     spec = permutation_spec(target)
-    path = InterpolatedPath(theta_0, theta_T, spacing("cosine", recipe["transfer_steps"]))
+    path = InterpolatedPath(theta_0, theta_T, spacing(opts.spacing, recipe["transfer_steps"]))
     count = recipe["transfer_steps"] * opts.grad_batches
     grad_batches = batches(data.train, opts.batch_size, count, seed=2000 + seed_b)
     per_step = [grad_batches[i * opts.grad_batches : (i + 1) * opts.grad_batches] for i in range(len(path) - 1)]
@@ -386,8 +386,9 @@ def budget_note(opts, scenario: int) -> str:
             f"Shrunk to fit a shared 2-core CPU: BERT-style {opts.layers} layers, hidden {opts.hidden}, {opts.heads} "
             f"heads, MiniLM tokenizer cut to the {opts.vocab} most frequent tokens; scenario 1 trains "
             f"{opts.scratch_steps} steps from scratch, scenario 2 pretrains {opts.pretrain_steps} MLM steps per seed "
-            f"then fine-tunes {opts.finetune_steps} steps; FGMT with T={opts.transfer_steps} cosine-spaced points, "
-            f"{opts.grad_batches} batches of {opts.batch_size} per gradient{_prior_words(opts)}; {checks}; {cap}."
+            f"then fine-tunes {opts.finetune_steps} steps; FGMT with T={opts.transfer_steps} {opts.spacing}-spaced "
+            f"points, {opts.grad_batches} batches of {opts.batch_size} per gradient{_prior_words(opts)}; {checks}; "
+            f"{cap}."
         )
     target = (
         "MiniLM-L6 with the target seed's head"
@@ -398,7 +399,7 @@ def budget_note(opts, scenario: int) -> str:
     return (
         f"Real MiniLM-L6 at max_length 64, batch {opts.batch_size}: the source fine-tunes {opts.minilm_steps} steps "
         f"(AdamW lr {opts.minilm_lr}, warm-up then constant); target: {target}; FGMT with "
-        f"T={opts.minilm_transfer_steps} cosine-spaced points, {opts.grad_batches} batches per gradient, "
+        f"T={opts.minilm_transfer_steps} {opts.spacing}-spaced points, {opts.grad_batches} batches per gradient, "
         f"max_sweeps {opts.max_sweeps}, {'pin_shared' if opts.pin_shared else 'every group matched'}"
         f"{_prior_words(opts)}; {checks}; "
         f"{cap}; curves run from: {', '.join(opts.curves)}."
@@ -468,6 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
     parser.add_argument("--transfer-steps", type=int, default=20)
     parser.add_argument("--grad-batches", type=int, default=2)
+    parser.add_argument("--spacing", default="cosine", choices=("cosine", "linear"), help="where the source points lie")
     parser.add_argument("--max-sweeps", type=int, default=100, help="coordinate-descent sweeps per transfer step")
     parser.add_argument("--minilm-steps", type=int, default=48, help="scenarios 3-4: the source's fine-tuning steps")
     parser.add_argument("--minilm-lr", type=float, default=5e-5)
