@@ -1,5 +1,6 @@
-"""Which prior the matching gets: none for unrelated starts, the identity for a target that shares the source's
-pretrained weights.
+"""Which prior the matching gets, and whether its steps are warm-started: for a target that shares the source's
+pretrained weights the identity prior, warm-started; for unrelated starts the paper's plain matching, each step
+from the identity.
 
 When θ'_0 descends from the same pretrained weights as θ_0 (a new head's seed, or a copy fine-tuned on its own),
 their hidden units already correspond one to one, and plain matching re-permutes a large share of them from a
@@ -10,8 +11,8 @@ applied only when the two starts are related. Related means a cosine similarity 
 :data:`RELATED_SIMILARITY` between the two starts over the weight matrices the permutation spec covers: independent
 initializations sit near 0, a shared pretrained body near 1. Example::
 
-    prior = resolve_prior(spec, theta_0, target_init, stay=None, stay_at="auto")
-    prior.stay, prior.at, prior.similarity          # 1.0, "identity", 0.9998 for a shared body
+    prior = resolve_prior(spec, theta_0, target_init, stay=None, stay_at="auto", warm_start=None)
+    prior.stay, prior.at, prior.warm_start          # 1.0, "identity", True for a shared body
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Prior:
 
     @property
     def related(self) -> bool:
-        """Whether the starts were found to share pretrained weights (None when nothing needed to know)."""
+        """Whether the starts were found to share pretrained weights (False when they were not compared)."""
         return self.similarity is not None and self.similarity >= RELATED_SIMILARITY
 
     def to_dict(self) -> dict[str, object]:
