@@ -7,8 +7,9 @@ Point it at a run's ``--output_dir`` (its ``snapshots/`` from ``--snapshot_every
 * ``transfer/``: the trajectory moved onto ``--target_init`` by gradient matching (FGMT), a loadable model
   folder per saved point and ``transfer_report.json`` (accuracy of the init and of the transferred point).
 
-Without ``--target_init`` the target is the run's architecture re-initialized with ``--target_seed``: a
-demonstration; the useful case is another pretrained checkpoint of the same architecture. With several
+Without ``--target_init`` the target is the run's first checkpoint with its task head re-drawn from
+``--target_seed`` (the paper's fine-tuning case: the same pretrained body, another head), or with
+``--target_reinit all`` the architecture re-initialized from scratch. With several
 processes the two analyses run side by side (CMD on the first, transfer on the second)::
 
     python examples/finetune.py --snapshot_every 10 --max_steps 100 --output_dir outputs/finetune
@@ -53,7 +54,14 @@ class AnalysisArguments:
     target_init: str | None = field(
         default=None, metadata={"help": "Transfer: save_pretrained folder of the new initialization."}
     )
-    target_seed: int = field(default=1, metadata={"help": "Transfer: seed of the re-initialized target."})
+    target_seed: int = field(default=1, metadata={"help": "Transfer: seed of the re-drawn head or weights."})
+    target_reinit: str = field(
+        default="head",
+        metadata={
+            "help": "Transfer, without --target_init: re-draw the task head of the run's first checkpoint ('head', "
+            "a target sharing the run's pretrained body) or every weight of the architecture ('all')."
+        },
+    )
     transfer_method: str = field(default="fgmt", metadata={"help": "Transfer: fgmt, gmt or naive."})
     transfer_steps: int = field(default=20, metadata={"help": "Transfer: transferred points T."})
     transfer_batch_size: int = field(default=32, metadata={"help": "Transfer: examples per gradient mini-batch."})
@@ -95,26 +103,58 @@ def run_cmd(script: AnalysisArguments, traj: Trajectory, out: Path) -> dict:
     return {"cmd_modes": result.num_modes, **{f"cmd_{k}": v for k, v in stats.items()}}
 
 
-def transfer_target(script: AnalysisArguments) -> tuple[Path | PreTrainedModel, Path, str]:
-    """The target, its tokenizer's folder and how the report names it: ``--target_init``, or the run's
-    architecture re-initialized in memory with ``--target_seed`` (never written: a run folder keeps no copy of
-    an input, and the seed reproduces it)."""
+def transfer_target(script: AnalysisArguments, traj: Trajectory) -> tuple[Path | PreTrainedModel, Path, str]:
+    """The target, its tokenizer's folder and how the report names it: ``--target_init``, or a target built in
+    memory from ``--target_seed`` (never written: a run folder keeps no copy of an input, and the seed
+    reproduces it) — the run's first checkpoint with its task head re-drawn, or the whole architecture."""
     if script.target_init:
         return Path(script.target_init), Path(script.target_init), script.target_init
+    if script.target_reinit not in ("head", "all"):
+        raise ArgumentsError(f"--target_reinit takes head or all, got {script.target_reinit!r}")
     base = base_folder(script)
     config = AutoConfig.from_pretrained(base)
     model_class = getattr(transformers, (config.architectures or [""])[0], None)
     if model_class is None:
         raise ArgumentsError(f"{base}/config.json names no transformers model class; pass --target_init")
     torch.manual_seed(script.target_seed)
-    return model_class(config), base, f"{base} re-initialized with --target_seed {script.target_seed}"
+    model = model_class(config)
+    if script.target_reinit == "all":
+        return model, base, f"{base} re-initialized with --target_seed {script.target_seed}"
+    model.load_state_dict(traj.load(0), strict=False)  # the run's start (a trajectory may hold a subset)
+    head = redraw_head(model, script.target_seed)
+    label = (
+        f"the run's first checkpoint with its head ({', '.join(head)}) re-drawn with --target_seed {script.target_seed}"
+    )
+    return model, base, label
 
 
-def run_transfer_analysis(script: AnalysisArguments, out: Path) -> dict:
+def redraw_head(model: PreTrainedModel, seed: int) -> list[str]:
+    """Re-initialize, from ``seed``, every module outside the model's base (its task head); return their names."""
+    prefix = model.base_model_prefix
+    shared = {id(p) for p in getattr(model, prefix, model).parameters()}  # a tied LM head belongs to the base
+    head = [
+        (name, module)
+        for name, module in model.named_modules()
+        if name.split(".")[0] not in ("", prefix)
+        and (own := list(module.parameters(recurse=False)))
+        and not any(id(p) in shared for p in own)
+    ]
+    if not head:
+        raise ArgumentsError(
+            f"{type(model).__name__} has no task head outside its base model to re-draw; pass --target_init, or "
+            "--target_reinit all"
+        )
+    torch.manual_seed(seed)
+    for _, module in head:
+        model._init_weights(module)
+    return [name for name, _ in head]
+
+
+def run_transfer_analysis(script: AnalysisArguments, traj: Trajectory, out: Path) -> dict:
     config = TransferConfig(method=script.transfer_method, steps=script.transfer_steps,
                             batch_size=script.transfer_batch_size, seed=script.seed)  # fmt: skip
     source = trajectory_folder(Path(script.run_dir))
-    target, tokenizer_path, label = transfer_target(script)
+    target, tokenizer_path, label = transfer_target(script, traj)
     report = run_transfer(source, target, out / "transfer", config, script.dataset, script.max_length,
                           script.eval_samples, progress=not script.disable_tqdm,
                           overwrite=script.overwrite_output_dir, overwrite_flag="--overwrite_output_dir",
@@ -136,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "cmd" in mine:
         summary.update(run_cmd(script, traj, out))
     if "transfer" in mine:
-        summary.update(run_transfer_analysis(script, out))
+        summary.update(run_transfer_analysis(script, traj, out))
     if mine:
         print(json.dumps(summary, indent=2, default=str))
     return summary

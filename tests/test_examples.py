@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from hf_efftrain import EfficientTrainingArguments
@@ -88,8 +89,26 @@ def test_analyze_trajectory_reads_the_run_snapshots(config, finished_run, tmp_pa
     report = json.loads((tmp_path / "transfer" / "transfer_report.json").read_text())
     assert report["points"][-1]["accuracy"] == pytest.approx(merged["transfer_final_accuracy"])
     assert (tmp_path / "transfer" / "checkpoint-2" / "model.safetensors").is_file()
-    assert not (tmp_path / "target-init").exists()  # the re-initialized target stays in memory
-    assert "re-initialized with --target_seed 1" in report["target"]
+    assert not (tmp_path / "target-init").exists()  # the target is built in memory
+    assert "first checkpoint with its head (classifier) re-drawn with --target_seed 1" in report["target"]
+    assert report["prior"]["related"] and report["prior"]["at"] == "identity"  # the run's own body: related
+
+
+@pytest.mark.parametrize(
+    ("family", "task", "head"), [("bert", "classification", "classifier"), ("llama", "classification", "score")]
+)
+def test_redraw_head_changes_the_task_head_only_and_refuses_a_model_without_one(family, task, head):
+    from hf_efftrain.errors import ArgumentsError
+    from hf_efftrain.testing import tiny_model
+
+    analyze = load_example("analyze_trajectory")
+    model = tiny_model(family, task=task)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert analyze.redraw_head(model, seed=1) == [head]
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(n.startswith(head + ".") for n in changed)
+    with pytest.raises(ArgumentsError, match="no task head outside its base model"):
+        analyze.redraw_head(tiny_model(family), seed=1)
 
 
 def test_finetune_with_online_and_embedded_cmd(tiny_base, tmp_path):
