@@ -2,7 +2,8 @@
 
 The README's journey fine-tunes with MAT and TWA on 2 processes, keeping a snapshot every 10 steps, then runs
 ``python examples/analyze_trajectory.py --run_dir outputs/finetune`` (post-hoc CMD, then a FGMT transfer of the
-trajectory onto a re-initialized target, each point scored on 500 validation reviews). This script runs that
+trajectory onto the example's default target, the run's first checkpoint with its task head re-drawn, each
+point scored on 500 validation reviews). This script runs that
 fine-tuning once, exactly as the README writes it, then times the analysis in fresh processes for each
 ``--transfer-steps`` value (the first is the default, ``TransferConfig().steps``), interleaved over ``--repeats``
 rounds so that load hits every arm alike: wall seconds, the child's peak RSS, and the accuracy the transfer
@@ -117,8 +118,8 @@ def summarize(rows: list[dict], arms: list[int], finetune_seconds: float | None,
         "per_arm": per_arm,
         "finetune_seconds": finetune_seconds,
         "budget_note": (
-            f"examples/analyze_trajectory.py at its defaults (post-hoc CMD, FGMT transfer onto a re-initialized "
-            f"target, 500 validation reviews scored per point) on the run of the README's fine-tuning command "
+            f"examples/analyze_trajectory.py at its defaults (post-hoc CMD, FGMT transfer onto the run's first "
+            f"checkpoint with its task head re-drawn, 500 validation reviews scored per point) on the run of the README's fine-tuning command "
             f"({'run by this script' if finetune_seconds else f'given: {opts.run_dir}'}); each analysis in a fresh "
             f"process, --transfer_steps {arms} in rotation, {opts.repeats} round(s); wall time includes start-up, "
             "loading, CMD, transfer, scoring and saving."
