@@ -119,8 +119,8 @@ def summarize(rows: list[dict], arms: list[int], finetune_seconds: float | None,
         "finetune_seconds": finetune_seconds,
         "budget_note": (
             f"examples/analyze_trajectory.py at its defaults (post-hoc CMD, FGMT transfer onto the run's first "
-            f"checkpoint with its task head re-drawn, 500 validation reviews scored per point) on the run of the README's fine-tuning command "
-            f"({'run by this script' if finetune_seconds else f'given: {opts.run_dir}'}); each analysis in a fresh "
+            f"checkpoint with its task head re-drawn, 500 validation reviews scored per point) on the run of the "
+            f"README's fine-tuning command ({'run by this script' if finetune_seconds else f'given: {opts.run_dir}'}); each analysis in a fresh "
             f"process, --transfer_steps {arms} in rotation, {opts.repeats} round(s); wall time includes start-up, "
             "loading, CMD, transfer, scoring and saving."
         ),
