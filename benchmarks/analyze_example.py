@@ -118,11 +118,11 @@ def summarize(rows: list[dict], arms: list[int], finetune_seconds: float | None,
         "per_arm": per_arm,
         "finetune_seconds": finetune_seconds,
         "budget_note": (
-            f"examples/analyze_trajectory.py at its defaults (post-hoc CMD, FGMT transfer onto the run's first "
-            f"checkpoint with its task head re-drawn, 500 validation reviews scored per point) on the run of the "
-            f"README's fine-tuning command ({'run by this script' if finetune_seconds else f'given: {opts.run_dir}'}); each analysis in a fresh "
-            f"process, --transfer_steps {arms} in rotation, {opts.repeats} round(s); wall time includes start-up, "
-            "loading, CMD, transfer, scoring and saving."
+            "examples/analyze_trajectory.py at its defaults (post-hoc CMD, FGMT transfer onto the run's first "
+            "checkpoint with its task head re-drawn, 500 validation reviews scored per point) on the run of the "
+            f"README's fine-tuning command ({'run by this script' if finetune_seconds else f'given: {opts.run_dir}'}); "
+            f"each analysis in a fresh process, --transfer_steps {arms} in rotation, {opts.repeats} round(s); wall "
+            "time includes start-up, loading, CMD, transfer, scoring and saving."
         ),
         **facts,
     }
