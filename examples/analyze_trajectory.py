@@ -109,8 +109,6 @@ def transfer_target(script: AnalysisArguments, traj: Trajectory) -> tuple[Path |
     reproduces it) — the run's first checkpoint with its task head re-drawn, or the whole architecture."""
     if script.target_init:
         return Path(script.target_init), Path(script.target_init), script.target_init
-    if script.target_reinit not in ("head", "all"):
-        raise ArgumentsError(f"--target_reinit takes head or all, got {script.target_reinit!r}")
     base = base_folder(script)
     config = AutoConfig.from_pretrained(base)
     model_class = getattr(transformers, (config.architectures or [""])[0], None)
@@ -168,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(script.analyses) - {"cmd", "transfer"}
     if unknown or not script.analyses:
         raise ArgumentsError(f"--analyses takes cmd and/or transfer, got {script.analyses}")
+    if script.target_reinit not in ("head", "all"):
+        raise ArgumentsError(f"--target_reinit takes head or all, got {script.target_reinit!r}")
     out = Path(script.output_dir or script.run_dir)
     traj = Trajectory(trajectory_folder(Path(script.run_dir)))  # validates every checkpoint up front
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))

@@ -127,6 +127,7 @@ def test_finetune_with_online_and_embedded_cmd(tiny_base, tmp_path):
         ("finetune.py", ["--load_best_model_at_end", "true", "--save_strategy", "steps"], "load_best_model_at_end"),
         ("analyze_trajectory.py", ["--run_dir", "/nonexistent/run"], "/nonexistent/run"),
         ("analyze_trajectory.py", ["--run_dir", ".", "--analyses", "pca"], "--analyses"),
+        ("analyze_trajectory.py", ["--run_dir", ".", "--target_reinit", "body"], "--target_reinit takes head or all"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(script, argv, message, tmp_path):
