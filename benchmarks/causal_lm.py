@@ -209,14 +209,18 @@ def depth_figures(layout, history: list[dict[str, Any]], warmup_steps: int) -> d
     return {
         "lowest_active_layer": max(lowest),
         "fully_gated_layers": statistics.mean(fully),
-        "lambda_by_layer": [round(statistics.mean(column), 3) for column in zip(*profile, strict=True)],
+        "lambda_by_layer": _column_means(profile),
     }
 
 
 def _mean_profile(runs: list[dict], arm: str) -> list[float]:
     """Each layer's relative λmax, averaged over seeds."""
-    profiles = [r[f"{arm}/lambda_by_layer"] for r in runs if r[f"{arm}/lambda_by_layer"]]
-    return [round(statistics.mean(column), 3) for column in zip(*profiles, strict=True)] if profiles else []
+    return _column_means([r[f"{arm}/lambda_by_layer"] for r in runs if r[f"{arm}/lambda_by_layer"]])
+
+
+def _column_means(rows: list[list[float]]) -> list[float]:
+    """Mean of each column over ``rows`` (equal lengths), to 3 decimals; empty for no rows."""
+    return [round(statistics.mean(column), 3) for column in zip(*rows, strict=True)]
 
 
 def check_arms(arms: list[str], folder: str, opts: argparse.Namespace, vocab: int) -> None:

@@ -106,9 +106,9 @@ def test_a_target_sharing_the_sources_weights_gets_the_identity_prior(folders, t
     )
     assert report["prior"]["related"] and report["prior"]["similarity"] > 0.99
     assert (report["prior"]["stay"], report["prior"]["at"]) == (1.0, "identity")
-    from hf_efftrain.transfer.cli import prior_words
+    from hf_efftrain.transfer.prior import describe_prior
 
-    assert prior_words(report["prior"]).startswith(
+    assert describe_prior(report["prior"]).startswith(
         "stay 1 at the identity permutation, warm-started (the target shares"
     )
 

@@ -66,6 +66,7 @@ def transfer(
     Writes OUT/checkpoint-s/ (loadable with from_pretrained) and OUT/transfer_report.json.
     """
     from hf_efftrain.errors import TransferError
+    from hf_efftrain.transfer.prior import describe_prior
     from hf_efftrain.transfer.tool import REPORT_FILE, run_transfer
 
     if save not in ("end", "all"):
@@ -88,17 +89,5 @@ def transfer(
     for point in report["points"]:
         accuracy = f"  accuracy {point['accuracy']:.4f}" if "accuracy" in point else ""
         typer.echo(f"step {point['step']:>3}  lambda {point['lambda']:.3f}  loss {point['loss']:.4f}{accuracy}")
-    typer.echo(f"matching prior: {prior_words(report['prior'])}")
+    typer.echo(f"matching prior: {describe_prior(report['prior'])}")
     typer.echo(f"report: {out / REPORT_FILE}")
-
-
-def prior_words(prior: dict) -> str:
-    """The report's resolved prior in one phrase (which one the run got, and why when it was chosen for it)."""
-    why = ""
-    if prior["similarity"] is not None:
-        relation = "shares" if prior["related"] else "does not share"
-        why = f" (the target {relation} the source's pretrained weights: cosine {prior['similarity']:.3f})"
-    start = "warm-started" if prior["warm_start"] else "each step from the identity"
-    if not prior["stay"]:
-        return f"none, the paper's plain matching, {start}{why}"
-    return f"stay {prior['stay']:g} at the {prior['at']} permutation, {start}{why}"

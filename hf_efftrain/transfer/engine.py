@@ -96,12 +96,12 @@ def transfer_trajectory(
 
     perm = spec.identity()
     pinned = spec.shared_groups(start, target_init) if pin_shared else frozenset()
-    prior = resolve_prior(spec, start, target_init, stay, stay_at, warm_start)
-    anchor = spec.identity() if prior.at == "identity" else None
     if method == "naive":
         for s in range(1, len(path)):
             yield TransferStep(s, point(s, perm), perm, None)
         return
+    prior = resolve_prior(spec, start, target_init, stay, stay_at, warm_start)
+    anchor = spec.identity() if prior.at == "identity" else None
     source_grads: list[Mapping[str, torch.Tensor]] = []
     pairs = GradientPairs(spec, capacity=len(path) - 1)
     current: State = dict(target_init)

@@ -86,3 +86,16 @@ def resolve_prior(
     strength = stay if stay is not None else (RELATED_STAY if related else 0.0)
     at = stay_at if stay_at != "auto" else ("identity" if related else "previous")
     return Prior(strength, at, similarity, warm_start if warm_start is not None else related)
+
+
+def describe_prior(prior: Mapping[str, object]) -> str:
+    """A report's ``prior`` entry (:meth:`Prior.to_dict`) in one phrase: what the run got, and why when it was chosen
+    from the starts' relation."""
+    why = ""
+    if prior["similarity"] is not None:
+        relation = "shares" if prior["related"] else "does not share"
+        why = f" (the target {relation} the source's pretrained weights: cosine {prior['similarity']:.3f})"
+    start = "warm-started" if prior["warm_start"] else "each step from the identity"
+    if not prior["stay"]:
+        return f"none, the paper's plain matching, {start}{why}"
+    return f"stay {prior['stay']:g} at the {prior['at']} permutation, {start}{why}"

@@ -35,7 +35,7 @@ from hf_efftrain.transfer.evaluation import evaluate
 from hf_efftrain.transfer.gradients import LossGradients, step_batches
 from hf_efftrain.transfer.hf_spec import permutation_spec
 from hf_efftrain.transfer.matching import kept_pair_bytes
-from hf_efftrain.transfer.prior import resolve_prior
+from hf_efftrain.transfer.prior import describe_prior, resolve_prior
 from hf_efftrain.transfer.schedule import source_path
 from hf_efftrain.transfer.spec import PermutationSpec
 
@@ -215,13 +215,8 @@ def _transfer_into(
     if save == "all":
         _save_point(model, tokenizer, init, out / "checkpoint-0")
     prior = resolve_prior(spec, path[0], init, config.stay, config.stay_at, config.warm_start)
-    if prior.related and config.stay is None and config.method != "naive":
-        logger.info(
-            "the target shares the source's pretrained weights (cosine %.3f): units stay at the identity unless the "
-            "gradients clearly move them (stay %g; --stay 0 for the paper's plain matching)",
-            prior.similarity,
-            prior.stay,
-        )
+    if config.method != "naive":
+        logger.info("matching prior: %s", describe_prior(prior.to_dict()))
     bar = progress_bar(total=steps, desc=f"transfer ({config.method})", disable=not progress)
     results = transfer_trajectory(
         path,
