@@ -8,11 +8,13 @@ whole transfer a user waits for; the first step, from the identity, costs about 
 the code before the speed-up (a separate checkout, ``--old``) and the current code in fresh processes, alternating
 which goes first, so that load from other users of the machine hits both alike. ``--sweeps 100 1`` also runs the
 current code with the coordinate descent capped at 1 sweep per step (``TransferConfig.max_sweeps``), in the same
-rotation, and reports its time and the matching objective it reaches against the uncapped run's. Writes
+rotation, and reports its time and the matching objective it reaches against the uncapped run's. The new code
+runs with the prior the CLI would choose for these starts (``--prior default``; a shared body: the identity prior,
+warm-started); ``--plain-too`` also times it with plain matching, the old code's algorithm. Writes
 ``benchmarks/results/transfer_speed.json`` and ``.md``::
 
     git worktree add --detach /tmp/transfer-old 263935f     # the commit before the speed-up
-    python -m benchmarks.transfer_speed --old /tmp/transfer-old [--new /tmp/transfer-new] [--sweeps 100 1]
+    python -m benchmarks.transfer_speed --old /tmp/transfer-old [--new /tmp/transfer-new] [--sweeps 100 1] [--plain-too]
     python -m benchmarks.transfer_speed --model smollm2 --finetune-steps 4 --repeats 1 --name transfer_speed_smollm2
 
 The MiniLM run also puts its figure into ``transfer.json`` (``minilm_seconds_per_step``, see
@@ -128,10 +130,12 @@ def _model(seed: int):
     return BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
 
 
-def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100, model_name: str = "minilm") -> dict:
+def worker(file: Path, steps: int, max_sweeps: int = 100, model_name: str = "minilm", prior: str = "plain") -> dict:
     """Time the first ``steps`` FGMT steps with whichever ``hf_efftrain`` is importable (old or new).
 
-    ``stay`` > 0 is passed on only when set: code before the prior has no such argument."""
+    ``prior="default"`` resolves the matching's prior and warm start from the two starts, as the CLI and
+    ``TransferConfig`` do (``stay=None``, ``stay_at="auto"``, ``warm_start=None``); ``"plain"`` passes none of them
+    (code before the prior has no such arguments): plain matching, each step warm-started from the previous one."""
     import hf_efftrain
     from hf_efftrain.transfer import InterpolatedPath, LossGradients, permutation_spec, spacing, transfer_trajectory
 
@@ -150,8 +154,13 @@ def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100, mod
 
     path = InterpolatedPath(data["theta_0"], data["theta_t"], spacing("cosine", len(data["batches"])))
     rows, start = [], time.perf_counter()
-    extra: dict = {"stay": stay} if stay else {}
-    extra["max_sweeps"] = max_sweeps
+    extra: dict = {"max_sweeps": max_sweeps}
+    resolved = None
+    if prior == "default":  # as transfer.tool does: resolved once, before the first step
+        from hf_efftrain.transfer.prior import resolve_prior
+
+        resolved = resolve_prior(spec, data["theta_0"], data["target"], stay=None, stay_at="auto", warm_start=None)
+        extra |= {"stay": resolved.stay, "stay_at": resolved.at, "warm_start": resolved.warm_start}
     for result in transfer_trajectory(path, data["target"], spec, gradient, method="fgmt", **extra):
         seconds = time.perf_counter() - start
         grads = sum(gradient_seconds)
@@ -166,10 +175,13 @@ def worker(file: Path, steps: int, stay: float = 0.0, max_sweeps: int = 100, mod
         gradient_seconds.clear()
         start = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"package": str(Path(hf_efftrain.__file__).parent.parent), "steps": rows, "peak_rss_mb": peak}
+    package = str(Path(hf_efftrain.__file__).parent.parent)
+    return {"package": package, "steps": rows, "peak_rss_mb": peak, "prior": resolved and resolved.to_dict()}
 
 
-def run_worker(code: Path, file: Path, steps: int, max_sweeps: int = 100, model: str = "minilm") -> dict:
+def run_worker(
+    code: Path, file: Path, steps: int, max_sweeps: int = 100, model: str = "minilm", prior: str = "plain"
+) -> dict:
     """A fresh process importing ``hf_efftrain`` from ``code`` only (this file is loaded by path)."""
     env = {**os.environ, "PYTHONPATH": str(code), "TOKENIZERS_PARALLELISM": "false"}
     load = (
@@ -177,7 +189,7 @@ def run_worker(code: Path, file: Path, steps: int, max_sweeps: int = 100, model:
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); module.main(sys.argv[2:])"
     )
     args = [sys.executable, "-c", load, __file__, "--worker", str(file), "--steps", str(steps)]
-    args += ["--sweeps", str(max_sweeps)] + (["--model", model] if model != "minilm" else [])
+    args += ["--sweeps", str(max_sweeps), "--prior", prior] + (["--model", model] if model != "minilm" else [])
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=code)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -220,6 +232,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--link-only", action="store_true", help="copy transfer_speed.json's figure into transfer.json, time nothing"
     )
+    parser.add_argument(
+        "--prior",
+        choices=("default", "plain"),
+        default="default",
+        help="the new code's matching prior: default (chosen from the starts, as the CLI does) or plain",
+    )
+    parser.add_argument(
+        "--plain-too", action="store_true", help="also time the new code with plain matching (the old code's prior)"
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.steps is None:
@@ -227,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     if opts.link_only:
         return link_transfer_result()
     if opts.worker is not None:  # one timed run, in its own process (see run_worker)
-        print(json.dumps(worker(opts.worker, opts.steps, max_sweeps=opts.sweeps[0], model_name=opts.model)))
+        timed = worker(opts.worker, opts.steps, max_sweeps=opts.sweeps[0], model_name=opts.model, prior=opts.prior)
+        print(json.dumps(timed))
         return
     from benchmarks.harness import run_facts, write_result
 
@@ -248,14 +270,17 @@ def main(argv: list[str] | None = None) -> None:
         else:
             build_scenario(file, opts.finetune_steps)
         for repeat in range(opts.repeats):
-            order = [("new", opts.new, opts.sweeps[0])] + ([] if smollm2 else [("old", opts.old, 100)])
-            order += [(f"new_max_sweeps_{k}", opts.new, k) for k in opts.sweeps[1:]]
+            order = [("new", opts.new, opts.sweeps[0], opts.prior)]
+            order += [] if smollm2 else [("old", opts.old, 100, "plain")]
+            order += [(f"new_max_sweeps_{k}", opts.new, k, opts.prior) for k in opts.sweeps[1:]]
+            order += [("new_plain", opts.new, opts.sweeps[0], "plain")] if opts.plain_too else []
             shift = repeat % len(order)  # rotate which goes first: load drifts hit every arm alike
-            for code, folder, sweeps in order[shift:] + order[:shift]:
-                run = run_worker(folder, file, opts.steps, sweeps, opts.model)
+            for code, folder, sweeps, prior in order[shift:] + order[:shift]:
+                run = run_worker(folder, file, opts.steps, sweeps, opts.model, prior)
+                facts_of_run = {"run_peak_rss_mb": run.get("peak_rss_mb"), "resolved_prior": run.get("prior")}
                 for row in run["steps"]:
-                    runs.append({"code": code, "repeat": repeat, "max_sweeps": sweeps, **row,
-                                 "run_peak_rss_mb": run.get("peak_rss_mb")})  # fmt: skip
+                    runs.append({"code": code, "repeat": repeat, "max_sweeps": sweeps, "prior": prior, **row,
+                                 **facts_of_run})  # fmt: skip
                 print(code, repeat, run["steps"], flush=True)
     if smollm2:
         summary, title = summarize_smollm2(runs, opts, facts), "Transfer speed: SmolLM2-135M FGMT step"
@@ -322,10 +347,26 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
         ]
         capped[f"objective_ratio_max_sweeps_{k}"] = statistics.mean(a / b for a, b in pairs)
     capped_note = f" (and the new code capped at max_sweeps {opts.sweeps[1:]})" if opts.sweeps[1:] else ""
+    plain = {}
+    if any(r["code"] == "new_plain" for r in runs):
+        capped_note += " (and the new code with plain matching)"
+        plain = {
+            "minilm_seconds_per_step_plain": mean("new_plain", "seconds"),
+            "matching_seconds_per_step_plain": mean("new_plain", "matching_seconds"),
+            "speedup_plain": before / mean("new_plain", "seconds"),
+        }
+    resolved = next((r.get("resolved_prior") for r in runs if r["code"] == "new"), None)
+    prior_note = (
+        f"the new code's prior as the CLI resolves it for these starts: {describe(resolved)}"
+        if resolved
+        else "the new code with plain matching (stay 0), warm-started"
+    )
     return {
         "minilm_seconds_per_step": after,
         "minilm_seconds_per_step_before": before,
         "speedup": before / after,
+        **plain,
+        "prior": resolved or "plain",
         "matching_seconds_per_step": mean("new", "matching_seconds"),
         "matching_seconds_per_step_before": mean("old", "matching_seconds"),
         "gradient_seconds_per_step": mean("new", "gradient_seconds"),
@@ -346,10 +387,17 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
             "(source and transferred point, 2 batches of 32 each) + matching + building the point; evaluation "
             f"and saving (CLI) not included. Source: {opts.finetune_steps} AdamW steps (lr 5e-5) of fine-tuning "
             "from a seed-0 head; target: MiniLM-L6 with a seed-1 head. Step 1 starts from the identity in both "
-            "codes (same permutation expected); later steps of the new code start from the previous permutation."
+            f"codes (same permutation expected unless the prior moves it); {prior_note}."
         ),
         **facts,
     }
+
+
+def describe(prior: dict) -> str:
+    """:func:`hf_efftrain.transfer.prior.describe_prior`, imported late: this file also runs under the old code."""
+    from hf_efftrain.transfer.prior import describe_prior
+
+    return describe_prior(prior)
 
 
 def speed_keys() -> dict:

@@ -64,3 +64,24 @@ def test_memory_summary_reports_the_peak_and_the_growth_per_step():
         "smollm2_rss_growth_mb_per_step": 300.0,  # (400 + 200) / 2
     }
     assert transfer_speed._memory([{"step": 1, "seconds": 3.0}]) == {}  # runs recorded before RSS was
+
+
+def test_minilm_summary_times_the_default_prior_and_keeps_plain_matching_beside(monkeypatch):
+    monkeypatch.setattr(transfer_speed, "assignment_seconds", lambda: {})
+    prior = {"stay": 1.0, "at": "identity", "warm_start": True, "similarity": 0.99, "related": True}
+
+    def row(code: str, seconds: float, step: int = 1) -> dict:
+        timing = {"seconds": seconds, "matching_seconds": seconds - 2.0, "gradient_seconds": 2.0}
+        facts = {"permutation": code, "resolved_prior": prior if code == "new" else None}
+        return {"code": code, "step": step, **timing, **facts}
+
+    runs = [row("new", 4.0), row("new", 6.0, 2), row("old", 70.0), row("new_plain", 8.0)]
+    opts = type("Opts", (), {"old": ".", "new": ".", "load": "idle", "repeats": 1, "steps": 2, "sweeps": [100]})()
+    opts.finetune_steps = 16
+    summary = transfer_speed.summarize(runs, opts, {"device": "cpu"})
+    assert summary["minilm_seconds_per_step"] == 5.0 and summary["speedup"] == 14.0
+    assert summary["minilm_seconds_per_step_plain"] == 8.0 and summary["speedup_plain"] == 70.0 / 8.0
+    assert summary["prior"] == prior
+    assert "stay 1 at the identity permutation, warm-started" in summary["budget_note"]
+    plain_only = transfer_speed.summarize([r | {"resolved_prior": None} for r in runs[:3]], opts, {"device": "cpu"})
+    assert plain_only["prior"] == "plain" and "minilm_seconds_per_step_plain" not in plain_only
