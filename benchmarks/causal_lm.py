@@ -125,6 +125,7 @@ def arm_arguments(arm: str, out: str, opts: argparse.Namespace, seed: int) -> Ef
         knobs = {"twa": True, "twa_start": opts.steps - opts.twa_steps, "twa_steps": opts.twa_steps}
         knobs |= {"twa_init": TWA_ARMS[arm]}
         knobs |= {"twa_every": opts.twa_every, "twa_collect_from": opts.twa_collect_from, "twa_lr": opts.twa_lr}
+        knobs |= {"twa_form": opts.twa_form, "twa_trust": opts.twa_trust}
     return EfficientTrainingArguments(
         output_dir=out, max_steps=opts.steps, per_device_train_batch_size=opts.batch_size,
         per_device_eval_batch_size=opts.eval_batch_size, learning_rate=opts.lr, lr_scheduler_type="linear",
@@ -307,6 +308,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--twa-collect-from", type=float, default=0.25)
     parser.add_argument("--twa-steps", type=int, default=8, help="the last N of --steps are TWA steps")
     parser.add_argument("--twa-lr", type=float, default=0.05)
+    parser.add_argument("--twa-form", choices=("subspace", "layerwise"), default="subspace")
+    parser.add_argument("--twa-trust", type=float, default=1.0, help="trust radius in checkpoint spreads (0 = off)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures each arm's work)")
     parser.add_argument("--budget-note", default="")
     parser.add_argument("--no-write", action="store_true", help="print only (quick sanity runs)")
