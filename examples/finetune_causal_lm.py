@@ -13,7 +13,8 @@ with ``PeftModel.from_pretrained(base, output_dir)``. ``--snapshot_every`` keeps
     python examples/finetune_causal_lm.py --lora false --learning_rate 5e-5   # full fine-tuning
     python examples/finetune_causal_lm.py --lora false --mat true       # MAT gates heads of the full model
 
-MAT on a LoRA model is refused when the trainer is built (MAT over LoRA adapters is not supported yet).
+MAT on a LoRA model gates each head's slices of the adapter; a LoRA model whose adapter covers no attention
+projection is refused when the trainer is built, saying which projections to add to its target modules.
 """
 
 from __future__ import annotations
