@@ -57,6 +57,17 @@ def parse_candidate(text: str) -> tuple[str, float, float, str]:
     return form, float(lr), float(trust), init
 
 
+def budget_note(opts, collected: list[int]) -> str:
+    """How the run was made, for the result file."""
+    return (
+        f"One LoRA run (rank {opts.rank} on q/k/v/o, {opts.steps} steps of batch {opts.batch_size} x "
+        f"{opts.block_size} tokens, lr {opts.lr} linear decay, seed {opts.seeds[0]}); adapters kept at steps "
+        f"{collected[0]}..{collected[-1]} every {opts.twa_every}; each candidate runs {opts.twa_steps} TWA steps on "
+        f"the batches of the run's last {opts.twa_steps} steps; scored on {opts.eval_blocks} held-out blocks after "
+        f"the contract's first {opts.eval_blocks}; torch threads {opts.threads}."
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = _parser()
     parser.description = __doc__.splitlines()[0]
@@ -110,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for row in rows:
         row["minus_lora"] = row["tuning_eval_loss"] - lora
     best = min((r for r in rows if r["arm"].startswith("twa")), key=lambda r: r["tuning_eval_loss"])
+    opts.budget_note = opts.budget_note or budget_note(opts, collected)
     result = {
         "best": best["arm"],
         "best_minus_lora": best["minus_lora"],

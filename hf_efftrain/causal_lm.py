@@ -41,6 +41,11 @@ CAUSAL_LM_DEFAULTS = {
     "save_strategy": "no",
     "report_to": "none",
     "seed": 0,
+    # TWA over the LoRA adapter: its phase starts at the last adapter, with a learning rate chosen on SmolLM2's
+    # held-out tuning blocks (benchmarks/results/causal_lm_twa_tuning*.json; 0.05, the library default, barely
+    # moves an adapter in 8 steps). With --lora false pass your own --twa_lr (MiniLM full fine-tuning: 1.0).
+    "twa_lr": 4.0,
+    "twa_init": "last",
 }
 
 

@@ -61,3 +61,13 @@ def test_mat_on_a_lora_model_without_attention_adapters_is_refused_before_traini
     with pytest.raises(MATConfigError, match="nothing to train"):
         run_example(local_assets, tmp_path, "--mat", "true", "--lora_target_modules", "gate_proj,up_proj,down_proj")
     assert not list(tmp_path.glob("checkpoint-*")) and not (tmp_path / "trainer_state.json").exists()
+
+
+def test_twa_over_the_adapter_defaults_to_the_tuned_setting_and_flags_override_it():
+    """The script's TWA starts at the last adapter with the learning rate chosen on SmolLM2's tuning blocks."""
+    from hf_efftrain.causal_lm import parse_causal_lm_args
+
+    _, args = parse_causal_lm_args({}, ["--output_dir", "out", "--twa", "true"])
+    assert (args.twa_lr, args.twa_init) == (4.0, "last") and args.twa_config().init == "last"
+    _, args = parse_causal_lm_args({}, ["--output_dir", "out", "--twa", "true", "--twa_lr", "0.5"])
+    assert args.twa_lr == 0.5

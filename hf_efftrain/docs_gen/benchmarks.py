@@ -383,6 +383,16 @@ def _causal_lm(r: Result) -> str:
     )
 
 
+def _causal_lm_twa_tuning(r: Result) -> str:
+    rows = [
+        [row["arm"], fmt(row["tuning_eval_loss"], 4), fmt(row["minus_lora"], 4), fmt(row.get("confined_steps"), 0, "–")]
+        for row in r.get("candidates")
+    ]
+    headers = ["candidate", "eval loss (tuning blocks)", "− LoRA", "steps on the trust boundary"]
+    seeds = ", ".join(str(s) for s in r.get("seeds"))
+    return f"Seed {seeds}; {r.get('tuning_blocks')}; best: {r.get('best')}.\n\n" + table(headers, rows)
+
+
 def _solar(r: Result) -> str:
     curve = table(
         ["step", "original eval loss", "up-scaled eval loss", "up-scaled − original"],
@@ -407,6 +417,9 @@ def _solar(r: Result) -> str:
 RENDERERS: dict[str, Callable[[Result], str]] = {
     "causal_lm": _causal_lm,
     "causal_lm_twa": _causal_lm,  # the same benchmark run with the lora and TWA arms only (--name causal_lm_twa)
+    "causal_lm_twa_tuning": _causal_lm_twa_tuning,  # benchmarks/causal_lm_twa_tune.py: knobs on tuning blocks
+    "causal_lm_twa_tuning_wide": _causal_lm_twa_tuning,
+    "causal_lm_twa_tuning_wide_seed3": _causal_lm_twa_tuning,
     "startup": _startup,
     "combined": _combined,
     "baseline_finetune": _baseline,
