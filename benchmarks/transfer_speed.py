@@ -295,8 +295,13 @@ def main(argv: list[str] | None = None) -> None:
 def summarize_smollm2(runs: list[dict], opts, facts: dict) -> dict:
     """Seconds per step of the current code on SmolLM2-135M, split into gradients and matching."""
     steps = [r for r in runs if r["code"] == "new"]
+    plain = [r for r in runs if r["code"] == "new_plain"]
+    resolved = next((r.get("resolved_prior") for r in steps), None)
+    prior_note = f"prior as the CLI resolves it: {describe(resolved)}" if resolved else "plain matching, warm-started"
     return {
         "smollm2_seconds_per_step": statistics.mean(r["seconds"] for r in steps),
+        **({"smollm2_seconds_per_step_plain": statistics.mean(r["seconds"] for r in plain)} if plain else {}),
+        "prior": resolved or "plain",
         "smollm2_matching_seconds_per_step": statistics.mean(r["matching_seconds"] for r in steps),
         "smollm2_gradient_seconds_per_step": statistics.mean(r["gradient_seconds"] for r in steps),
         "smollm2_seconds_per_step_after_the_first": statistics.mean(r["seconds"] for r in steps if r["step"] > 1),
@@ -308,7 +313,8 @@ def summarize_smollm2(runs: list[dict], opts, facts: dict) -> dict:
             f"T = {opts.transfer_steps} FGMT steps, every group matched. A step = 2 gradient computations (1 batch "
             f"of {opts.batch_size} x 64 Wikipedia tokens each, source and transferred point) + matching + building "
             f"the point. Source: {opts.finetune_steps} AdamW steps (lr 1e-4, batch {opts.batch_size}) from the "
-            "offline SmolLM2; target: the same model fine-tuned as long on another data order."
+            "offline SmolLM2; target: the same model fine-tuned as long on another data order; "
+            f"{prior_note}{' (and the same code with plain matching)' if plain else ''}."
         ),
         **facts,
     }

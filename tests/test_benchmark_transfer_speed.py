@@ -39,6 +39,12 @@ def test_smollm2_summary_splits_gradients_from_matching():
     assert summary["smollm2_seconds_per_step"] == 40.0 and summary["smollm2_seconds_per_step_after_the_first"] == 30.0
     assert summary["smollm2_matching_seconds_per_step"] == 31.0 and summary["smollm2_gradient_seconds_per_step"] == 9.0
     assert "1 batch of 8 x 64 Wikipedia tokens" in summary["budget_note"] and summary["device"] == "cpu"
+    assert summary["prior"] == "plain" and "smollm2_seconds_per_step_plain" not in summary
+    prior = {"stay": 1.0, "at": "identity", "warm_start": True, "similarity": 0.999, "related": True}
+    runs = [r | {"resolved_prior": prior} for r in runs] + [{**runs[0], "code": "new_plain", "seconds": 60.0}]
+    summary = transfer_speed.summarize_smollm2(runs, opts, {"device": "cpu"})
+    assert summary["smollm2_seconds_per_step"] == 40.0 and summary["smollm2_seconds_per_step_plain"] == 60.0
+    assert summary["prior"] == prior and "stay 1 at the identity" in summary["budget_note"]
 
 
 def test_a_replaced_run_keeps_its_own_headline_figures(tmp_path, monkeypatch):
