@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         score(f"lora, {opts.steps} steps")
         thetas = [keep.vectors[s] for s in collected]
+        stacked = torch.stack(thetas)
+        spread = float((stacked - stacked.mean(0)).norm(dim=1).pow(2).mean().sqrt())  # the trust region's unit
         view.assign(thetas[-1])
         score(f"adapter at step {collected[-1]} (the TWA start)")
         view.assign(torch.stack(thetas).mean(0))
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             knobs = TWAConfig(form=form, lr=lr, trust=trust, init=init, steps=opts.twa_steps)
             solver = train_twa(model, thetas, batches, knobs, max_grad_norm=args.max_grad_norm)
             knob = {"form": form, "lr": lr, "trust": trust, "init": init, "confined_steps": solver.confined_steps}
+            knob["moved_spreads"] = solver.distance_from_start() / spread  # how far the phase went
             score(f"twa {form} lr={lr} trust={trust} init={init}", **knob)
     lora = rows[0]["tuning_eval_loss"]
     for row in rows:
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **run_facts(seeds=[seed], **{k: v for k, v in vars(opts).items() if k not in ("candidates", "seeds")}),
     }
     if not opts.no_write:
-        columns = ("arm", "tuning_eval_loss", "minus_lora", "confined_steps")
+        columns = ("arm", "tuning_eval_loss", "minus_lora", "confined_steps", "moved_spreads")
         table = [{c: row.get(c, "") for c in columns} for row in rows]
         write_result(opts.name, result, "LoRA + TWA on SmolLM2: knobs chosen on tuning blocks", {"Candidates": table})
     return result

@@ -76,6 +76,10 @@ class _Scheduled:
         self.steps_done += 1
         self._set_lr()
 
+    def distance_from_start(self) -> float:
+        """‖θ − the point the phase started from‖: how far the TWA phase has moved the weights."""
+        return float((self.view.vector() - self.start_point).norm())
+
     def _common_state(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
@@ -110,6 +114,11 @@ class SubspaceTWA(_Scheduled):
         self.centre: torch.Tensor | None = None
         optimizer = torch.optim.SGD(view.params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         super().__init__(optimizer, lr, schedule, total_steps, radius)
+
+    @property
+    def start_point(self) -> torch.Tensor:
+        """Where the phase started (the trust region's centre)."""
+        return self.centre
 
     def start(self, point: torch.Tensor) -> None:
         """θ ← ``point`` (the plain average or a checkpoint: a point of the span), the trust region's centre."""
@@ -180,6 +189,11 @@ class LayerwiseTWA(_Scheduled):
         if checkpoint is not None and checkpoint in self.basis.indices:
             self.origin[self.basis.indices.index(checkpoint)] = 1.0
         self.start_theta = self.basis.weights(self.origin) if checkpoint is not None else self.basis.centre
+
+    @property
+    def start_point(self) -> torch.Tensor:
+        """Where the phase started (θ at X₀, the trust region's centre)."""
+        return self.start_theta
 
     def step(self) -> None:
         """Step the per-tensor coefficients, scale their change back inside the trust radius, write the weights."""
