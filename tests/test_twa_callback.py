@@ -92,6 +92,8 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, form, init):
     assert pieces == pytest.approx(losses(whole), abs=1e-6)
     assert torch.allclose(TrainableView(whole.model).vector(), TrainableView(resumed.model).vector(), atol=1e-6)
     assert _twa_callback(resumed).phase == "done"
+    # the spread survives the resume inside the TWA phase, so the movement is reported as in the whole run
+    assert _twa_callback(resumed).report["moved_spreads"] == pytest.approx(_twa_callback(whole).report["moved_spreads"])
 
 
 def test_snapshot_folder_and_existing_trajectory_give_the_in_memory_result(tmp_path):
@@ -190,3 +192,23 @@ def test_early_stop_is_announced_and_still_saves_and_evaluates(tmp_path):
     assert (tmp_path / "checkpoint-10" / "twa_state-rank0.pt").is_file()
     saved = torch.load(tmp_path / "checkpoint-10" / "twa_state-rank0.pt", weights_only=True)
     assert saved["phase"] == "done"
+
+
+def test_a_phase_that_barely_moves_says_so_in_one_warning(tmp_path, caplog):
+    from hf_efftrain.log import get_logger
+
+    logger = get_logger("hf_efftrain.twa")  # hf_efftrain's loggers do not propagate (like transformers')
+    logger.addHandler(caplog.handler)
+    try:
+        still = toy_trainer(str(tmp_path / "still"), twa_lr=1e-6, **TWA)
+        still.train()
+        warned = [r for r in caplog.records if "moved the weights only" in r.getMessage()]
+        caplog.clear()
+        moving = toy_trainer(str(tmp_path / "moving"), twa_lr=0.5, **TWA)
+        moving.train()
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert _twa_callback(still).report["moved_spreads"] < 0.1 and len(warned) == 1
+    assert "twa_lr=1e-06" in warned[0].getMessage() and warned[0].levelno == logging.WARNING
+    assert _twa_callback(moving).report["moved_spreads"] > 0.1
+    assert "moved the weights only" not in caplog.text

@@ -385,10 +385,11 @@ def _causal_lm(r: Result) -> str:
 
 def _causal_lm_twa_tuning(r: Result) -> str:
     rows = [
-        [row["arm"], fmt(row["tuning_eval_loss"], 4), fmt(row["minus_lora"], 4), fmt(row.get("confined_steps"), 0, "–")]
+        [row["arm"], fmt(row["tuning_eval_loss"], 4), fmt(row["minus_lora"], 4), fmt(row.get("confined_steps"), 0)]
+        + [fmt(row.get("moved_spreads"), 3)]
         for row in r.get("candidates")
     ]
-    headers = ["candidate", "eval loss (tuning blocks)", "− LoRA", "steps on the trust boundary"]
+    headers = ["candidate", "eval loss (tuning blocks)", "− LoRA", "steps on the trust boundary", "moved (spreads)"]
     seeds = ", ".join(str(s) for s in r.get("seeds"))
     return f"Seed {seeds}; {r.get('tuning_blocks')}; best: {r.get('best')}.\n\n" + table(headers, rows)
 
@@ -420,6 +421,7 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "causal_lm_twa_tuning": _causal_lm_twa_tuning,  # benchmarks/causal_lm_twa_tune.py: knobs on tuning blocks
     "causal_lm_twa_tuning_wide": _causal_lm_twa_tuning,
     "causal_lm_twa_tuning_wide_seed3": _causal_lm_twa_tuning,
+    "causal_lm_twa_tuning_moved": _causal_lm_twa_tuning,  # the same candidates, with how far each phase moved
     "startup": _startup,
     "combined": _combined,
     "baseline_finetune": _baseline,

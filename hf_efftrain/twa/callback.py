@@ -46,6 +46,10 @@ from hf_efftrain.twa.memory import BasisPlan
 from hf_efftrain.twa.norm import recompute_norm_statistics
 
 logger = get_logger("hf_efftrain.twa")
+# A phase that moved the weights less than this many checkpoint spreads did next to nothing: on SmolLM2 + LoRA,
+# twa_lr 0.05 / 0.2 moved 0.016 / 0.064 spreads and changed the loss by 0.001 nats at most, while the rates that gained
+# moved 0.3-2.6 (benchmarks/results/causal_lm_twa_tuning_moved.json)
+MOVED_TOO_LITTLE = 0.1
 STATE_FILE = "twa_state-rank{rank}.pt"
 
 
@@ -119,6 +123,7 @@ class TWACallback(TrainerCallback):
         elif self.phase == "twa" and self.solver.steps_done >= self.config.steps:
             self.phase = "done"
             self._marks["done"] = time.perf_counter()
+            self._report_movement()
             control.should_training_stop = True
             if step < state.max_steps:
                 self._stop_early(args, state, control)
@@ -147,6 +152,7 @@ class TWACallback(TrainerCallback):
             "collected_steps": self.collected_steps,
             "history": self.history,
             "checkpoints": self.report.get("checkpoints"),
+            "spread": self.report.get("spread"),
             "collector": self.collector.state_dict() if self.collector is not None else None,
             "solver": self.solver.state_dict() if self.solver is not None else None,
             "holdout_batches": self.holdout.served if self.holdout is not None else 0,
@@ -234,6 +240,8 @@ class TWACallback(TrainerCallback):
             self.holdout.restart_at(int(saved.get("holdout_batches", 0)))
         if saved.get("checkpoints") is not None:
             self.report["checkpoints"] = saved["checkpoints"]
+        if saved.get("spread") is not None:  # states saved before it was kept have none: no movement report
+            self.report["spread"] = saved["spread"]
         if saved["collector"] is not None:
             self.collector.load_state_dict(saved["collector"])
         else:
@@ -243,6 +251,21 @@ class TWACallback(TrainerCallback):
         logger.info("TWA: resumed in phase %r from %s", self.phase, file)
         if self.phase != "collect":
             self._announce_phase(model)
+
+    def _report_movement(self) -> None:
+        """How far the phase moved the weights, in checkpoint spreads; one warning line when it barely moved
+        (why: a learning rate too small for the model leaves TWA's result equal to its start, silently)."""
+        spread = self.report.get("spread")
+        if not spread:
+            return
+        moved = self.solver.distance_from_start() / spread
+        self.report["moved_spreads"] = moved
+        if moved < MOVED_TOO_LITTLE:
+            logger.warning(
+                "TWA: the phase moved the weights only %.3f checkpoint spreads in %d steps: twa_lr=%g is probably "
+                "too small for this model (a LoRA adapter on SmolLM2 wanted 4; see docs/twa.md)",
+                moved, self.config.steps, self.config.lr,
+            )  # fmt: skip
 
     def _rows(self) -> int:
         """Checkpoints in the TWA basis (all processes together)."""
