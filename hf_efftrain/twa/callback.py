@@ -260,7 +260,7 @@ class TWACallback(TrainerCallback):
             return
         moved = self.solver.distance_from_start() / spread
         self.report["moved_spreads"] = moved
-        if moved < MOVED_TOO_LITTLE:
+        if moved < MOVED_TOO_LITTLE and self.rank == 0:  # every process moved alike: one line per run
             logger.warning(
                 "TWA: the phase moved the weights only %.3f checkpoint spreads in %d steps: twa_lr=%g is probably "
                 "too small for this model (a LoRA adapter on SmolLM2 wanted 4; see docs/twa.md)",
