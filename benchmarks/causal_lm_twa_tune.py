@@ -26,6 +26,7 @@ from benchmarks.causal_lm import _parser, arm_arguments, load_lora_model, load_t
 from benchmarks.harness import run_facts, write_result
 from hf_efftrain import EfficientTrainer
 from hf_efftrain.twa import TrainableView, TWAConfig, train_twa
+from hf_efftrain.twa.train import collect
 
 # (form, lr, trust, init): the contract's setting first, then larger steps, no trust region, the layer-wise form
 CANDIDATES = [
@@ -106,8 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         score(f"lora, {opts.steps} steps")
         thetas = [keep.vectors[s] for s in collected]
-        stacked = torch.stack(thetas)
-        spread = float((stacked - stacked.mean(0)).norm(dim=1).pow(2).mean().sqrt())  # the trust region's unit
+        spread = collect(model, thetas, TWAConfig()).spread  # the trust region's unit, as the callback measures it
         view.assign(thetas[-1])
         score(f"adapter at step {collected[-1]} (the TWA start)")
         view.assign(torch.stack(thetas).mean(0))

@@ -296,8 +296,7 @@ def summarize_smollm2(runs: list[dict], opts, facts: dict) -> dict:
     """Seconds per step of the current code on SmolLM2-135M, split into gradients and matching."""
     steps = [r for r in runs if r["code"] == "new"]
     plain = [r for r in runs if r["code"] == "new_plain"]
-    resolved = next((r.get("resolved_prior") for r in steps), None)
-    prior_note = f"prior as the CLI resolves it: {describe(resolved)}" if resolved else "plain matching, warm-started"
+    resolved, prior_note = timed_prior(runs)
     return {
         "smollm2_seconds_per_step": statistics.mean(r["seconds"] for r in steps),
         **({"smollm2_seconds_per_step_plain": statistics.mean(r["seconds"] for r in plain)} if plain else {}),
@@ -361,12 +360,7 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
             "matching_seconds_per_step_plain": mean("new_plain", "matching_seconds"),
             "speedup_plain": before / mean("new_plain", "seconds"),
         }
-    resolved = next((r.get("resolved_prior") for r in runs if r["code"] == "new"), None)
-    prior_note = (
-        f"the new code's prior as the CLI resolves it for these starts: {describe(resolved)}"
-        if resolved
-        else "the new code with plain matching (stay 0), warm-started"
-    )
+    resolved, prior_note = timed_prior(runs)
     return {
         "minilm_seconds_per_step": after,
         "minilm_seconds_per_step_before": before,
@@ -399,11 +393,17 @@ def summarize(runs: list[dict], opts, facts: dict) -> dict:
     }
 
 
-def describe(prior: dict) -> str:
-    """:func:`hf_efftrain.transfer.prior.describe_prior`, imported late: this file also runs under the old code."""
+def timed_prior(runs: list[dict]) -> tuple[dict | None, str]:
+    """The prior the ``new`` arm's runs resolved (None: plain matching) and a phrase for the budget note.
+
+    :func:`~hf_efftrain.transfer.prior.describe_prior` is imported here, not at the top: this file also runs under
+    the old code, which has no prior module."""
+    resolved = next((r.get("resolved_prior") for r in runs if r["code"] == "new"), None)
+    if not resolved:
+        return None, "the new code with plain matching (stay 0), warm-started"
     from hf_efftrain.transfer.prior import describe_prior
 
-    return describe_prior(prior)
+    return resolved, f"the new code's prior as the CLI resolves it for these starts: {describe_prior(resolved)}"
 
 
 def speed_keys() -> dict:

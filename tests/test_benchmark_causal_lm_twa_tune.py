@@ -29,6 +29,8 @@ def test_tiny_tuning_scores_each_candidate_on_blocks_the_contract_does_not_score
     assert rows["twa subspace lr=1e-09 trust=1.0 init=average"]["tuning_eval_loss"] == pytest.approx(
         average["tuning_eval_loss"], abs=1e-5
     )
+    assert rows["twa subspace lr=1e-09 trust=1.0 init=last"]["moved_spreads"] < 1e-4  # in checkpoint spreads
+    assert rows["twa layerwise lr=0.1 trust=1.0 init=last"]["moved_spreads"] > 1e-3
     assert rows["lora, 6 steps"]["minus_lora"] == 0 and result["best"].startswith("twa ")
     assert "| twa layerwise lr=0.1 trust=1.0 init=last |" in (tmp_path / "causal_lm_twa_tuning.md").read_text()
 
