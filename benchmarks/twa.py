@@ -206,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="TWA runs on a schedule of their own budget, beside a plain run of that budget",
     )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (every arm runs with the same)")
     parser.add_argument("--name", default="twa", help="result file name under benchmarks/results/")
     parser.add_argument("--budget-note", default="")
     parser.add_argument("--no-write", action="store_true", help="print only (quick sanity runs)")
@@ -218,7 +219,7 @@ def _mean(runs: list[dict], key: str) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     opts = _parser().parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(opts.threads)
     task = SentimentTask.load(max_length=opts.max_length)
     split = "test"
     if opts.eval_samples and opts.eval_samples < len(task.splits["test"]):
