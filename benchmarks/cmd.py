@@ -536,7 +536,8 @@ def write_frozen_control(result: dict, rows: list[dict], opts) -> None:
         ),
         **run_facts(),
     }
-    write_result("cmd_frozen_control", control, "Embedded CMD against freezing the same tensors", {"Per seed": rows})
+    name = "cmd_frozen_control" if opts.name == "cmd" else opts.name  # --name keeps an earlier control's file
+    write_result(name, control, "Embedded CMD against freezing the same tensors", {"Per seed": rows})
 
 
 def update_embedded(result: dict, rows: list[dict], opts) -> None:
@@ -637,7 +638,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--check-last", action="store_true", help="with --embedded-only: re-run run A too")
     parser.add_argument(
-        "--name", default="cmd", help="with --embedded-only: result file name (another name keeps cmd.json as it is)"
+        "--name",
+        default="cmd",
+        help="with --embedded-only: result file name (another name keeps cmd.json, or with --hold-embedded "
+        "cmd_frozen_control.json, as it is)",
     )
     parser.add_argument(
         "--hold-embedded",

@@ -101,6 +101,27 @@ def prefix_candidates(
     return out
 
 
+def step_seconds(model: nn.Module, batch: dict, prefix: list[str], repeats: int) -> dict:
+    """Wall seconds of one training step (forward, backward, AdamW) with every tensor trained and with ``prefix``
+    frozen, interleaved so that load changes hit both alike; medians over ``repeats`` pairs."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    timings: dict[str, list[float]] = {"full": [], "embedded": []}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-12)  # skips grad None
+    for _ in range(repeats + 1):  # the first pair allocates the optimizer state and is dropped
+        for arm, frozen in (("full", set()), ("embedded", set(prefix))):
+            for name, param in model.named_parameters():
+                param.requires_grad_(name in names and name not in frozen)
+            started = time.perf_counter()
+            model(**batch).loss.backward()
+            optimizer.step()
+            timings[arm].append(time.perf_counter() - started)
+            model.zero_grad(set_to_none=True)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in names)
+    full, embedded = (statistics.median(timings[arm][1:]) for arm in ("full", "embedded"))
+    return {"seconds_per_step_full": full, "seconds_per_step_embedded": embedded, "step_seconds_ratio": embedded / full}
+
+
 def choose(rows: list[dict], min_saving: float) -> dict:
     """The candidate with the best mean validation accuracy (ties: the larger measured saving) among those whose
     runs saved ``min_saving`` as measured; only validation is looked at.
@@ -228,6 +249,8 @@ def assemble(opts, candidates: list[dict], records: Path) -> None:
             }
         )
     chosen = next(c for c in summary if c["chosen"])
+    timing = measured_step_seconds(opts, pick["layers"])
+    after = (opts.steps - chosen["embedding_step"]) / opts.steps  # share of the steps run with the prefix embedded
     cmd_result = json.loads((RESULTS_DIR / "cmd.json").read_text())
     full_run_last = dict(zip(cmd_result["seeds"], cmd_result["last_accuracy_per_seed"], strict=True))
     result = {
@@ -245,6 +268,8 @@ def assemble(opts, candidates: list[dict], records: Path) -> None:
         "last_validation_accuracy": _mean(plain, "last_validation_accuracy"),
         "last_matches_full_run": all(plain[s]["last_accuracy"] == full_run_last.get(s) for s in plain),
         "embedded_minus_last_points": chosen["test_minus_last_points"],
+        "step_seconds": timing,
+        "training_time_saved_from_step_times": after * (1 - timing["step_seconds_ratio"]),
         "targets": {
             "embedded_saves_ge_20pct_backward_flops": chosen["backward_flops_saved"] >= 0.2,
             "embedded_within_0.5_points_of_last": chosen["test_minus_last_points"] >= -0.5,
@@ -259,13 +284,17 @@ def assemble(opts, candidates: list[dict], records: Path) -> None:
             f"Candidate L embeds the embeddings and layers 0..L-1 at the latest snapshot step whose run average "
             f"saves >= {opts.min_saving:.0%} of the backward FLOPs (torch FLOP counter, one batch). Chosen by the "
             "mean validation accuracy over the seeds (1,000 reviews each); test accuracies are reported, not used. "
+            f"step_seconds: one training step of the recipe's batch with every tensor trained and with the chosen "
+            f"prefix frozen, {opts.time_repeats} interleaved pairs, medians; training_time_saved_from_step_times "
+            "applies that ratio to the steps after the embedding step (CMD's own updates and evaluation excluded). "
             + opts.budget_note
         ),
         **run_facts(),
     }
     write_result("cmd_embed_select", result, TITLE, {"Candidates": summary})
     if opts.update_cmd:
-        kept = ("seed", "arm", "layers", "seconds")  # selection bookkeeping, not embedded-run figures
+        # selection bookkeeping, and a step time from another machine than the full run's plain timing beside it
+        kept = ("seed", "arm", "layers", "seconds", "seconds_per_step_second_half_embedded")
         by_seed = {
             r["seed"]: {k: v for k, v in r.items() if k == "seed" or k not in kept}
             for r in rows
@@ -278,6 +307,8 @@ def assemble(opts, candidates: list[dict], records: Path) -> None:
         )
         embed_opts = SimpleNamespace(**vars(run_opts(opts, chosen)), budget_note=note)
         update_embedded(cmd_result, [by_seed[s] for s in cmd_result["seeds"]], embed_opts)
+        for row in cmd_result["per_seed"]:  # the replaced run's step time: step times are in cmd_embed_select.json
+            row.pop("seconds_per_step_second_half_embedded", None)
         from benchmarks.cmd import tables
 
         write_result(
@@ -287,6 +318,22 @@ def assemble(opts, candidates: list[dict], records: Path) -> None:
 
 def _mean(rows: dict[int, dict], key: str) -> float:
     return statistics.mean(r[key] for r in rows.values())
+
+
+def measured_step_seconds(opts, layers: int) -> dict:
+    """Step time with and without the chosen prefix (cached with the records: measure it on an idle machine)."""
+    cache = Path(opts.records) / f"step-seconds-L{layers}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    task = SentimentTask.load(max_length=opts.max_length)
+    rows = task.splits["train"]
+    batch = task.collator([rows[i] for i in range(opts.batch_size)])
+    model = task.model(0).train()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    out = {**step_seconds(model, batch, prefix_names(names, layers), opts.time_repeats), "repeats": opts.time_repeats}
+    out["threads"] = torch.get_num_threads()
+    cache.write_text(json.dumps(out, indent=1))
+    return out
 
 
 def measured_candidates(opts) -> list[dict]:
@@ -325,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--cmd-candidates", type=int, default=1000, help="candidate columns of the warm-up fit")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--time-repeats", type=int, default=20, help="interleaved step pairs timed for the choice")
     parser.add_argument("--records", default=str(RECORDS))
     parser.add_argument("--assemble", action="store_true", help="only choose and write, from the records")
     parser.add_argument("--no-update-cmd", dest="update_cmd", action="store_false", help="leave cmd.json as it is")

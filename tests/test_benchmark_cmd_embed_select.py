@@ -73,3 +73,16 @@ def test_the_choice_looks_at_validation_only_and_at_the_measured_saving():
         select.choose([*rows, _row(5, 0, 0.9, 0.9)], 0.2)
     with pytest.raises(ValueError, match="no candidate saved"):
         select.choose(rows, 0.5)
+
+
+def test_step_times_are_taken_in_pairs_and_leave_the_model_as_found():
+    model = tiny_model("bert", task="classification", seed=0)
+    model.classifier.bias.requires_grad_(False)  # a tensor frozen before the probe stays frozen after it
+    names = [n for n, _ in model.named_parameters()]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    timing = select.step_seconds(model, _batch(), select.prefix_names(names, 1), repeats=2)
+    assert timing["seconds_per_step_full"] > 0 and timing["seconds_per_step_embedded"] > 0
+    assert timing["step_seconds_ratio"] == timing["seconds_per_step_embedded"] / timing["seconds_per_step_full"]
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == ["classifier.bias"]
+    for name, param in model.named_parameters():  # lr 1e-12: the timed steps do not move the weights
+        assert torch.allclose(param, before[name], atol=1e-8)

@@ -281,6 +281,47 @@ def _cmd(r: Result) -> str:
     return "\n\n".join(parts)
 
 
+def _cmd_embed_select(r: Result) -> str:
+    rows = [
+        [
+            f"embeddings + layers 0–{c['layers'] - 1}",
+            str(c["embedding_step"]),
+            f"{pct(c['backward_flops_saved'], 1)} / {pct(c['backward_flops_saved_at_end'], 1)}",
+            f"{pct(c['validation_accuracy'])} ({fmt(c['validation_minus_last_points'], 2)})",
+            f"{pct(c['test_accuracy'])} ({fmt(c['test_minus_last_points'], 2)})",
+            ", ".join(pct(v) for v in c["test_accuracy_per_seed"]),
+            "**chosen**" if c["chosen"] else ("" if c.get("eligible", True) else "saved too little"),
+        ]
+        for c in r.get("candidates")
+    ]
+    headers = ["embedded (input_first)", "at step", "backward FLOPs saved (run / end)", "validation (− last)"]
+    headers += ["test (− last)", "test per seed", ""]
+    timing = r.get("step_seconds")
+    figures = [
+        [
+            "last weights (plain run, same seeds)",
+            f"validation {pct(r.get('last_validation_accuracy'))}, test "
+            f"{pct(r.get('last_accuracy'))} ({', '.join(pct(v) for v in r.get('last_accuracy_per_seed'))})",
+        ],
+        [
+            "step time, all trained / prefix frozen",
+            f"{fmt(timing['seconds_per_step_full'], 3)} s / "
+            f"{fmt(timing['seconds_per_step_embedded'], 3)} s (ratio {fmt(timing['step_seconds_ratio'], 2)})",
+        ],
+        [
+            "training time saved (step times × steps after embedding)",
+            pct(r.get("training_time_saved_from_step_times"), 1),
+        ],
+    ]
+    return (
+        table(headers, rows)
+        + "\n\n"
+        + table(["figure", "measured"], figures)
+        + "\n\nTargets:\n\n"
+        + targets_table(r, "targets")
+    )
+
+
 _TRANSFER_KEYS = ["source_final_accuracy", "target_init_accuracy", "naive_accuracy", "transferred_accuracy"]
 _TRANSFER_STEPS = ["steps_to_source_accuracy_from_transfer", "steps_to_source_accuracy_from_init"]
 
@@ -430,6 +471,7 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "twa": _twa,
     "twa_compact": _twa,  # the same benchmark on the TWA budget's own schedule (--compact --name twa_compact)
     "cmd": _cmd,
+    "cmd_embed_select": _cmd_embed_select,  # benchmarks/cmd_embed_select.py: embedded CMD's prefix chosen on validation
     "transfer": _transfer,
     "solar": _solar,
 }
