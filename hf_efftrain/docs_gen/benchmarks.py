@@ -470,6 +470,7 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "growth": _growth,
     "twa": _twa,
     "twa_compact": _twa,  # the same benchmark on the TWA budget's own schedule (--compact --name twa_compact)
+    "twa_epochs3": _twa,  # the same benchmark over three epochs (--steps 915 --name twa_epochs3)
     "cmd": _cmd,
     "cmd_embed_select": _cmd_embed_select,  # benchmarks/cmd_embed_select.py: embedded CMD's prefix chosen on validation
     "transfer": _transfer,
