@@ -26,6 +26,7 @@ import concurrent.futures as futures
 import multiprocessing
 import os
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def run_jobs(study: Study, jobs: list[Job], work: Path, workers: int) -> dict[st
                 done.add(job.key)
             else:
                 failed[job.key] = f"{type(error).__name__}: {error}"
-            if isinstance(error, futures.process.BrokenProcessPool):  # a worker died (memory?): stop cleanly
+            if isinstance(error, BrokenProcessPool):  # a worker died (memory?): stop cleanly
                 failed.update({j.key: "not run: the worker pool broke" for j in pending})
                 pending.clear()
             status = failed.get(job.key, "done")

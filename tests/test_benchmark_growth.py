@@ -136,3 +136,29 @@ def test_scratch_trained_as_long_as_base_and_growth_counts_each_candidates_bases
     assert long_module.check_same_setup(result, {0: {"losses": {"0": recorded}}}) == {"0": 0.0}
     with pytest.raises(SystemExit, match="step-0 losses differ"):
         long_module.check_same_setup(result, {0: {"losses": {"0": recorded + 0.01}}})
+
+
+def test_candidates_summary_takes_seed_means_and_the_spread_at_the_last_step():
+    horizon = pytest.importorskip("benchmarks.growth_horizon")
+    found = records()
+    summary = horizon.candidate_summary(found, ["copy_all"], STUDY.seeds)["copy_all"]
+    assert summary["final_heldout_loss"] == pytest.approx(3.0)  # 3.0 + the seeds' noise, which averages out
+    assert summary["final_std"] == pytest.approx(0.01) and summary["params"] == 1000
+    assert summary["per_seed_final"] == {"0": pytest.approx(2.99), "1": pytest.approx(3.0), "2": pytest.approx(3.01)}
+    assert summary["mean_curve"]["0"] == pytest.approx(5.0)
+
+
+@pytest.mark.slow
+def test_a_long_run_after_growth_is_compared_with_scratch_trained_base_plus_that_run(tmp_path, monkeypatch):
+    """Smoke sizes end to end: scratch trains the base's steps plus the run after growth; the ratio's floor is
+    the base's share of them."""
+    horizon = pytest.importorskip("benchmarks.growth_horizon")
+    monkeypatch.setattr("benchmarks.harness.RESULTS_DIR", tmp_path)
+    horizon.main(["--smoke", "--after", "12", "--candidates", "net2net_width", "--work-dir", str(tmp_path / "w")])
+    result = json.loads((tmp_path / "growth_horizon.json").read_text())
+    base_steps = result["bases"]["a"]["steps"]
+    assert result["scratch_steps"] == base_steps + 12 and result["steps_after_growth"] == 12
+    assert result["ratio_floor_at_step_0"] == pytest.approx(base_steps / (base_steps + 12))
+    ratio = result["steps_to_scratch_final_ratio"]
+    assert ratio is None or ratio >= result["ratio_floor_at_step_0"]
+    assert list(result["per_candidate"]) == ["net2net_width"] and result["seeds"] == [0, 1, 2]

@@ -192,6 +192,31 @@ def _growth_long_scratch(r: Result) -> list[str]:
     return [intro, table([*headers, "steps with base(s) ÷ scratch's", "FLOPs with base(s) ÷ scratch's"], rows)]
 
 
+def _growth_horizon(r: Result) -> str:
+    bases = r.get("bases")
+    steps = ", ".join(f"{letter} {fmt(base['steps'])}" for letter, base in bases.items())
+    finals = ", ".join(fmt(v) for v in r.get("scratch_per_seed_final").values())
+    figures = table(
+        ["figure", "measured"],
+        [
+            ["base pre-training steps (until the loss flattened)", steps],
+            ["steps after growth", fmt(r.get("steps_after_growth"))],
+            ["scratch steps (base a + after growth)", fmt(r.get("scratch_steps"))],
+            ["scratch final held-out loss", f"{fmt(r.get('scratch_final_heldout_loss'))} (per seed {finals})"],
+            ["ratio floor (base a's steps ÷ scratch's)", fmt(r.get("ratio_floor_at_step_0"))],
+        ],
+    )
+    rows = [
+        [code(name)]
+        + [f"{fmt(c['final_heldout_loss'])} ± {fmt(c['final_std'])}", fmt(c["minus_scratch_long_final"])]
+        + [fmt(c["steps_after_growth_to_reach"]), fmt(c["steps_with_base_ratio"]), fmt(c["flops_with_base_ratio"])]
+        for name, c in r.get("per_candidate").items()
+    ]
+    headers = ["grown model", "final ± seed std", "− scratch final", "steps after growth to reach it"]
+    grown = table([*headers, "steps with base(s) ÷ scratch's", "FLOPs with base(s) ÷ scratch's"], rows)
+    return "\n\n".join([figures, grown, "Targets:", targets_table(r, "targets")])
+
+
 def _growth_row(label: str, run: dict[str, Any], at_lag: float | None) -> list[str]:
     finals = ", ".join(fmt(s["final_heldout_loss"]) for s in run["per_seed"].values())
     return [label, fmt(run["loss_step_0"]), fmt(at_lag), fmt(run["final_heldout_loss"]), finals]
@@ -468,6 +493,7 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "baseline_finetune": _baseline,
     "mat": _mat,
     "growth": _growth,
+    "growth_horizon": _growth_horizon,  # benchmarks/growth_horizon.py: a run after growth longer than the base's
     "twa": _twa,
     "twa_compact": _twa,  # the same benchmark on the TWA budget's own schedule (--compact --name twa_compact)
     "twa_epochs3": _twa,  # the same benchmark over three epochs (--steps 915 --name twa_epochs3)
