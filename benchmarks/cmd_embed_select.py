@@ -294,9 +294,9 @@ def assemble(opts, candidates: list[dict], records: Path) -> None:
     write_result("cmd_embed_select", result, TITLE, {"Candidates": summary})
     if opts.update_cmd:
         # selection bookkeeping, and a step time from another machine than the full run's plain timing beside it
-        kept = ("seed", "arm", "layers", "seconds", "seconds_per_step_second_half_embedded")
+        dropped = ("arm", "layers", "seconds", "seconds_per_step_second_half_embedded")
         by_seed = {
-            r["seed"]: {k: v for k, v in r.items() if k == "seed" or k not in kept}
+            r["seed"]: {k: v for k, v in r.items() if k not in dropped}
             for r in rows
             if r.get("layers") == pick["layers"]
         }
