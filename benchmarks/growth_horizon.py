@@ -13,6 +13,7 @@ schedule, the study's data, recipe and held-out tokens, 3 seeds. Writes ``benchm
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from benchmarks.growth import WORK_ROOT, one_core_per_process, run_jobs
 from benchmarks.growth_jobs import BASE_SEEDS, Job, read_records
 from benchmarks.growth_scratch_long import compare
 from benchmarks.growth_setup import CANDIDATES, SMOKE, TWO_BASES, Study, prepare_data
-from benchmarks.growth_summary import curve, mean_curve, std
+from benchmarks.growth_summary import candidate_table, curve, mean_curve, measured_lags, ranking_at, std
 from benchmarks.harness import run_facts, stopwatch, write_result
 
 TITLE = "Growth against scratch with a long run after growth (Llama 6 -> 12 layers, causal LM)"
@@ -42,6 +43,28 @@ def candidate_summary(records: dict[str, dict], names: list[str], seeds: tuple[i
             "params": next(iter(runs.values()))["params"],
         }
     return out
+
+
+def ranking(study: Study, records: dict[str, dict]) -> dict:
+    """LAG at this horizon, over the candidates run (at least 3): Spearman of the seed-mean loss at each measured
+    step k (0 = right after growth) against the seed-mean final loss, and the finals' spread in seed std."""
+    table = candidate_table(study, records)
+    means = {name: mean_curve(per_seed) for name, per_seed in table.items()}
+    finals = [m[study.steps] for m in means.values()]
+    seed_std = statistics.fmean(std([c[study.steps] for c in per_seed.values()]) for per_seed in table.values())
+    steps = sorted({*measured_lags(study), *(k for k in (50, 100, 150) if k <= study.steps // 10)})
+    headline, init = ranking_at(means, study.lag, study.steps), ranking_at(means, 0, study.steps)
+    return {
+        "spearman_lag_vs_final": headline["spearman"],
+        "spearman_init_vs_final": init["spearman"],
+        "lag_steps": study.lag,
+        "lag_cost_fraction": study.lag / study.steps,
+        "lag_pick": headline["pick"],
+        "best_final": min(means, key=lambda n: means[n][study.steps]),
+        "lag_pick_final_gap_nats": headline["pick_final_gap_nats"],
+        "final_spread_over_seed_std": (max(finals) - min(finals)) / seed_std if seed_std else None,
+        "spearman_vs_k": [ranking_at(means, k, study.steps) for k in steps],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         row["final_std"] = summary["candidates"][name]["final_std"]
         row["per_seed_final"] = summary["candidates"][name]["per_seed_final"]
         row["mean_curve"] = summary["candidates"][name]["mean_curve"]
+    lag = ranking(study, records) if len(opts.candidates) >= 3 else None
     best = section["best_grown_steps_with_base_ratio"]
     result = {
         "seeds": list(study.seeds),
@@ -93,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_floor_at_step_0": base["a"]["steps"] / scratch_steps,
         **{k: v for k, v in section.items() if k != "candidates"},
         "per_candidate": section["candidates"],
-        "targets": {"grown_reaches_scratch_final_in_le_0.5_of_steps": best is not None and best <= 0.5},
+        **({"ranking": lag} if lag else {}),
+        "targets": {
+            "grown_reaches_scratch_final_in_le_0.5_of_steps": best is not None and best <= 0.5,
+            **({"spearman_lag_ge_0.8_and_above_init": _lag_goal(lag)} if lag else {}),
+        },
         "study": asdict(study),
         "wall_seconds": round(clock["seconds"], 1),
         "cpu_seconds": {key: round(r["cpu_seconds"], 1) for key, r in {**base_records, **records}.items()},
@@ -110,6 +138,11 @@ def main(argv: list[str] | None = None) -> None:
         for name, row in section["candidates"].items()
     ]
     write_result("growth_horizon", result, TITLE, {"Grown against scratch trained base + run after growth": rows})
+
+
+def _lag_goal(lag: dict) -> bool:
+    rho, init = lag["spearman_lag_vs_final"], lag["spearman_init_vs_final"]
+    return rho is not None and rho >= 0.8 and (init is None or rho > init)
 
 
 if __name__ == "__main__":
