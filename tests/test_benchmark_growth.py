@@ -162,3 +162,13 @@ def test_a_long_run_after_growth_is_compared_with_scratch_trained_base_plus_that
     ratio = result["steps_to_scratch_final_ratio"]
     assert ratio is None or ratio >= result["ratio_floor_at_step_0"]
     assert list(result["per_candidate"]) == ["net2net_width"] and result["seeds"] == [0, 1, 2]
+
+
+def test_lag_at_the_long_horizon_ranks_the_candidates_run_against_their_finals():
+    horizon = pytest.importorskip("benchmarks.growth_horizon")
+    lag = horizon.ranking(STUDY, records())  # the lag agrees with the final order, step 0 says the opposite
+    assert lag["spearman_lag_vs_final"] == pytest.approx(1.0) and lag["spearman_init_vs_final"] == pytest.approx(-1.0)
+    assert lag["lag_pick"] == lag["best_final"] == "copy_all" and lag["lag_pick_final_gap_nats"] == 0
+    assert lag["final_spread_over_seed_std"] == pytest.approx(0.3 / 0.01)
+    assert [k["k"] for k in lag["spearman_vs_k"]] == [0, 1, 2, 5]
+    assert horizon._lag_goal(lag) and not horizon._lag_goal({**lag, "spearman_lag_vs_final": 0.7})

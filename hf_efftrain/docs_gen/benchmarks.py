@@ -214,7 +214,21 @@ def _growth_horizon(r: Result) -> str:
     ]
     headers = ["grown model", "final ± seed std", "− scratch final", "steps after growth to reach it"]
     grown = table([*headers, "steps with base(s) ÷ scratch's", "FLOPs with base(s) ÷ scratch's"], rows)
-    return "\n\n".join([figures, grown, "Targets:", targets_table(r, "targets")])
+    parts = [figures, grown]
+    if "ranking" in r.data:  # LAG at this horizon (3 or more candidates)
+        lag = r.get("ranking")
+        parts.append(
+            f"LAG over these {len(rows)} candidates: Spearman at k = {lag['lag_steps']} "
+            f"{fmt(lag['spearman_lag_vs_final'])}, right after growth {fmt(lag['spearman_init_vs_final'])}; "
+            f"LAG picks {code(lag['lag_pick'])}, the best final is {code(lag['best_final'])}; the finals span "
+            f"{fmt(lag['final_spread_over_seed_std'], 1)} seed std."
+        )
+        rows = [
+            [fmt(k["k"]), pct(k["fraction_of_run"], 1), fmt(k["spearman"]), code(k["pick"])]
+            for k in lag["spearman_vs_k"]
+        ]
+        parts.append(table(["k (steps after growth)", "share of the run", "Spearman vs final", "pick"], rows))
+    return "\n\n".join([*parts, "Targets:", targets_table(r, "targets")])
 
 
 def _growth_row(label: str, run: dict[str, Any], at_lag: float | None) -> list[str]:
