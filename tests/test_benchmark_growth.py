@@ -152,9 +152,16 @@ def test_candidates_summary_takes_seed_means_and_the_spread_at_the_last_step():
 def test_a_long_run_after_growth_is_compared_with_scratch_trained_base_plus_that_run(tmp_path, monkeypatch):
     """Smoke sizes end to end: scratch trains the base's steps plus the run after growth; the ratio's floor is
     the base's share of them."""
+    from datasets.utils import are_progress_bars_disabled, enable_progress_bars
+
     horizon = pytest.importorskip("benchmarks.growth_horizon")
     monkeypatch.setattr("benchmarks.harness.RESULTS_DIR", tmp_path)
-    horizon.main(["--smoke", "--after", "12", "--candidates", "net2net_width", "--work-dir", str(tmp_path / "w")])
+    bars_were_on = not are_progress_bars_disabled()
+    try:  # the study's data preparation turns the datasets bars off for its process: give them back to the others
+        horizon.main(["--smoke", "--after", "12", "--candidates", "net2net_width", "--work-dir", str(tmp_path / "w")])
+    finally:
+        if bars_were_on:
+            enable_progress_bars()
     result = json.loads((tmp_path / "growth_horizon.json").read_text())
     base_steps = result["bases"]["a"]["steps"]
     assert result["scratch_steps"] == base_steps + 12 and result["steps_after_growth"] == 12
