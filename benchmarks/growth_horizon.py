@@ -7,7 +7,7 @@ the base's pre-training. This measures that regime: the base(s) pre-trained as i
 candidates trained ``--after`` steps after growth, scratch trained B + ``--after`` steps, each with its own cosine
 schedule, the study's data, recipe and held-out tokens, 3 seeds. Writes ``benchmarks/results/growth_horizon.json``::
 
-    python -m benchmarks.growth_horizon --after 1600 --candidates net2net_width copy_all --jobs 2
+    python -m benchmarks.growth_horizon --after 1600 --jobs 2    # the seven single-base candidates
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def ranking(study: Study, records: dict[str, dict]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--after", type=int, default=1600, help="G: training steps after growth")
-    parser.add_argument("--candidates", nargs="+", default=["net2net_width", "copy_all"], choices=sorted(CANDIDATES))
+    single_base = [name for name in CANDIDATES if name not in TWO_BASES]  # fusion pays both bases: floor 0.71
+    parser.add_argument("--candidates", nargs="+", default=single_base, choices=sorted(CANDIDATES))
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (one single-threaded job each)")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--smoke", action="store_true", help="toy sizes: proves the pipeline end to end")
