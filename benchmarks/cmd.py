@@ -179,8 +179,7 @@ def run_backward_flops_saved(task: SentimentTask, opts, seed: int, order: list[s
 
     The embedded set grows at each embedding step (``history``, in ``order``); each distinct set is measured once
     with torch's FLOP counter on one batch of the recipe, with the embedded tensors frozen."""
-    rows = task.splits["train"]
-    batch = task.collator([rows[i] for i in range(opts.batch_size)])
+    batch = task.first_batch(opts.batch_size)
     model = task.model(seed).train()
 
     def flops(frozen: set[str]) -> float:

@@ -320,15 +320,18 @@ def _mean(rows: dict[int, dict], key: str) -> float:
     return statistics.mean(r[key] for r in rows.values())
 
 
+def _probe(opts) -> tuple[nn.Module, dict]:
+    """MiniLM with seed 0's head, in training mode, and the recipe's first training batch: what is measured on."""
+    task = SentimentTask.load(max_length=opts.max_length)
+    return task.model(0).train(), task.first_batch(opts.batch_size)
+
+
 def measured_step_seconds(opts, layers: int) -> dict:
     """Step time with and without the chosen prefix (cached with the records: measure it on an idle machine)."""
     cache = Path(opts.records) / f"step-seconds-L{layers}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    task = SentimentTask.load(max_length=opts.max_length)
-    rows = task.splits["train"]
-    batch = task.collator([rows[i] for i in range(opts.batch_size)])
-    model = task.model(0).train()
+    model, batch = _probe(opts)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     out = {**step_seconds(model, batch, prefix_names(names, layers), opts.time_repeats), "repeats": opts.time_repeats}
     out["threads"] = torch.get_num_threads()
@@ -341,10 +344,7 @@ def measured_candidates(opts) -> list[dict]:
     cache = Path(opts.records) / "candidates.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    task = SentimentTask.load(max_length=opts.max_length)
-    rows = task.splits["train"]
-    batch = task.collator([rows[i] for i in range(opts.batch_size)])
-    model = task.model(0).train()
+    model, batch = _probe(opts)
     online = json.loads((RESULTS_DIR / "cmd.json").read_text())["chosen"]["online"]
     first = online["warmup"] * opts.every  # the snapshot that ends the warm-up
     out = prefix_candidates(model, batch, opts.layers, opts.steps, first, opts.every, opts.min_saving)

@@ -58,6 +58,11 @@ class SentimentTask:
     def collator(self) -> DataCollatorWithPadding:
         return DataCollatorWithPadding(self.tokenizer)
 
+    def first_batch(self, size: int) -> dict[str, torch.Tensor]:
+        """The first ``size`` training rows, collated: the fixed batch FLOP counts and step timings are taken on."""
+        rows = self.splits["train"]
+        return self.collator([rows[i] for i in range(size)])
+
     def model(self, seed: int) -> PreTrainedModel:
         """MiniLM with a fresh 2-class head whose initialization depends only on ``seed``."""
         set_seed(seed)
