@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.growth import WORK_ROOT, one_core_per_process, run_jobs
 from benchmarks.growth_jobs import BASE_SEEDS, Job, read_records
 from benchmarks.growth_scratch_long import compare
-from benchmarks.growth_setup import CANDIDATES, SMOKE, TWO_BASES, Study, prepare_data
+from benchmarks.growth_setup import BUILDERS, CANDIDATES, SMOKE, TWO_BASES, Study, prepare_data
 from benchmarks.growth_summary import candidate_table, curve, mean_curve, measured_lags, ranking_at, std
 from benchmarks.harness import run_facts, stopwatch, write_result
 
@@ -71,11 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--after", type=int, default=1600, help="G: training steps after growth")
     single_base = [name for name in CANDIDATES if name not in TWO_BASES]  # fusion pays both bases: floor 0.71
-    parser.add_argument("--candidates", nargs="+", default=single_base, choices=sorted(CANDIDATES))
+    parser.add_argument("--candidates", nargs="+", default=single_base, choices=sorted(BUILDERS))
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (one single-threaded job each)")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--smoke", action="store_true", help="toy sizes: proves the pipeline end to end")
     parser.add_argument("--budget-note", default="")
+    parser.add_argument("--name", default="growth_horizon", help="result file name under benchmarks/results/")
     opts = parser.parse_args(argv)
     study = replace(SMOKE if opts.smoke else Study(), steps=opts.after, candidates=tuple(opts.candidates))
     work = opts.work_dir or WORK_ROOT / f"growth-horizon-{study.key()}"
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         {"candidate": name, **{k: v for k, v in row.items() if k not in ("mean_curve", "per_seed_final")}}
         for name, row in section["candidates"].items()
     ]
-    write_result("growth_horizon", result, TITLE, {"Grown against scratch trained base + run after growth": rows})
+    write_result(opts.name, result, TITLE, {"Grown against scratch trained base + run after growth": rows})
 
 
 def _lag_goal(lag: dict) -> bool:

@@ -24,7 +24,7 @@ import torch
 from transformers import LlamaForCausalLM, TrainerCallback, default_data_collator
 
 from benchmarks.growth_setup import (
-    CANDIDATES,
+    BUILDERS,
     TWO_BASES,
     Study,
     fresh_model,
@@ -228,7 +228,7 @@ def run_candidate(study: Study, job: Job, work: Path) -> dict:
     """Grow the base(s) with one operator and train the result for the study's run."""
     letters = ("a", "b") if job.name in TWO_BASES else ("a",)
     bases = {x: LlamaForCausalLM.from_pretrained(str(base_folder(work, x))) for x in letters}
-    model = CANDIDATES[job.name](study, bases, job.seed)
+    model = BUILDERS[job.name](study, bases, job.seed)
     record = train_run(study, model, job.seed, study.steps, study.eval_steps(), work, job.key)
     return {**record, "params": model.num_parameters(), "layers": model.config.num_hidden_layers}
 

@@ -33,6 +33,7 @@ from hf_efftrain.growth import (
     grow_width,
     interleave,
     masked_depth,
+    masked_width,
     middle,
     overlap,
     slices,
@@ -213,10 +214,22 @@ def _masked(study: Study, bases: Bases, seed: int) -> PreTrainedModel:
     return masked_depth(bases["a"], plan, fresh=True, ramp_steps=study.ramp, seed=seed)
 
 
-def _width(study: Study, bases: Bases, seed: int) -> PreTrainedModel:
+def _width(study: Study, bases: Bases, seed: int, noise: float | None = None) -> PreTrainedModel:
     head_dim = study.hidden // study.heads
     heads, ffn = study.width_hidden // head_dim, study.ffn * study.width_hidden // study.hidden
-    return grow_width(bases["a"], study.width_hidden, ffn, heads, heads, noise=study.width_noise, seed=seed)
+    noise = study.width_noise if noise is None else noise
+    return grow_width(bases["a"], study.width_hidden, ffn, heads, heads, noise=noise, seed=seed)
+
+
+def _masked_copies(study: Study, bases: Bases, seed: int) -> PreTrainedModel:
+    plan = copy_all(study.base_layers, study.target_layers)
+    return masked_depth(bases["a"], plan, fresh=False, ramp_steps=study.ramp, seed=seed)
+
+
+def _masked_width(study: Study, bases: Bases, seed: int) -> PreTrainedModel:
+    set_seed(seed)  # the fresh units' initialization
+    heads, ffn = 2 * study.heads, 2 * study.ffn  # 6 layers, ~ the parameters of 12 x 64
+    return masked_width(bases["a"], ffn, heads, heads, ramp_steps=study.ramp, seed=seed)
 
 
 def _passthrough(study: Study, bases: Bases, seed: int) -> PreTrainedModel:
@@ -237,8 +250,26 @@ CANDIDATES: dict[str, Builder] = {
 }
 """Every growth operator of the library, applied to the pre-trained base(s) ``a`` (and ``b`` for fusion)."""
 
+VARIANTS: dict[str, Builder] = {
+    "net2net_width(noise=0)": lambda study, bases, seed: _width(study, bases, seed, noise=0.0),
+    "net2net_width(noise=0.1)": lambda study, bases, seed: _width(study, bases, seed, noise=0.1),
+    "msg(copy_all,copies)": _masked_copies,
+    "msg_width(heads,ffn x2)": _masked_width,
+}
+"""Settings of the same operators a user also chooses between, several exact at step 0 like Net2Net and MSG:
+the initial loss ties them, so only training can rank them (the case LAG is for). Not in the study's default."""
+
+BUILDERS: dict[str, Builder] = {**CANDIDATES, **VARIANTS}
+"""Every model a growth job can build, by name."""
+
 TWO_BASES = ("deep_fusion(a,b)", "passthrough(a|b)")
-WIDER = ("net2net_width", "deep_fusion(a,b)")
+WIDER = (
+    "net2net_width",
+    "deep_fusion(a,b)",
+    "net2net_width(noise=0)",
+    "net2net_width(noise=0.1)",
+    "msg_width(heads,ffn x2)",
+)
 """Candidates that grow width, not depth: the rest stack layers into the same 12-layer shape."""
 
 DESCRIPTIONS = {
@@ -251,4 +282,8 @@ DESCRIPTIONS = {
     "net2net_width": "Net2Net width growth of every axis by 1.5x (same depth, ~ the parameters of the deep ones)",
     "deep_fusion(a,b)": "Deep Fusion of bases a and b: double width, block-diagonal, output = average",
     "passthrough(a|b)": "mergekit passthrough: all layers of base a, then all layers of base b",
+    "net2net_width(noise=0)": "Net2Net width 1.5x with exact copies (the library's default): copies stay identical",
+    "net2net_width(noise=0.1)": "Net2Net width 1.5x with the copies' read weights split unequally by 10%",
+    "msg(copy_all,copies)": "masked structural growth: copies of layers 0..L-1 behind a mask ramped 0->1",
+    "msg_width(heads,ffn x2)": "masked width growth: heads and MLP units doubled (fresh, masked), hidden size kept",
 }
