@@ -179,3 +179,35 @@ def test_lag_at_the_long_horizon_ranks_the_candidates_run_against_their_finals()
     assert lag["final_spread_over_seed_std"] == pytest.approx(0.3 / 0.01)
     assert [k["k"] for k in lag["spearman_vs_k"]] == [0, 1, 2, 5]
     assert horizon._lag_goal(lag) and not horizon._lag_goal({**lag, "spearman_lag_vs_final": 0.7})
+
+
+def test_the_variants_are_exact_at_step_0_and_exact_copies_stay_identical_in_training():
+    """The init loss cannot rank the variants (the case LAG is for): MSG is the base's function, the Net2Net
+    noise settings are one function; without noise the copied MLP units keep equal weights as they train."""
+    import torch
+
+    setup = pytest.importorskip("benchmarks.growth_setup")
+    study = setup.SMOKE
+    ids = torch.randint(0, study.vocab, (4, study.block), generator=torch.Generator().manual_seed(0))
+
+    def loss(model) -> float:
+        with torch.no_grad():
+            return model.eval()(input_ids=ids, labels=ids).loss.item()
+
+    def built(name: str):
+        return setup.BUILDERS[name](study, {"a": setup.fresh_model(study, study.base_layers, seed=7)}, 0)
+
+    base = loss(setup.fresh_model(study, study.base_layers, seed=7))
+    for name in ("msg(copy_all,copies)", "msg(copy_all,fresh)", "msg_width(heads,ffn x2)"):
+        assert loss(built(name)) == pytest.approx(base, abs=1e-5), name
+    widths = [loss(built(n)) for n in ("net2net_width", "net2net_width(noise=0)", "net2net_width(noise=0.1)")]
+    assert widths == pytest.approx([widths[0]] * 3, abs=1e-5)
+    assert set(setup.VARIANTS) <= set(setup.DESCRIPTIONS) and not set(setup.VARIANTS) & set(setup.CANDIDATES)
+
+    exact = built("net2net_width(noise=0)").train()
+    optimizer = torch.optim.AdamW(exact.parameters(), lr=1e-2)
+    for _ in range(3):
+        exact(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step(), optimizer.zero_grad()
+    up = exact.model.layers[0].mlp.up_proj.weight  # unit j copies unit j mod ffn (the first half is copied twice)
+    assert torch.allclose(up[: study.ffn // 2], up[study.ffn : study.ffn + study.ffn // 2], atol=1e-6)
