@@ -77,8 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="toy sizes: proves the pipeline end to end")
     parser.add_argument("--budget-note", default="")
     parser.add_argument("--name", default="growth_horizon", help="result file name under benchmarks/results/")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of every run, base included")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the candidates and scratch")
     opts = parser.parse_args(argv)
     study = replace(SMOKE if opts.smoke else Study(), steps=opts.after, candidates=tuple(opts.candidates))
+    study = replace(study, lr=opts.lr or study.lr, seeds=tuple(opts.seeds or study.seeds))
     work = opts.work_dir or WORK_ROOT / f"growth-horizon-{study.key()}"
     one_core_per_process()
     prepare_data(study, work)
