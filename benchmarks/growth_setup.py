@@ -259,7 +259,10 @@ VARIANTS: dict[str, Builder] = {
 """Settings of the same operators a user also chooses between, several exact at step 0 like Net2Net and MSG:
 the initial loss ties them, so only training can rank them (the case LAG is for). Not in the study's default."""
 
-BUILDERS: dict[str, Builder] = {**CANDIDATES, **VARIANTS}
+REFERENCES: dict[str, Builder] = {"no_growth(base a)": lambda study, bases, seed: bases["a"]}
+"""Not growth: the base trained on in its own shape, what a user who does not grow gets for the same steps."""
+
+BUILDERS: dict[str, Builder] = {**CANDIDATES, **VARIANTS, **REFERENCES}
 """Every model a growth job can build, by name."""
 
 TWO_BASES = ("deep_fusion(a,b)", "passthrough(a|b)")
@@ -286,4 +289,5 @@ DESCRIPTIONS = {
     "net2net_width(noise=0.1)": "Net2Net width 1.5x with the copies' read weights split unequally by 10%",
     "msg(copy_all,copies)": "masked structural growth: copies of layers 0..L-1 behind a mask ramped 0->1",
     "msg_width(heads,ffn x2)": "masked width growth: heads and MLP units doubled (fresh, masked), hidden size kept",
+    "no_growth(base a)": "no growth: base a (6 layers) trained on in its own shape",
 }
