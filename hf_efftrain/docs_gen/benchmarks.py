@@ -206,13 +206,15 @@ def _growth_horizon(r: Result) -> str:
             ["ratio floor (base a's steps ÷ scratch's)", fmt(r.get("ratio_floor_at_step_0"))],
         ],
     )
+    lag_at = str(r.get("study.lag"))
     rows = [
-        [code(name)]
+        [code(name), fmt(c["mean_curve"]["0"]), fmt(c["mean_curve"][lag_at])]
         + [f"{fmt(c['final_heldout_loss'])} ± {fmt(c['final_std'])}", fmt(c["minus_scratch_long_final"])]
         + [fmt(c["steps_after_growth_to_reach"]), fmt(c["steps_with_base_ratio"]), fmt(c["flops_with_base_ratio"])]
         for name, c in r.get("per_candidate").items()
     ]
-    headers = ["grown model", "final ± seed std", "− scratch final", "steps after growth to reach it"]
+    headers = ["grown model", "loss at step 0", f"at step {lag_at}", "final ± seed std", "− scratch final"]
+    headers += ["steps after growth to reach it"]
     grown = table([*headers, "steps with base(s) ÷ scratch's", "FLOPs with base(s) ÷ scratch's"], rows)
     parts = [figures, grown]
     if "ranking" in r.data:  # LAG at this horizon (3 or more candidates)
@@ -508,6 +510,7 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "mat": _mat,
     "growth": _growth,
     "growth_horizon": _growth_horizon,  # benchmarks/growth_horizon.py: a run after growth longer than the base's
+    "growth_lag_variants": _growth_horizon,  # the same, with settings that tie at step 0 (--name growth_lag_variants)
     "twa": _twa,
     "twa_compact": _twa,  # the same benchmark on the TWA budget's own schedule (--compact --name twa_compact)
     "twa_epochs3": _twa,  # the same benchmark over three epochs (--steps 915 --name twa_epochs3)
