@@ -79,9 +79,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="growth_horizon", help="result file name under benchmarks/results/")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate of every run, base included")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the candidates and scratch")
+    parser.add_argument(
+        "--warmup-after-growth", type=float, default=None, help="the candidates' warm-up: steps, or a fraction < 1"
+    )
     opts = parser.parse_args(argv)
     study = replace(SMOKE if opts.smoke else Study(), steps=opts.after, candidates=tuple(opts.candidates))
     study = replace(study, lr=opts.lr or study.lr, seeds=tuple(opts.seeds or study.seeds))
+    study = replace(study, warmup_after_growth=opts.warmup_after_growth)
     work = opts.work_dir or WORK_ROOT / f"growth-horizon-{study.key()}"
     one_core_per_process()
     prepare_data(study, work)

@@ -205,11 +205,14 @@ def _save_model(model, folder: Path) -> None:
 # ---- candidates and scratch -------------------------------------------------------------------------------------
 
 
-def train_run(study: Study, model, seed: int, steps: int, evals: list[int], work: Path, key: str) -> dict:
-    """Train ``model`` ``steps`` steps (data order from ``seed``), held-out loss at step 0 and at ``evals``."""
+def train_run(
+    study: Study, model, seed: int, steps: int, evals: list[int], work: Path, key: str, warmup: float | None = None
+) -> dict:
+    """Train ``model`` ``steps`` steps (data order from ``seed``), held-out loss at step 0 and at ``evals``;
+    ``warmup`` (steps, or a fraction below 1) replaces the study's."""
     train, held = load_data(work)
     flops = train_flops_per_token(model) * study.batch * study.block
-    args = training_args(study, seed, work / "runs" / key)
+    args = training_args(study, seed, work / "runs" / key, **({} if warmup is None else {"warmup_steps": warmup}))
     result = select_growth(
         {key: model},
         train,
@@ -229,7 +232,8 @@ def run_candidate(study: Study, job: Job, work: Path) -> dict:
     letters = ("a", "b") if job.name in TWO_BASES else ("a",)
     bases = {x: LlamaForCausalLM.from_pretrained(str(base_folder(work, x))) for x in letters}
     model = BUILDERS[job.name](study, bases, job.seed)
-    record = train_run(study, model, job.seed, study.steps, study.eval_steps(), work, job.key)
+    warmup = study.warmup_after_growth
+    record = train_run(study, model, job.seed, study.steps, study.eval_steps(), work, job.key, warmup)
     return {**record, "params": model.num_parameters(), "layers": model.config.num_hidden_layers}
 
 

@@ -64,6 +64,7 @@ class Study:
     steps: int = 400  # training steps after growth, for every candidate and for scratch
     lr: float = 2e-3
     warmup: float = 0.05  # fraction of each run
+    warmup_after_growth: float | None = None  # the candidates' warm-up (steps, or a fraction < 1); None = warmup
     lag: int = 20  # the headline lag: 5% of the run
     lags: tuple[int, ...] = (1, 2, 5, 10, 20, 40)  # the Spearman-against-k curve (40 = 10%)
     eval_every: int = 50

@@ -211,3 +211,30 @@ def test_the_variants_are_exact_at_step_0_and_exact_copies_stay_identical_in_tra
         optimizer.step(), optimizer.zero_grad()
     up = exact.model.layers[0].mlp.up_proj.weight  # unit j copies unit j mod ffn (the first half is copied twice)
     assert torch.allclose(up[: study.ffn // 2], up[study.ffn : study.ffn + study.ffn // 2], atol=1e-6)
+
+
+def test_the_warm_up_after_growth_is_the_candidates_own_and_scratch_keeps_the_studys(tmp_path, monkeypatch):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    jobs = pytest.importorskip("benchmarks.growth_jobs")
+    seen = {}
+
+    def fake_select(models, train, lag_steps, args, **kwargs):
+        (key,) = models
+        seen[key] = args.get_warmup_steps(lag_steps)
+        return SimpleNamespace(losses={key: {"0": 5.0}}, train_curves={key: [5.0]})
+
+    monkeypatch.setattr(jobs, "select_growth", fake_select)
+    monkeypatch.setattr(jobs, "load_data", lambda work: (None, None))
+    monkeypatch.setattr(jobs, "train_flops_per_token", lambda model: 1.0)
+    study = Study(steps=1600, warmup_after_growth=20)
+    model = SimpleNamespace(num_parameters=lambda: 1, config=SimpleNamespace(num_hidden_layers=12))
+    monkeypatch.setattr(jobs, "BUILDERS", {"copy_all": lambda study, bases, seed: model})
+    monkeypatch.setattr(jobs.LlamaForCausalLM, "from_pretrained", lambda folder: None)
+    monkeypatch.setattr(jobs, "fresh_model", lambda study, layers, seed: model)
+    jobs.run_candidate(study, Job("candidate", "copy_all", 0), tmp_path)
+    jobs.run_scratch_long(study, Job("scratch_long", "2531", 0), tmp_path)
+    assert seen == {Job("candidate", "copy_all", 0).key: 20, Job("scratch_long", "2531", 0).key: 127}  # 5% of 2531
+    jobs.run_candidate(replace(study, warmup_after_growth=None), Job("candidate", "copy_all", 1), tmp_path)
+    assert seen[Job("candidate", "copy_all", 1).key] == 80  # without it: the study's 5% of 1,600
