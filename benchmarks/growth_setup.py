@@ -260,8 +260,25 @@ VARIANTS: dict[str, Builder] = {
 """Settings of the same operators a user also chooses between, several exact at step 0 like Net2Net and MSG:
 the initial loss ties them, so only training can rank them (the case LAG is for). Not in the study's default."""
 
-REFERENCES: dict[str, Builder] = {"no_growth(base a)": lambda study, bases, seed: bases["a"]}
-"""Not growth: the base trained on in its own shape, what a user who does not grow gets for the same steps."""
+
+def _untied(study: Study, bases: Bases, seed: int) -> PreTrainedModel:
+    """Base a with its output embedding a separate copy of the input one, as Net2Net's growth of the hidden size
+    leaves it (the same function, more parameters)."""
+    base = bases["a"]
+    config = base.config.to_dict() | {"tie_word_embeddings": False}
+    untied = LlamaForCausalLM(LlamaConfig(**config))
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    state["lm_head.weight"] = base.get_input_embeddings().weight.detach().clone()
+    untied.load_state_dict(state, strict=True)
+    return untied
+
+
+REFERENCES: dict[str, Builder] = {
+    "no_growth(base a)": lambda study, bases, seed: bases["a"],
+    "no_growth(base a, untied)": _untied,
+}
+"""Not growth: the base trained on in its own shape, what a user who does not grow gets for the same steps; and
+the same with its embeddings untied, which Net2Net width growth also does."""
 
 BUILDERS: dict[str, Builder] = {**CANDIDATES, **VARIANTS, **REFERENCES}
 """Every model a growth job can build, by name."""
@@ -291,4 +308,5 @@ DESCRIPTIONS = {
     "msg(copy_all,copies)": "masked structural growth: copies of layers 0..L-1 behind a mask ramped 0->1",
     "msg_width(heads,ffn x2)": "masked width growth: heads and MLP units doubled (fresh, masked), hidden size kept",
     "no_growth(base a)": "no growth: base a (6 layers) trained on in its own shape",
+    "no_growth(base a, untied)": "no growth, base a's output embedding untied from the input one (as Net2Net does)",
 }

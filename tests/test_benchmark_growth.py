@@ -198,8 +198,10 @@ def test_the_variants_are_exact_at_step_0_and_exact_copies_stay_identical_in_tra
         return setup.BUILDERS[name](study, {"a": setup.fresh_model(study, study.base_layers, seed=7)}, 0)
 
     base = loss(setup.fresh_model(study, study.base_layers, seed=7))
-    for name in ("msg(copy_all,copies)", "msg(copy_all,fresh)", "msg_width(heads,ffn x2)"):
+    for name in ("msg(copy_all,copies)", "msg(copy_all,fresh)", "msg_width(heads,ffn x2)", "no_growth(base a, untied)"):
         assert loss(built(name)) == pytest.approx(base, abs=1e-5), name
+    untied = built("no_growth(base a, untied)")
+    assert not untied.config.tie_word_embeddings and untied.lm_head.weight is not untied.model.embed_tokens.weight
     widths = [loss(built(n)) for n in ("net2net_width", "net2net_width(noise=0)", "net2net_width(noise=0.1)")]
     assert widths == pytest.approx([widths[0]] * 3, abs=1e-5)
     assert set(setup.VARIANTS) <= set(setup.DESCRIPTIONS) and not set(setup.VARIANTS) & set(setup.CANDIDATES)
