@@ -240,3 +240,34 @@ def test_the_warm_up_after_growth_is_the_candidates_own_and_scratch_keeps_the_st
     assert seen == {Job("candidate", "copy_all", 0).key: 20, Job("scratch_long", "2531", 0).key: 127}  # 5% of 2531
     jobs.run_candidate(replace(study, warmup_after_growth=None), Job("candidate", "copy_all", 1), tmp_path)
     assert seen[Job("candidate", "copy_all", 1).key] == 80  # without it: the study's 5% of 1,600
+
+
+def test_the_learning_rate_check_pairs_each_side_at_its_own_best_rate(tmp_path, monkeypatch):
+    check = pytest.importorskip("benchmarks.growth_lr_check")
+
+    def run(lr: float, scratch: float, grown_curve: dict[int, float]) -> dict:
+        grown = {"final_heldout_loss": grown_curve[1600], "per_seed_final": {"0": grown_curve[1600]}}
+        grown |= {"mean_curve": {str(k): v for k, v in grown_curve.items()}, "steps_with_base_ratio": 0.7}
+        return {
+            "study": {"lr": lr}, "seeds": [0], "bases": {"a": {"steps": 900}}, "scratch_steps": 2500,
+            "scratch_final_heldout_loss": scratch, "scratch_per_seed_final": {"0": scratch},
+            "per_candidate": {"net2net_width": grown},
+        }  # fmt: skip
+
+    files = {
+        "r1": run(1e-3, 4.5, {0: 5.0, 800: 4.6, 1600: 4.40}),
+        "r2": run(2e-3, 4.4, {0: 4.8, 800: 4.3, 1600: 4.20}),  # the grown model's best rate
+        "r4": run(4e-3, 4.35, {0: 4.8, 800: 4.5, 1600: 4.25}),  # scratch's best: at the grid's edge
+    }
+    for name, data in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    monkeypatch.setattr(check, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr("benchmarks.harness.RESULTS_DIR", tmp_path)
+    check.main(["r4", "r1", "r2"])
+    result = json.loads((tmp_path / "growth_lr_check.json").read_text())
+    tuned = result["tuned"]
+    assert (tuned["scratch_lr"], tuned["grown_lr"]) == (4e-3, 2e-3) and tuned["either_best_at_the_grid_edge"]
+    assert tuned["grown_steps_after_growth_to_reach"] == 800  # 4.30 at 800 is the first point at or below 4.35
+    assert result["steps_to_scratch_final_ratio"] == pytest.approx((900 + 800) / 2500)
+    assert [r["lr"] for r in result["per_lr"]] == [1e-3, 2e-3, 4e-3]
+    assert not result["targets"]["grown_reaches_scratch_final_in_le_0.5_of_steps"]

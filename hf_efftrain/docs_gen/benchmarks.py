@@ -206,16 +206,8 @@ def _growth_horizon(r: Result) -> str:
             ["ratio floor (base a's steps ÷ scratch's)", fmt(r.get("ratio_floor_at_step_0"))],
         ],
     )
-    lag_at = str(r.get("study.lag"))
-    rows = [
-        [code(name), fmt(c["mean_curve"]["0"]), fmt(c["mean_curve"][lag_at])]
-        + [f"{fmt(c['final_heldout_loss'])} ± {fmt(c['final_std'])}", fmt(c["minus_scratch_long_final"])]
-        + [fmt(c["steps_after_growth_to_reach"]), fmt(c["steps_with_base_ratio"]), fmt(c["flops_with_base_ratio"])]
-        for name, c in r.get("per_candidate").items()
-    ]
-    headers = ["grown model", "loss at step 0", f"at step {lag_at}", "final ± seed std", "− scratch final"]
-    headers += ["steps after growth to reach it"]
-    grown = table([*headers, "steps with base(s) ÷ scratch's", "FLOPs with base(s) ÷ scratch's"], rows)
+    grown = _horizon_table(r)
+    rows = list(r.get("per_candidate"))
     parts = [figures, grown]
     if "ranking" in r.data:  # LAG at this horizon (3 or more candidates)
         lag = r.get("ranking")
@@ -231,6 +223,45 @@ def _growth_horizon(r: Result) -> str:
         ]
         parts.append(table(["k (steps after growth)", "share of the run", "Spearman vs final", "pick"], rows))
     return "\n\n".join([*parts, "Targets:", targets_table(r, "targets")])
+
+
+def _horizon_table(r: Result) -> str:
+    """Grown models (or references) of a growth_horizon run against scratch trained base + run after growth."""
+    lag_at = str(r.get("study.lag"))
+    rows = [
+        [code(name), fmt(c["mean_curve"]["0"]), fmt(c["mean_curve"][lag_at])]
+        + [f"{fmt(c['final_heldout_loss'])} ± {fmt(c['final_std'])}", fmt(c["minus_scratch_long_final"])]
+        + [fmt(c["steps_after_growth_to_reach"]), fmt(c["steps_with_base_ratio"]), fmt(c["flops_with_base_ratio"])]
+        for name, c in r.get("per_candidate").items()
+    ]
+    headers = ["grown model", "loss at step 0", f"at step {lag_at}", "final ± seed std", "− scratch final"]
+    headers += ["steps after growth to reach it"]
+    return table([*headers, "steps with base(s) ÷ scratch's", "FLOPs with base(s) ÷ scratch's"], rows)
+
+
+def _growth_reference(r: Result) -> str:
+    steps, final = fmt(r.get("scratch_steps")), fmt(r.get("scratch_final_heldout_loss"))
+    return f"Scratch trained {steps} steps ends at {final}; against it:\n\n" + _horizon_table(r)
+
+
+def _growth_lr_check(r: Result) -> str:
+    rows = [
+        [fmt(x["lr"]), ", ".join(map(str, x["seeds"])), fmt(x["base_steps"]), fmt(x["scratch_final"])]
+        + [fmt(x["scratch_per_seed_final"]["0"]), fmt(x["grown_final"]), fmt(x["grown_per_seed_final"]["0"])]
+        + [fmt(x["steps_ratio_at_this_lr"])]
+        for x in r.get("per_lr")
+    ]
+    headers = ["peak lr", "seeds", "base steps", "scratch final (mean)", "scratch, seed 0", "Net2Net final (mean)"]
+    rates = table([*headers, "Net2Net, seed 0", "steps ratio at this lr"], rows)
+    t = r.get("tuned")
+    tuned = (
+        f"Each at its best rate (lowest mean final): scratch at {fmt(t['scratch_lr'])} ends at "
+        f"{fmt(t['scratch_final'])}; Net2Net at {fmt(t['grown_lr'])} reaches it "
+        f"{fmt(t['grown_steps_after_growth_to_reach'])} steps after growth: **{fmt(t['steps_to_scratch_final_ratio'])}"
+        f"** of scratch's steps, its base counted."
+        + (" One side's best rate is at the edge of the grid." if t["either_best_at_the_grid_edge"] else "")
+    )
+    return "\n\n".join([rates, tuned, "Targets:", targets_table(r, "targets")])
 
 
 def _growth_row(label: str, run: dict[str, Any], at_lag: float | None) -> list[str]:
@@ -511,6 +542,9 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "growth": _growth,
     "growth_horizon": _growth_horizon,  # benchmarks/growth_horizon.py: a run after growth longer than the base's
     "growth_lag_variants": _growth_horizon,  # the same, with settings that tie at step 0 (--name growth_lag_variants)
+    "growth_no_growth": _growth_reference,  # growth_horizon --candidates "no_growth(base a)" --name growth_no_growth
+    "growth_no_growth_untied": _growth_reference,  # the same with the embeddings untied
+    "growth_lr_check": _growth_lr_check,  # benchmarks/growth_lr_check.py: each side at its own learning rate
     "twa": _twa,
     "twa_compact": _twa,  # the same benchmark on the TWA budget's own schedule (--compact --name twa_compact)
     "twa_epochs3": _twa,  # the same benchmark over three epochs (--steps 915 --name twa_epochs3)
