@@ -542,6 +542,7 @@ RENDERERS: dict[str, Callable[[Result], str]] = {
     "growth": _growth,
     "growth_horizon": _growth_horizon,  # benchmarks/growth_horizon.py: a run after growth longer than the base's
     "growth_lag_variants": _growth_horizon,  # the same, with settings that tie at step 0 (--name growth_lag_variants)
+    "growth_lag_short_warmup": _growth_horizon,  # the same seven with --warmup-after-growth 20
     "growth_no_growth": _growth_reference,  # growth_horizon --candidates "no_growth(base a)" --name growth_no_growth
     "growth_no_growth_untied": _growth_reference,  # the same with the embeddings untied
     "growth_lr_check": _growth_lr_check,  # benchmarks/growth_lr_check.py: each side at its own learning rate
