@@ -83,9 +83,15 @@ def main(argv: list[str] | None = None) -> None:
         "--warmup-after-growth", type=float, default=None, help="the candidates' warm-up: steps, or a fraction < 1"
     )
     opts = parser.parse_args(argv)
-    study = replace(SMOKE if opts.smoke else Study(), steps=opts.after, candidates=tuple(opts.candidates))
-    study = replace(study, lr=opts.lr or study.lr, seeds=tuple(opts.seeds or study.seeds))
-    study = replace(study, warmup_after_growth=opts.warmup_after_growth)
+    preset = SMOKE if opts.smoke else Study()
+    study = replace(
+        preset,
+        steps=opts.after,
+        candidates=tuple(opts.candidates),
+        lr=opts.lr or preset.lr,
+        seeds=tuple(opts.seeds or preset.seeds),
+        warmup_after_growth=opts.warmup_after_growth,
+    )
     work = opts.work_dir or WORK_ROOT / f"growth-horizon-{study.key()}"
     one_core_per_process()
     prepare_data(study, work)

@@ -63,9 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="growth_horizon result files (without .json), one per rate")
     opts = parser.parse_args(argv)
+    missing = [name for name in opts.names if not (RESULTS_DIR / f"{name}.json").is_file()]
+    if missing:
+        name = missing[0]
+        parser.error(f"no {RESULTS_DIR}/{name}.json: run `python -m benchmarks.growth_horizon --name {name}` first")
     runs = [json.loads((RESULTS_DIR / f"{name}.json").read_text()) for name in opts.names]
-    if any(GROWN not in run["per_candidate"] for run in runs):
-        raise SystemExit(f"every result file must hold {GROWN}'s runs")
+    if any(GROWN not in run.get("per_candidate", {}) for run in runs):
+        parser.error(f"every result file must hold {GROWN}'s runs (growth_horizon --candidates {GROWN})")
     rows = sorted((rate_row(run) for run in runs), key=lambda r: r["lr"])
     tuned = tuned_ratio(rows)
     result = {

@@ -39,6 +39,7 @@ from hf_efftrain.growth import (
     slices,
     top_k,
 )
+from hf_efftrain.growth.assemble import build_model, derive_config
 from hf_efftrain.tasks import causal_lm_blocks
 
 EOS = "<eos>"
@@ -265,12 +266,8 @@ def _untied(study: Study, bases: Bases, seed: int) -> PreTrainedModel:
     """Base a with its output embedding a separate copy of the input one, as Net2Net's growth of the hidden size
     leaves it (the same function, more parameters)."""
     base = bases["a"]
-    config = base.config.to_dict() | {"tie_word_embeddings": False}
-    untied = LlamaForCausalLM(LlamaConfig(**config))
-    state = {k: v.clone() for k, v in base.state_dict().items()}
-    state["lm_head.weight"] = base.get_input_embeddings().weight.detach().clone()
-    untied.load_state_dict(state, strict=True)
-    return untied
+    state = base.state_dict() | {"lm_head.weight": base.get_input_embeddings().weight}
+    return build_model(base, derive_config(base.config, tie_word_embeddings=False), state, seed=seed)
 
 
 REFERENCES: dict[str, Builder] = {

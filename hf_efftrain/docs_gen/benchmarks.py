@@ -206,13 +206,11 @@ def _growth_horizon(r: Result) -> str:
             ["ratio floor (base a's steps ÷ scratch's)", fmt(r.get("ratio_floor_at_step_0"))],
         ],
     )
-    grown = _horizon_table(r)
-    rows = list(r.get("per_candidate"))
-    parts = [figures, grown]
+    parts = [figures, _horizon_table(r)]
     if "ranking" in r.data:  # LAG at this horizon (3 or more candidates)
         lag = r.get("ranking")
         parts.append(
-            f"LAG over these {len(rows)} candidates: Spearman at k = {lag['lag_steps']} "
+            f"LAG over these {len(r.get('per_candidate'))} candidates: Spearman at k = {lag['lag_steps']} "
             f"{fmt(lag['spearman_lag_vs_final'])}, right after growth {fmt(lag['spearman_init_vs_final'])}; "
             f"LAG picks {code(lag['lag_pick'])}, the best final is {code(lag['best_final'])}; the finals span "
             f"{fmt(lag['final_spread_over_seed_std'], 1)} seed std."
